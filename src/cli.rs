@@ -1,0 +1,204 @@
+//! The command line (`mlcd build|train|deploy|plan|validate`), built from the
+//! same input table as action.yml, and the action entry point: inside GitHub
+//! Actions with no arguments, inputs come from `INPUT_*` variables.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use clap::{Arg, ArgAction, ArgMatches, Command as Clap};
+
+use crate::config::suggest;
+use crate::config::values::Mode;
+use crate::error::UserError;
+use crate::inputs::{Command, InputKind, RawInputs, Source, INPUTS};
+
+/// What the process was asked to do.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Run a command with these inputs.
+    Run(Command, RawInputs),
+    /// Print the config JSON schema.
+    Schema,
+}
+
+const ABOUT: &str = "Continuous delivery for machine-learning models: build model images, train on an \
+instance type, deploy as shadow, canary or blue-green with verification and rollback.";
+
+const AFTER: &str = "Inside GitHub Actions with no arguments, mlcd reads its inputs from INPUT_* variables \
+(the container action). Exit codes: 0 success or plan, 1 failed, 2 invalid input, 3 timed out, 4 cancelled.";
+
+fn input_args(mode: Option<Mode>, only: Option<&[&str]>) -> Vec<Arg> {
+    INPUTS
+        .iter()
+        .filter(|s| s.cli)
+        .filter(|s| match mode {
+            Some(m) => s.modes.is_empty() || s.modes.contains(&m),
+            None => true,
+        })
+        .filter(|s| only.is_none_or(|o| o.contains(&s.name)))
+        .map(|s| {
+            let mut a = Arg::new(s.name)
+                .long(s.name)
+                .help(s.description)
+                .action(ArgAction::Set);
+            for alias in s.aliases {
+                a = a.alias(*alias);
+            }
+            match s.kind {
+                InputKind::Bool => {
+                    a = a
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .default_missing_value("true")
+                        .value_name("BOOL");
+                }
+                InputKind::Secret => {
+                    a = a.value_name("SECRET").hide_env_values(true);
+                }
+                InputKind::Text => {
+                    a = a.value_name("VALUE");
+                }
+            }
+            if let Some(env) = s.cli_env {
+                a = a.env(env);
+            }
+            a
+        })
+        .collect()
+}
+
+/// The clap command tree.
+pub fn command() -> Clap {
+    let mode_cmd = |m: Mode, about: &'static str| Clap::new(m.as_str()).about(about).args(input_args(Some(m), None));
+    Clap::new("mlcd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .after_help(AFTER)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(mode_cmd(Mode::Build, "Build the model image and push it to registries"))
+        .subcommand(mode_cmd(Mode::Train, "Train the model on an instance type"))
+        .subcommand(mode_cmd(Mode::Deploy, "Deploy the model behind an endpoint"))
+        .subcommand(
+            Clap::new("plan")
+                .about("Print a mode's plan and touch nothing (the same as --dry-run)")
+                .arg(
+                    Arg::new("MODE")
+                        .required(true)
+                        .help("build, train or deploy")
+                        .value_parser(Mode::NAMES.to_vec()),
+                )
+                .args(input_args(None, None).into_iter().filter(|a| a.get_id() != "dry-run")),
+        )
+        .subcommand(
+            Clap::new("validate")
+                .about("Check the config file; exit non-zero on any error")
+                .args(input_args(None, Some(&["config", "model-id", "output", "checks", "github-token"]))),
+        )
+        .subcommand(Clap::new("schema").about("Print the JSON schema of mlcd.yml").hide(true))
+}
+
+fn raw_from_matches(m: &ArgMatches) -> Result<RawInputs, UserError> {
+    let mut raw = RawInputs::default();
+    for spec in INPUTS.iter().filter(|s| s.cli) {
+        if let Ok(Some(v)) = m.try_get_one::<String>(spec.name) {
+            let source = match m.value_source(spec.name) {
+                Some(clap::parser::ValueSource::EnvVariable) => {
+                    Source::CliEnv(spec.cli_env.unwrap_or_default().to_string())
+                }
+                _ => Source::Flag(spec.name.to_string()),
+            };
+            raw.set(spec.name, v, source)?;
+        }
+    }
+    Ok(raw)
+}
+
+/// Parses the process's arguments. Inside Actions with no arguments, the inputs
+/// come from `INPUT_*` variables and `INPUT_MODE` says the mode.
+pub fn parse(
+    args: Vec<OsString>,
+    env: &BTreeMap<String, String>,
+) -> Result<Result<Invocation, UserError>, clap::Error> {
+    let in_actions = env.get("GITHUB_ACTIONS").map(String::as_str) == Some("true");
+    if args.len() <= 1 && in_actions {
+        return Ok(action_invocation(env));
+    }
+    let m = command().try_get_matches_from(args)?;
+    let (name, sub) = m.subcommand().expect("a subcommand is required");
+    let cmd = match name {
+        "schema" => return Ok(Ok(Invocation::Schema)),
+        "validate" => Command::Validate,
+        "plan" => {
+            let mode: Mode = sub
+                .get_one::<String>("MODE")
+                .expect("required")
+                .parse()
+                .expect("clap checked the value");
+            Command::Plan(mode)
+        }
+        other => Command::Run(other.parse().expect("subcommands are modes")),
+    };
+    Ok(raw_from_matches(sub).map(|raw| Invocation::Run(cmd, raw)))
+}
+
+fn action_invocation(env: &BTreeMap<String, String>) -> Result<Invocation, UserError> {
+    let raw = RawInputs::from_action_env(env)?;
+    let mode = match raw.get("mode") {
+        None => {
+            return Err(UserError::invalid(
+                "missing required input `mode` (INPUT_MODE): expected `build`, `train` or `deploy`",
+            )
+            .hint("add `mode: build` (or train, deploy) under `with:` in the step that uses mlcd"))
+        }
+        Some(g) => g.value.parse::<Mode>().map_err(|_| {
+            UserError::invalid(format!(
+                "{}: {}",
+                g.source,
+                suggest::unknown_word("mode", &g.value, Mode::NAMES)
+            ))
+        })?,
+    };
+    Ok(Invocation::Run(Command::Run(mode), raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_clap_tree_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn flags_fill_the_same_inputs() {
+        let inv = parse(args(&["mlcd", "train", "--model-id", "churn", "--wait=false", "--dry-run"]), &BTreeMap::new())
+            .unwrap()
+            .unwrap();
+        let Invocation::Run(Command::Run(Mode::Train), raw) = inv else { panic!() };
+        assert_eq!(raw.get("model-id").unwrap().value, "churn");
+        assert_eq!(raw.get("wait").unwrap().value, "false");
+        assert_eq!(raw.get("dry-run").unwrap().value, "true");
+    }
+
+    #[test]
+    fn deploy_only_flags_are_refused_for_build() {
+        assert!(parse(args(&["mlcd", "build", "--strategy", "canary"]), &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn action_mode_needs_a_known_mode() {
+        let mut env = BTreeMap::new();
+        env.insert("GITHUB_ACTIONS".to_string(), "true".to_string());
+        let e = parse(args(&["mlcd"]), &env).unwrap().unwrap_err();
+        assert!(e.message.contains("INPUT_MODE"));
+        env.insert("INPUT_MODE".into(), "biuld".into());
+        let e = parse(args(&["mlcd"]), &env).unwrap().unwrap_err();
+        assert!(e.message.contains("did you mean `build`"), "{}", e.message);
+    }
+}

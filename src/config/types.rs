@@ -1,0 +1,302 @@
+//! The `mlcd.yml` types. Strict: unknown keys are errors. The doc comments become
+//! the descriptions in the committed JSON schema (`schema/mlcd.schema.json`).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::values::{
+    Backend, DurationSpec, Gate, ImageRef, InstanceType, ModelId, OnStop, Percent, Protocol,
+    RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
+};
+
+/// mlcd configuration: how a model is built, trained and deployed. Inputs given to the
+/// action or the CLI override the values here.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "mlcd.yml")]
+pub struct Config {
+    /// The model's slug, the default for the `model-id` input: it names images, jobs,
+    /// endpoints and registry entries.
+    pub model: Option<ModelId>,
+    /// Where jobs and endpoints run: `local` (the Docker engine on this machine, the
+    /// default), `sagemaker`, `vertex` or `kubernetes`.
+    pub backend: Option<Backend>,
+    /// How the model image is built and where it is pushed.
+    #[serde(default)]
+    pub build: BuildConfig,
+    /// How the model is trained.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// How the model is served and rolled out.
+    #[serde(default)]
+    pub deploy: DeployConfig,
+    /// The model registry that records trained versions.
+    #[serde(default)]
+    pub registry: RegistryConfig,
+    /// Amazon SageMaker settings (for `backend: sagemaker` or `registry.type: sagemaker`).
+    #[serde(default)]
+    pub sagemaker: SagemakerConfig,
+    /// Google Vertex AI settings (for `backend: vertex`).
+    #[serde(default)]
+    pub vertex: VertexConfig,
+    /// Kubernetes settings (for `backend: kubernetes`).
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// How the model image is built and where it is pushed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuildConfig {
+    /// The build context directory, relative to this file. Default: this file's directory.
+    pub context: Option<String>,
+    /// The Dockerfile, relative to the context. Default: `Dockerfile`.
+    pub dockerfile: Option<String>,
+    /// The Dockerfile stage to build.
+    pub target: Option<String>,
+    /// The registry (and namespace) images are pushed to; the image is
+    /// `<registry>/<model>`. Example: `ghcr.io/acme`.
+    pub registry: Option<RegistryRef>,
+    /// More registries the same image is pushed to.
+    #[serde(default)]
+    pub registries: Vec<RegistryRef>,
+    /// Build arguments (`ARG`s in the Dockerfile).
+    #[serde(default)]
+    pub args: BTreeMap<String, Scalar>,
+    /// Target platforms, like `linux/amd64`.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Extra image labels (the OCI lineage labels are always added).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra image tags (the commit, branch, semver and `latest` tags are always computed).
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+/// How the model is trained.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrainConfig {
+    /// The image to train. Default: the image built for this commit.
+    pub image: Option<ImageRef>,
+    /// The instance type: a portable name (`cpu.small`, `gpu.t4.xl`, …) or a native type.
+    pub instance: Option<InstanceType>,
+    /// How many instances. Default: 1.
+    pub count: Option<u32>,
+    /// Hyperparameters, passed to the container as strings in
+    /// `/opt/ml/input/config/hyperparameters.json`.
+    #[serde(default)]
+    pub hyperparameters: BTreeMap<String, Scalar>,
+    /// Input channels: name → local directory (relative to this file) or a remote URI
+    /// (`s3://…`, `gs://…`); mounted at `/opt/ml/input/data/<name>/`.
+    #[serde(default)]
+    pub channels: BTreeMap<String, String>,
+    /// Where model artifacts go on remote backends (`s3://…`, `gs://…`).
+    pub output: Option<String>,
+    /// How long mlcd waits for the job. Default: `1h`.
+    pub timeout: Option<DurationSpec>,
+    /// The job's own maximum runtime on the backend. Default: the timeout.
+    pub max_runtime: Option<DurationSpec>,
+    /// Wait for the job to finish. Default: true.
+    pub wait: Option<bool>,
+    /// What to do with the job when the wait times out: `stop` (default) or `leave`.
+    pub on_timeout: Option<OnStop>,
+    /// What to do with the job when the workflow is cancelled: `stop` (default) or `leave`.
+    pub on_cancel: Option<OnStop>,
+    /// Environment variables for the training container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Metrics read from the logs with regular expressions (SageMaker MetricDefinitions);
+    /// `/opt/ml/output/metrics.json` is always read too.
+    #[serde(default)]
+    pub metrics: Vec<MetricDefinition>,
+    /// Gates a trained model must pass to be registered: metric → `>= 0.90`.
+    #[serde(default)]
+    pub gates: BTreeMap<String, Gate>,
+    /// Compare with the production model version (champion/challenger) on this metric.
+    pub champion: Option<ChampionGate>,
+}
+
+/// A metric read from the training logs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricDefinition {
+    /// The metric's name.
+    pub name: String,
+    /// A regular expression whose first group is the value.
+    pub regex: String,
+}
+
+/// A champion/challenger gate.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChampionGate {
+    /// The metric to compare.
+    pub metric: String,
+    /// `higher` (default) or `lower` is better.
+    #[serde(default)]
+    pub better: Better,
+    /// The registry alias that marks the champion. Default: `production`.
+    pub alias: Option<String>,
+}
+
+/// Which direction of a metric is better.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Better {
+    /// Higher is better (accuracy, AUC).
+    #[default]
+    Higher,
+    /// Lower is better (loss, error).
+    Lower,
+}
+
+/// How the model is served and rolled out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeployConfig {
+    /// The endpoint's name. Default: the model id.
+    pub endpoint: Option<String>,
+    /// The image or model version to deploy. Default: the one trained for this commit.
+    pub image: Option<ImageRef>,
+    /// The instance type for serving.
+    pub instance: Option<InstanceType>,
+    /// How many serving replicas. Default: 1.
+    pub replicas: Option<u32>,
+    /// Server worker processes per replica.
+    pub workers: Option<u32>,
+    /// Request batching.
+    pub batching: Option<Batching>,
+    /// Per-request timeout. Default: `60s`.
+    pub request_timeout: Option<DurationSpec>,
+    /// How long a new version may take to become ready. Default: `10m`.
+    pub ready_timeout: Option<DurationSpec>,
+    /// `all-at-once`, `canary`, `linear`, `blue-green` or `shadow`. Default: `all-at-once`.
+    pub strategy: Option<Strategy>,
+    /// Traffic percentages for canary and linear rollouts, rising, like `[10, 50, 100]`.
+    pub steps: Option<Steps>,
+    /// Traffic for the first step (overridden by the `traffic` input).
+    pub traffic: Option<Percent>,
+    /// Time between traffic steps. Default: `5m`.
+    pub interval: Option<DurationSpec>,
+    /// The variation's name (Qwak's `variation-name`), like `shadow` or `challenger`.
+    pub variation: Option<String>,
+    /// The GitHub environment the deployment is reported to. Default: `production`.
+    pub environment: Option<String>,
+    /// The protocol the serving container speaks: `sagemaker` (default) or `v2`.
+    pub protocol: Option<Protocol>,
+    /// Environment variables for the serving container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Smoke tests sent to every new version before it takes traffic.
+    #[serde(default)]
+    pub smoke: Vec<SmokeTest>,
+    /// When to roll back automatically.
+    #[serde(default)]
+    pub rollback: RollbackConfig,
+}
+
+/// Request batching for the serving container.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Batching {
+    /// The largest batch.
+    pub max_batch_size: u32,
+    /// The longest a request waits for its batch to fill.
+    pub max_latency: DurationSpec,
+}
+
+/// A sample request and what its answer must look like.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SmokeTest {
+    /// The request body file, relative to this file.
+    pub request: String,
+    /// The content type of the request. Default: `application/json`.
+    pub content_type: Option<String>,
+    /// The HTTP status the answer must have. Default: 200.
+    pub expect_status: Option<u16>,
+    /// A file holding the expected answer (JSON compared structurally).
+    pub expect_output: Option<String>,
+    /// The slowest acceptable answer, like `500ms`.
+    pub max_latency: Option<DurationSpec>,
+}
+
+/// When a deployment rolls back on its own.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RollbackConfig {
+    /// Roll back when a smoke test fails. Default: true.
+    pub on_smoke_failure: Option<bool>,
+    /// CloudWatch alarm names that roll a SageMaker deployment back.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    /// Roll back when the error rate exceeds this share (0 to 1) during a step.
+    pub max_error_rate: Option<f64>,
+}
+
+/// The model registry that records trained versions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistryConfig {
+    /// `local` (a directory, the default), `mlflow` or `sagemaker`.
+    #[serde(rename = "type")]
+    pub kind: Option<RegistryType>,
+    /// For `local`: the directory. Default: `.mlcd/registry` in the workspace.
+    pub path: Option<String>,
+    /// For `mlflow`: the tracking server URI.
+    pub tracking_uri: Option<String>,
+    /// The registered model's name. Default: the model id.
+    pub model_name: Option<String>,
+    /// The alias a passing version gets. Default: none (promotion is a deploy decision).
+    pub alias: Option<String>,
+}
+
+/// Amazon SageMaker settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SagemakerConfig {
+    /// The AWS region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// The execution role SageMaker assumes for jobs and endpoints.
+    pub role_arn: Option<String>,
+    /// Where training output goes (`s3://bucket/prefix`).
+    pub output_path: Option<String>,
+    /// Subnets for jobs and endpoints in a VPC.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Security groups for jobs and endpoints in a VPC.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+/// Google Vertex AI settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VertexConfig {
+    /// The Google Cloud project.
+    pub project: Option<String>,
+    /// The region, like `us-central1`.
+    pub region: Option<String>,
+    /// The service account jobs run as.
+    pub service_account: Option<String>,
+    /// Staging bucket (`gs://…`).
+    pub staging_bucket: Option<String>,
+}
+
+/// Kubernetes settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KubernetesConfig {
+    /// The namespace. Default: `default`.
+    pub namespace: Option<String>,
+    /// The kubeconfig context. Default: the current one.
+    pub context: Option<String>,
+    /// The service account jobs and predictors run as.
+    pub service_account: Option<String>,
+    /// Where model artifacts are stored (`s3://…`, `gs://…`, `pvc://…`).
+    pub storage_uri: Option<String>,
+}

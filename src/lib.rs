@@ -1,0 +1,14 @@
+//! mlcd: continuous delivery for machine-learning models. The library behind the
+//! `mlcd` binary: inputs + config + event → [`plan::Plan`] → mode runner → report.
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod inputs;
+pub mod instance;
+pub mod modes;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod secrets;

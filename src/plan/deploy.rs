@@ -1,0 +1,345 @@
+//! The deploy plan: which version goes behind which endpoint, the traffic steps
+//! of the strategy, smoke tests and rollback triggers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::paths::inside_workspace;
+use super::Inputs;
+use crate::config::suggest;
+use crate::config::values::{
+    Backend, DurationSpec, InstanceType, ModelId, Percent, Protocol, Steps, Strategy,
+};
+use crate::error::UserError;
+use crate::instance::{self, Resolved};
+
+/// The deploy settings `param-list` takes in deploy mode (Qwak's deploy action took
+/// them this way), besides `from-file`.
+pub const DEPLOY_PARAMS: &[&str] = &[
+    "endpoint", "instance", "replicas", "workers", "strategy", "traffic", "steps", "interval",
+    "variation-name", "environment", "protocol", "request-timeout", "ready-timeout",
+    "max-batch-size", "max-batch-latency", "from-file",
+];
+
+/// What `mode: deploy` will do.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeployPlan {
+    /// The image (model version) to deploy.
+    pub image: String,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The variation's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variation: Option<String>,
+    /// The rollout strategy.
+    pub strategy: Strategy,
+    /// Traffic percentages the candidate takes, in order (for shadow: the share
+    /// of requests copied to it).
+    pub steps: Vec<u8>,
+    /// Time between steps.
+    pub interval: DurationSpec,
+    /// The serving instance, resolved for the backend.
+    pub instance: Resolved,
+    /// Replicas.
+    pub replicas: u32,
+    /// Worker processes per replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// Batching: max size and max latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batching: Option<String>,
+    /// Per-request timeout.
+    pub request_timeout: DurationSpec,
+    /// Bound on waiting for the new version to become ready.
+    pub ready_timeout: DurationSpec,
+    /// The serving protocol.
+    pub protocol: Protocol,
+    /// Container environment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Smoke tests run against every new version.
+    pub smoke: Vec<SmokePlan>,
+    /// Roll back when a smoke test fails.
+    pub rollback_on_smoke_failure: bool,
+    /// Alarms that roll back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback_alarms: Vec<String>,
+    /// The GitHub environment reported to.
+    pub environment: String,
+    /// Wait for the rollout to finish.
+    pub wait: bool,
+}
+
+/// One smoke test.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SmokePlan {
+    /// The request file, relative to the workspace.
+    pub request: String,
+    /// Expected status.
+    pub expect_status: u16,
+    /// Expected output file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_output: Option<String>,
+    /// Latency budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<DurationSpec>,
+}
+
+fn param_err(key: &str, e: impl std::fmt::Display) -> UserError {
+    UserError::invalid(format!("param-list `{key}`: {e}"))
+}
+
+/// Plans a rollout.
+pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<DeployPlan, UserError> {
+    let cfg = &inputs.cfg().deploy;
+    let req = inputs.request;
+    let params: BTreeMap<&str, &str> = req
+        .params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for k in params.keys() {
+        if !DEPLOY_PARAMS.contains(k) {
+            return Err(UserError::invalid(format!(
+                "param-list: {}",
+                suggest::unknown_word("deploy setting", k, DEPLOY_PARAMS)
+            )));
+        }
+    }
+    let p = |k: &str| params.get(k).copied();
+    let parse_p = |k: &str| -> Result<Option<DurationSpec>, UserError> {
+        p(k).map(|v| v.parse().map_err(|e| param_err(k, e))).transpose()
+    };
+    let u32_p = |k: &str| -> Result<Option<u32>, UserError> {
+        p(k).map(|v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| param_err(k, format!("expected a whole number of at least 1, found `{v}`")))
+        })
+        .transpose()
+    };
+
+    let image = match (&req.image, &req.build_id, &cfg.image) {
+        (Some(i), _, _) => i.to_string(),
+        (None, Some(b), _) => b.clone(),
+        (None, None, Some(i)) => i.to_string(),
+        (None, None, None) => inputs
+            .commit_image(model)
+            .map(|i| i.to_string())
+            .ok_or_else(|| {
+                UserError::invalid("no version to deploy: no `image` or `build-id` input, no `deploy.image`, and no commit to find the model trained for it")
+                    .hint("give `image` (CLI: --image …) or run inside a git checkout")
+            })?,
+    };
+
+    let strategy = match p("strategy") {
+        Some(s) => s.parse().map_err(|e| param_err("strategy", e))?,
+        None => req.strategy.or(cfg.strategy).unwrap_or(Strategy::AllAtOnce),
+    };
+    let traffic: Option<Percent> = match p("traffic") {
+        Some(t) => Some(t.parse().map_err(|e| param_err("traffic", e))?),
+        None => req.traffic.or(cfg.traffic),
+    };
+    let config_steps: Option<Steps> = match p("steps") {
+        Some(s) => Some(s.parse().map_err(|e| param_err("steps", e))?),
+        None => cfg.steps.clone(),
+    };
+    let steps = steps_for(strategy, traffic, config_steps.as_ref()).map_err(|e| {
+        if req.traffic.is_some() {
+            UserError::invalid(format!("input `traffic`: {e}"))
+        } else {
+            inputs.config_error(&["deploy", "steps"], format!("`deploy`: {e}"))
+        }
+    })?;
+
+    let instance_name: InstanceType = match p("instance") {
+        Some(i) => i.parse().map_err(|e| param_err("instance", e))?,
+        None => req
+            .instance
+            .clone()
+            .or_else(|| cfg.instance.clone())
+            .unwrap_or_else(|| "cpu.small".parse().expect("valid")),
+    };
+    let instance = instance::resolve(&instance_name, backend)
+        .map_err(|e| inputs.config_error(&["deploy", "instance"], format!("deploy instance: {e}")))?;
+
+    let max_batch_size = u32_p("max-batch-size")?;
+    let max_batch_latency = parse_p("max-batch-latency")?;
+    let batching = match (&cfg.batching, max_batch_size, max_batch_latency) {
+        (_, Some(s), Some(l)) => Some(format!("{s} requests or {l}")),
+        (Some(b), s, l) => Some(format!(
+            "{} requests or {}",
+            s.unwrap_or(b.max_batch_size),
+            l.unwrap_or(b.max_latency)
+        )),
+        (None, None, None) => None,
+        (None, _, _) => {
+            return Err(UserError::invalid(
+                "param-list: batching needs both `max-batch-size` and `max-batch-latency`",
+            ))
+        }
+    };
+
+    let ws = &inputs.context.workspace;
+    let base = inputs.config.map_or(ws.as_path(), |c| c.dir.as_path());
+    let mut smoke = Vec::new();
+    for (i, t) in cfg.smoke.iter().enumerate() {
+        let key = ["deploy", "smoke", "request"];
+        let what = format!("`deploy.smoke[{i}].request`");
+        let req_path = inside_workspace(ws, base, Path::new(&t.request), &what)
+            .map_err(|e| inputs.config_error(&key, e))?;
+        if !req_path.abs.is_file() {
+            return Err(inputs
+                .config_error(&key, format!("{what}: the sample request file `{}` does not exist", t.request))
+                .hint("smoke-test request paths are relative to the config file"));
+        }
+        let expect_output = match &t.expect_output {
+            Some(o) => {
+                let what = format!("`deploy.smoke[{i}].expect-output`");
+                let op = inside_workspace(ws, base, Path::new(o), &what)
+                    .map_err(|e| inputs.config_error(&["deploy", "smoke", "expect-output"], e))?;
+                if !op.abs.is_file() {
+                    return Err(inputs.config_error(
+                        &["deploy", "smoke", "expect-output"],
+                        format!("{what}: the expected output file `{o}` does not exist"),
+                    ));
+                }
+                Some(op.display)
+            }
+            None => None,
+        };
+        smoke.push(SmokePlan {
+            request: req_path.display,
+            expect_status: t.expect_status.unwrap_or(200),
+            expect_output,
+            max_latency: t.max_latency,
+        });
+    }
+
+    let mut env = cfg.env.clone();
+    env.extend(req.env_vars.iter().cloned());
+
+    Ok(DeployPlan {
+        image,
+        endpoint: p("endpoint")
+            .map(str::to_string)
+            .or_else(|| cfg.endpoint.clone())
+            .unwrap_or_else(|| model.to_string()),
+        variation: p("variation-name").map(str::to_string).or_else(|| cfg.variation.clone()),
+        strategy,
+        steps,
+        interval: parse_p("interval")?
+            .or(cfg.interval)
+            .unwrap_or(DurationSpec(Duration::from_secs(300))),
+        instance,
+        replicas: u32_p("replicas")?.or(req.replicas).or(cfg.replicas).unwrap_or(1),
+        workers: u32_p("workers")?.or(cfg.workers),
+        batching,
+        request_timeout: parse_p("request-timeout")?
+            .or(cfg.request_timeout)
+            .unwrap_or(DurationSpec(Duration::from_secs(60))),
+        ready_timeout: parse_p("ready-timeout")?
+            .or(req.timeout)
+            .or(cfg.ready_timeout)
+            .unwrap_or(DurationSpec(Duration::from_secs(600))),
+        protocol: match p("protocol") {
+            Some(v) => v.parse().map_err(|e| param_err("protocol", e))?,
+            None => cfg.protocol.unwrap_or(Protocol::Sagemaker),
+        },
+        env,
+        smoke,
+        rollback_on_smoke_failure: cfg.rollback.on_smoke_failure.unwrap_or(true),
+        rollback_alarms: cfg.rollback.alarms.clone(),
+        environment: p("environment")
+            .map(str::to_string)
+            .or_else(|| req.environment.clone())
+            .or_else(|| cfg.environment.clone())
+            .unwrap_or_else(|| "production".into()),
+        wait: req.wait.unwrap_or(true),
+    })
+}
+
+/// The traffic steps a strategy takes. `traffic` sets the first step; the
+/// configured steps above it follow.
+fn steps_for(strategy: Strategy, traffic: Option<Percent>, steps: Option<&Steps>) -> Result<Vec<u8>, String> {
+    let configured: Vec<u8> = steps.map(|s| s.0.iter().map(|p| p.0).collect()).unwrap_or_default();
+    match strategy {
+        Strategy::AllAtOnce | Strategy::BlueGreen => {
+            if let Some(t) = traffic.filter(|t| t.0 != 100) {
+                return Err(format!(
+                    "`{strategy}` moves all traffic at once, so a first step of {t}% does not apply: use `canary` or `linear` for partial traffic"
+                ));
+            }
+            if !configured.is_empty() && configured != [100] {
+                return Err(format!("`{strategy}` takes no traffic steps: use `canary` or `linear` for steps"));
+            }
+            Ok(vec![100])
+        }
+        Strategy::Shadow => {
+            if configured.len() > 1 {
+                return Err("`shadow` copies a share of the traffic and takes no steps: give one `traffic` percentage".into());
+            }
+            let share = traffic.map(|t| t.0).or(configured.first().copied()).unwrap_or(100);
+            if share == 0 {
+                return Err("a shadow copy of 0% of the traffic would test nothing".into());
+            }
+            Ok(vec![share])
+        }
+        Strategy::Canary | Strategy::Linear => {
+            let default: &[u8] = if strategy == Strategy::Canary { &[10, 50, 100] } else { &[25, 50, 75, 100] };
+            let base: Vec<u8> = if configured.is_empty() { default.to_vec() } else { configured };
+            let mut out = Vec::new();
+            if let Some(t) = traffic {
+                if t.0 == 0 {
+                    return Err("the first traffic step must be above 0%".into());
+                }
+                out.push(t.0);
+            }
+            for s in base {
+                if out.last().is_none_or(|l| s > *l) {
+                    out.push(s);
+                }
+            }
+            if out.last() != Some(&100) {
+                out.push(100);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_steps_start_at_the_traffic_input() {
+        let steps: Steps = "10,50,100".parse().unwrap();
+        assert_eq!(steps_for(Strategy::Canary, None, Some(&steps)).unwrap(), [10, 50, 100]);
+        assert_eq!(steps_for(Strategy::Canary, Some(Percent(20)), Some(&steps)).unwrap(), [20, 50, 100]);
+        assert_eq!(steps_for(Strategy::Canary, Some(Percent(60)), Some(&steps)).unwrap(), [60, 100]);
+        assert_eq!(steps_for(Strategy::Linear, None, None).unwrap(), [25, 50, 75, 100]);
+        let partial: Steps = "5,20".parse().unwrap();
+        assert_eq!(steps_for(Strategy::Canary, None, Some(&partial)).unwrap(), [5, 20, 100]);
+    }
+
+    #[test]
+    fn partial_traffic_with_all_at_once_is_refused() {
+        assert!(steps_for(Strategy::AllAtOnce, Some(Percent(10)), None).is_err());
+        assert_eq!(steps_for(Strategy::BlueGreen, None, None).unwrap(), [100]);
+    }
+
+    #[test]
+    fn shadow_takes_one_share() {
+        assert_eq!(steps_for(Strategy::Shadow, None, None).unwrap(), [100]);
+        assert_eq!(steps_for(Strategy::Shadow, Some(Percent(30)), None).unwrap(), [30]);
+        let two: Steps = "10,50".parse().unwrap();
+        assert!(steps_for(Strategy::Shadow, None, Some(&two)).is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! The training plan: image, job name, instance, hyperparameters, channels,
+//! waits and gates, and the registry a passing model goes to.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::paths::inside_workspace;
+use super::Inputs;
+use crate::config::values::{Backend, DurationSpec, ModelId, OnStop, RegistryType};
+use crate::error::UserError;
+use crate::instance::{self, Resolved};
+
+/// What `mode: train` will run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrainPlan {
+    /// The training image.
+    pub image: String,
+    /// The job's name: derived from model, run and attempt, so a re-run attaches.
+    pub job_name: String,
+    /// A job to attach to instead of submitting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attach: Option<String>,
+    /// The instance type, resolved for the backend.
+    pub instance: Resolved,
+    /// Instance count.
+    pub count: u32,
+    /// Hyperparameters as the container receives them (strings).
+    pub hyperparameters: BTreeMap<String, String>,
+    /// Input channels: name → workspace path or URI.
+    pub channels: BTreeMap<String, String>,
+    /// Container environment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Wait for the job.
+    pub wait: bool,
+    /// Bound on the wait.
+    pub timeout: DurationSpec,
+    /// The job's own maximum runtime.
+    pub max_runtime: DurationSpec,
+    /// What happens to the job when the wait times out.
+    pub on_timeout: OnStop,
+    /// What happens to the job when the workflow is cancelled.
+    pub on_cancel: OnStop,
+    /// Metric gates: metric → condition.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: BTreeMap<String, String>,
+    /// Metrics read from logs: name → regex.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, String>,
+    /// Champion/challenger comparison, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub champion: Option<String>,
+    /// Where a passing model is registered.
+    pub registry: RegistryPlan,
+    /// SageMaker settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sagemaker: Option<SagemakerPlan>,
+}
+
+/// Where a model version is recorded.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegistryPlan {
+    /// `local`, `mlflow` or `sagemaker`.
+    #[serde(rename = "type")]
+    pub kind: RegistryType,
+    /// The registered model's name.
+    pub model_name: String,
+    /// The directory or tracking URI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The alias a passing version gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// The SageMaker settings a job needs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SagemakerPlan {
+    /// AWS region.
+    pub region: String,
+    /// Execution role.
+    pub role_arn: String,
+}
+
+/// Plans a training job.
+pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainPlan, UserError> {
+    let cfg = &inputs.cfg().train;
+    let req = inputs.request;
+    let ctx = inputs.context;
+
+    let image = match (&req.image, &req.build_id, &cfg.image) {
+        (Some(i), _, _) => i.to_string(),
+        (None, Some(b), _) => b.clone(),
+        (None, None, Some(i)) => i.to_string(),
+        (None, None, None) => inputs
+            .commit_image(model)
+            .map(|i| i.to_string())
+            .ok_or_else(|| {
+                UserError::invalid("no image to train: no `image` or `build-id` input, no `train.image`, and no commit to find the image built for it")
+                    .hint("give `image` (CLI: --image 127.0.0.1:5000/churn:abc1234) or run inside a git checkout")
+            })?,
+    };
+
+    let instance_name = req
+        .instance
+        .clone()
+        .or_else(|| cfg.instance.clone())
+        .unwrap_or_else(|| "cpu.small".parse().expect("a valid instance name"));
+    let instance = instance::resolve(&instance_name, backend).map_err(|e| {
+        let e = if req.instance.is_some() {
+            UserError::invalid(format!("input `instance`: {e}"))
+        } else {
+            inputs.config_error(&["train", "instance"], format!("`train.instance`: {e}"))
+        };
+        e.hint("use a portable name (see README: instance types) or the backend's native type")
+    })?;
+
+    let mut hyperparameters: BTreeMap<String, String> = cfg
+        .hyperparameters
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    for (k, v) in &req.params {
+        hyperparameters.insert(k.clone(), v.clone());
+    }
+
+    let ws = &ctx.workspace;
+    let base = inputs.config.map_or(ws.as_path(), |c| c.dir.as_path());
+    let mut channels = BTreeMap::new();
+    for (name, src) in &cfg.channels {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(inputs.config_error(
+                &["train", "channels", name],
+                format!("channel name `{name}` must be letters, digits, `-` and `_` (it becomes /opt/ml/input/data/{name}/)"),
+            ));
+        }
+        let value = if src.contains("://") {
+            src.clone()
+        } else {
+            let what = format!("`train.channels.{name}`");
+            let p = inside_workspace(ws, base, Path::new(src), &what)
+                .map_err(|e| inputs.config_error(&["train", "channels", name], e))?;
+            if !p.abs.exists() {
+                return Err(inputs.config_error(
+                    &["train", "channels", name],
+                    format!("{what}: `{src}` does not exist (resolved to {})", p.display),
+                ));
+            }
+            p.display
+        };
+        channels.insert(name.clone(), value);
+    }
+
+    let mut env = cfg.env.clone();
+    env.extend(req.env_vars.iter().cloned());
+
+    let timeout = req
+        .timeout
+        .or(cfg.timeout)
+        .unwrap_or(DurationSpec(Duration::from_secs(3600)));
+    let max_runtime = cfg.max_runtime.unwrap_or(timeout);
+
+    let job_name = job_name(inputs, model, &hyperparameters);
+
+    let reg = &inputs.cfg().registry;
+    let kind = reg.kind.unwrap_or(RegistryType::Local);
+    let registry = RegistryPlan {
+        kind,
+        model_name: reg.model_name.clone().unwrap_or_else(|| model.to_string()),
+        location: match kind {
+            RegistryType::Local => Some(reg.path.clone().unwrap_or_else(|| ".mlcd/registry".into())),
+            RegistryType::Mlflow => Some(
+                reg.tracking_uri
+                    .clone()
+                    .or_else(|| inputs.env.get("MLFLOW_TRACKING_URI").cloned())
+                    .ok_or_else(|| {
+                        inputs.config_error(&["registry", "type"], "`registry.type: mlflow` needs `registry.tracking-uri` or the MLFLOW_TRACKING_URI variable")
+                    })?,
+            ),
+            RegistryType::Sagemaker => None,
+        },
+        alias: reg.alias.clone(),
+    };
+
+    let sagemaker = if backend == Backend::Sagemaker || kind == RegistryType::Sagemaker {
+        let sm = &inputs.cfg().sagemaker;
+        let region = sm
+            .region
+            .clone()
+            .or_else(|| inputs.env.get("AWS_REGION").cloned())
+            .or_else(|| inputs.env.get("AWS_DEFAULT_REGION").cloned())
+            .ok_or_else(|| {
+                inputs
+                    .config_error(&["sagemaker"], "SageMaker needs a region: set `sagemaker.region` or AWS_REGION")
+                    .hint("aws-actions/configure-aws-credentials sets AWS_REGION for you")
+            })?;
+        let role_arn = req
+            .iam_role_arn
+            .clone()
+            .or_else(|| sm.role_arn.clone())
+            .ok_or_else(|| {
+                inputs
+                    .config_error(&["sagemaker"], "SageMaker training needs an execution role: set `sagemaker.role-arn` or the `iam-role-arn` input")
+                    .hint("the role SageMaker assumes, like arn:aws:iam::123456789012:role/sagemaker-train")
+            })?;
+        if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
+            return Err(inputs.config_error(
+                &["sagemaker", "role-arn"],
+                format!("`{role_arn}` is not an IAM role ARN (expected arn:aws:iam::<account>:role/<name>)"),
+            ));
+        }
+        Some(SagemakerPlan { region, role_arn })
+    } else {
+        None
+    };
+
+    Ok(TrainPlan {
+        image,
+        job_name,
+        attach: req.attach.clone(),
+        instance,
+        count: cfg.count.unwrap_or(1).max(1),
+        hyperparameters,
+        channels,
+        env,
+        wait: req.wait.or(cfg.wait).unwrap_or(true),
+        timeout,
+        max_runtime,
+        on_timeout: cfg.on_timeout.unwrap_or(OnStop::Stop),
+        on_cancel: cfg.on_cancel.unwrap_or(OnStop::Stop),
+        gates: cfg.gates.iter().map(|(k, g)| (k.clone(), g.to_string())).collect(),
+        metrics: cfg.metrics.iter().map(|m| (m.name.clone(), m.regex.clone())).collect(),
+        champion: cfg.champion.as_ref().map(|c| {
+            format!(
+                "{} ({} is better) vs the version aliased `{}`",
+                c.metric,
+                match c.better {
+                    crate::config::types::Better::Higher => "higher",
+                    crate::config::types::Better::Lower => "lower",
+                },
+                c.alias.as_deref().unwrap_or("production")
+            )
+        }),
+        registry,
+        sagemaker,
+    })
+}
+
+/// `<model>-<run id>-<attempt>` in GitHub (a re-run of the same attempt attaches);
+/// outside GitHub `<model>-<short sha>-<hash of the hyperparameters>`.
+fn job_name(inputs: &Inputs, model: &ModelId, hp: &BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let ctx = inputs.context;
+    match (&ctx.run_id, &ctx.run_attempt) {
+        (Some(run), attempt) => format!("{model}-{run}-{}", attempt.as_deref().unwrap_or("1")),
+        (None, _) => {
+            let mut h = Sha256::new();
+            for (k, v) in hp {
+                h.update(k.as_bytes());
+                h.update([0]);
+                h.update(v.as_bytes());
+                h.update([0]);
+            }
+            let hash = format!("{:x}", h.finalize());
+            let sha = inputs.short_sha().unwrap_or_else(|| "nocommit".into());
+            format!("{model}-{sha}-{}", &hash[..6])
+        }
+    }
+}

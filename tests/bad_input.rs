@@ -1,0 +1,163 @@
+//! Bad input: each case gets one clear error naming the input or file:line, a
+//! non-zero exit (2: invalid input), and nothing half-done (no outputs but
+//! `status`, nothing touched).
+
+mod common;
+use common::*;
+
+const GOOD: &str = "model: churn\ndeploy:\n  strategy: canary\n  steps: [10, 50, 100]\n";
+
+fn plan(ws: &Workspace, args: &[&str]) -> Run {
+    let mut all = vec!["plan"];
+    all.extend_from_slice(args);
+    mlcd(ws.path(), &all, &[("GITHUB_SHA", SHA)])
+}
+
+#[test]
+fn unknown_mode_is_refused_on_the_cli_and_in_the_action() {
+    let ws = Workspace::new();
+    let r = mlcd(ws.path(), &["biuld"], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("biuld"), "{}", r.stderr);
+
+    let r = action(&ws, &[("INPUT_MODE", "biuld")]);
+    r.assert_code(2);
+    assert!(r.stdout.contains("::error title=mlcd%3A invalid input::input `mode` (INPUT_MODE): unknown mode `biuld`: did you mean `build`?"), "{}", r.stdout);
+    let outputs = parse_outputs(&ws.read("out/output"));
+    assert_eq!(outputs.get("status").map(String::as_str), Some("invalid"));
+    assert_eq!(outputs.len(), 1, "nothing but the status: {outputs:?}");
+}
+
+#[test]
+fn missing_model_id_says_where_to_set_it() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "deploy:\n  strategy: canary\n");
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("missing model-id"), "{}", r.stderr);
+    assert!(r.stderr.contains("--model-id"), "{}", r.stderr);
+}
+
+#[test]
+fn malformed_yaml_points_at_the_line() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\ndeploy:\n  steps: [10, 50\n  strategy: canary\n");
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--> mlcd.yml:"), "{}", r.stderr);
+    assert!(r.stderr.contains("invalid config"), "{}", r.stderr);
+}
+
+#[test]
+fn unknown_key_gets_its_line_column_and_a_suggestion() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\ntrain:\n  hyperparmeters: {lr: 0.1}\n");
+    let r = plan(&ws, &["train"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("unknown key `hyperparmeters` in `train`: did you mean `hyperparameters`?"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> mlcd.yml:3:3"), "{}", r.stderr);
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\ndeploy:\n  replicas: three\n");
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("`deploy.replicas`"), "{}", r.stderr);
+    assert!(r.stderr.contains("invalid type"), "{}", r.stderr);
+}
+
+#[test]
+fn traffic_below_0_or_above_100_is_refused() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", GOOD);
+    for bad in ["-5", "150"] {
+        let r = plan(&ws, &["deploy", &format!("--traffic={bad}")]);
+        r.assert_code(2);
+        assert!(r.stderr.contains("--traffic"), "{}", r.stderr);
+        assert!(r.stderr.contains("0 to 100"), "{}", r.stderr);
+    }
+    ws.write("mlcd.yml", "model: churn\ndeploy:\n  steps: [10, 120]\n");
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--> mlcd.yml:3"), "{}", r.stderr);
+}
+
+#[test]
+fn unparsable_duration_is_refused() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", GOOD);
+    let r = plan(&ws, &["deploy", "--timeout", "ninety minutes"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--timeout: expected a duration like `90m`"), "{}", r.stderr);
+}
+
+#[test]
+fn param_list_item_without_equals_is_refused() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", GOOD);
+    let r = plan(&ws, &["deploy", "--param-list", "variation-name=shadow,replicas"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("`replicas` has no `=`"), "{}", r.stderr);
+}
+
+#[test]
+fn missing_or_broken_event_file_is_refused() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", GOOD);
+    let missing = ws.path().join("nope.json").display().to_string();
+    let r = action(&ws, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true"), ("GITHUB_EVENT_NAME", "push"), ("GITHUB_EVENT_PATH", &missing)]);
+    r.assert_code(2);
+    assert!(r.stdout.contains("GITHUB_EVENT_PATH"), "{}", r.stdout);
+
+    let broken = ws.write("event.json", "{\"action\": ");
+    let broken = broken.display().to_string();
+    let r = action(&ws, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true"), ("GITHUB_EVENT_NAME", "push"), ("GITHUB_EVENT_PATH", &broken)]);
+    r.assert_code(2);
+    assert!(r.stdout.contains("is not JSON"), "{}", r.stdout);
+    assert!(r.stdout.contains("line=1"), "{}", r.stdout);
+}
+
+#[test]
+fn config_outside_the_workspace_is_refused() {
+    let ws = Workspace::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("mlcd.yml"), GOOD).unwrap();
+    let path = outside.path().join("mlcd.yml").display().to_string();
+    let r = plan(&ws, &["deploy", "--config", &path]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("outside the workspace"), "{}", r.stderr);
+    let r = plan(&ws, &["deploy", "--config", "../mlcd.yml"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("outside the workspace"), "{}", r.stderr);
+}
+
+#[test]
+fn a_bad_boolean_input_names_the_variable() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", GOOD);
+    let r = action(&ws, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "yes")]);
+    r.assert_code(2);
+    assert!(r.stdout.contains("INPUT_DRY-RUN"), "{}", r.stdout);
+}
+
+#[test]
+fn a_hyperparameter_that_is_not_a_scalar_is_refused() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\ntrain:\n  hyperparameters:\n    layers: {a: 1}\n");
+    let r = plan(&ws, &["train"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("found a mapping"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> mlcd.yml:4"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_dockerfile_points_at_its_key() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\nbuild:\n  context: .\n  dockerfile: docker/Dockerfile\n");
+    let r = plan(&ws, &["build"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("missing Dockerfile"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> mlcd.yml:4:3"), "{}", r.stderr);
+}

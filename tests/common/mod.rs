@@ -1,0 +1,228 @@
+//! Shared test helpers: run the real `mlcd` binary in a scratch workspace with a
+//! clean environment, and start the fake GitHub API (validated against GitHub's
+//! OpenAPI description) as a child process.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a run printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `mlcd args…` in `dir` with only PATH, HOME and `env` set.
+pub fn mlcd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlcd"));
+    cmd.args(args).current_dir(dir).env_clear();
+    for k in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(k) {
+            cmd.env(k, v);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd.output().expect("mlcd runs").into()
+}
+
+/// A scratch workspace (a temp dir) with files written into it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A workspace holding a copy of the bundled example under `example/`.
+    pub fn with_example() -> Self {
+        let ws = Workspace::new();
+        copy_dir(&root().join("fixtures/example"), &ws.path().join("example"));
+        ws
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() == "__pycache__" {
+                continue;
+            }
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A commit SHA used as GITHUB_SHA in tests.
+pub const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// The variables GitHub's runner sets for a container action, pointing at files
+/// in `ws` (`out/output`, `out/summary`).
+pub fn actions_env(ws: &Workspace) -> Vec<(String, String)> {
+    std::fs::create_dir_all(ws.path().join("out")).unwrap();
+    let p = |r: &str| ws.path().join(r).display().to_string();
+    vec![
+        ("GITHUB_ACTIONS".into(), "true".into()),
+        ("GITHUB_WORKSPACE".into(), p("")),
+        ("GITHUB_REPOSITORY".into(), "acme/churn".into()),
+        ("GITHUB_SHA".into(), SHA.into()),
+        ("GITHUB_REF".into(), "refs/heads/main".into()),
+        ("GITHUB_RUN_ID".into(), "4242".into()),
+        ("GITHUB_RUN_ATTEMPT".into(), "1".into()),
+        ("GITHUB_SERVER_URL".into(), "https://github.com".into()),
+        ("GITHUB_OUTPUT".into(), p("out/output")),
+        ("GITHUB_STEP_SUMMARY".into(), p("out/summary")),
+    ]
+}
+
+/// Runs mlcd as the runner runs a container action: no arguments, INPUT_* variables.
+pub fn action(ws: &Workspace, extra: &[(&str, &str)]) -> Run {
+    let mut env = actions_env(ws);
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    mlcd(ws.path(), &[], &env)
+}
+
+/// Parses a `$GITHUB_OUTPUT` file written in the heredoc form.
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let (name, delim) = line.split_once("<<").expect("heredoc form");
+        let mut value = Vec::new();
+        for l in lines.by_ref() {
+            if l == delim {
+                break;
+            }
+            value.push(l);
+        }
+        out.insert(name.to_string(), value.join("\n"));
+    }
+    out
+}
+
+/// The fake GitHub API, stopped when dropped.
+pub struct FakeGitHub {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeGitHub {
+    pub fn start() -> Self {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fake_github/server.py"))
+            .args(["--port", "0", "--quiet"])
+            .arg("--spec")
+            .arg(root().join("fixtures/github/openapi-subset.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fake GitHub");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("fake GitHub did not start: {line:?}"))
+            .to_string();
+        FakeGitHub { child, url }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+        let mut args = vec!["-sf".to_string(), "-X".into(), method.into(), format!("{}{path}", self.url)];
+        if let Some(b) = body {
+            args.extend(["-H".into(), "content-type: application/json".into(), "-d".into(), b.into()]);
+        }
+        let out = Command::new("curl").args(&args).output().expect("curl runs");
+        assert!(out.status.success(), "fake GitHub control call {path} failed");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/requests", None).as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn violations(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/violations", None).as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        self.call("GET", "/_fake/state", None)
+    }
+
+    pub fn deny(&self, path_prefix: &str, status: u16) {
+        let body = serde_json::json!({
+            "path_prefix": path_prefix,
+            "status": status,
+            "message": "Resource not accessible by integration"
+        });
+        self.call("POST", "/_fake/deny", Some(&body.to_string()));
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,1283 @@
+#!/usr/bin/env python3
+"""Fake GitHub REST API for mlcd's tests: every request is validated against GitHub's
+official OpenAPI description (the subset in fixtures/github/openapi-subset.json, cut
+from npm @octokit/openapi by scripts/github-fixtures), and answered like GitHub.
+
+Usage:
+    python3 tests/fake_github/server.py [--spec fixtures/github/openapi-subset.json]
+                                        [--host 127.0.0.1] [--port 0]
+
+Once listening it prints exactly one line on stdout, `LISTENING http://127.0.0.1:PORT`,
+and flushes; everything else goes to stderr. SIGTERM or SIGINT stops it cleanly.
+
+For each request to a GitHub path it:
+  * matches method + path against the subset's path templates (unknown -> 404 + violation);
+  * requires `Authorization: Bearer ...` / `token ...` (else 401 Bad credentials) and a
+    User-Agent header (GitHub answers 403 without one);
+  * validates path parameters, query parameters and the JSON body against the operation
+    (OpenAPI 3.0 semantics, openapi_schema_validator.OAS30WriteValidator; `nullable`
+    also admits null where the schema has an `enum`) -> 422 "Invalid request." + violation;
+  * answers from in-memory state (check runs + annotations, deployments + statuses,
+    issue comments, repositories), building each body from the operation's documented
+    example and validating it against the documented response schema (a mismatch is
+    recorded as a violation too).
+
+Control endpoints (not GitHub operations, never validated nor recorded):
+    GET  /_fake/requests     recorded requests (see README.md for the shape)
+    GET  /_fake/violations   every violation so far
+    GET  /_fake/state        stored check runs (with annotations), deployments (with
+                             statuses), issue comments
+    GET  /_fake/health       {"ok": true}
+    POST /_fake/reset        forget requests, violations, state, denials; restart ids
+    POST /_fake/deny         {"path_prefix": "/repos/o/r/check-runs", "status": 403,
+                              "message": "Resource not accessible by integration",
+                              "method": "POST" (optional), "times": 1 (optional)}
+                             or {"clear": true}
+"""
+
+import argparse
+import base64
+import copy
+import datetime
+import hashlib
+import http.server
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import urllib.parse
+
+if __name__ == "__main__":
+    # A SIGTERM that arrives while still starting (imports take ~0.5 s) also exits cleanly.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+from jsonschema import FormatChecker  # noqa: E402
+from jsonschema import _keywords as js_keywords
+from jsonschema.validators import extend
+from openapi_schema_validator import (
+    OAS30ReadValidator,
+    OAS30WriteValidator,
+    OAS31Validator,
+    oas30_format_checker,
+    oas31_format_checker,
+)
+
+try:
+    from rfc3339_validator import validate_rfc3339
+except ImportError:  # pragma: no cover
+    validate_rfc3339 = None
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SPEC = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "github", "openapi-subset.json"))
+DOCS = "https://docs.github.com/rest"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+AUTH_RE = re.compile(r"^(?:bearer|token)\s+\S+", re.IGNORECASE)
+UA_FORBIDDEN = (
+    "Request forbidden by administrative rules. Please make sure your request has a "
+    "User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). "
+    "Check https://developer.github.com for other possible causes.\n"
+)
+COMMENT_BODY_MAX = 65536
+
+log = logging.getLogger("fake-github")
+
+# ---------------------------------------------------------------------------
+# Validators: OpenAPI 3.0 (nullable, readOnly/writeOnly) or 3.1, with date-time checked.
+
+
+def _nullable_enum(validator, enums, instance, schema):
+    # GitHub writes `{"type": "string", "nullable": true, "enum": [...]}` for values such
+    # as a check run's `conclusion` that are null until set, and its own examples carry
+    # null there. Read `nullable` as admitting null, as GitHub and its SDKs do.
+    if instance is None and schema.get("nullable") is True:
+        return
+    yield from js_keywords.enum(validator, enums, instance, schema)
+
+
+def _format_checker(base):
+    fc = FormatChecker(formats=())
+    fc.checkers = dict(base.checkers)
+    if validate_rfc3339 is not None:
+        fc.checks("date-time")(lambda v: not isinstance(v, str) or bool(validate_rfc3339(v)))
+    return fc
+
+
+OAS30Request = extend(OAS30WriteValidator, {"enum": _nullable_enum})
+OAS30Response = extend(OAS30ReadValidator, {"enum": _nullable_enum})
+
+
+def now_ts():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def norm_ts(value):
+    """GitHub stores timestamps and answers them in UTC, second precision, with Z."""
+    try:
+        dt = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return value
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_id(kind, ident):
+    return base64.b64encode(f"0{len(kind)}:{kind}{ident}".encode()).decode()
+
+
+def fake_sha(*parts):
+    return hashlib.sha1("\0".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def schema_path_str(err):
+    return "/".join(str(p) for p in err.relative_schema_path)
+
+
+def instance_path_str(err):
+    return "/" + "/".join(str(p) for p in err.absolute_path) if err.absolute_path else ""
+
+
+def github_error_line(err):
+    """One line in the style of GitHub's own 422 messages."""
+    if err.validator == "required":
+        m = re.match(r"^'(.*)' is a required property$", err.message)
+        name = m.group(1) if m else err.message
+        where = "/".join(str(p) for p in list(err.relative_schema_path)[:-1])
+        return f'"{name}" wasn\'t supplied.' + (f" (in '{where}')" if where else "")
+    where = "/".join(str(p) for p in list(err.relative_schema_path)[:-1])
+    return f"For '{where}', {err.message}." if where else f"{err.message}."
+
+
+# ---------------------------------------------------------------------------
+# The OpenAPI subset
+
+
+class Operation:
+    def __init__(self, spec, method, template, item, op):
+        self.spec = spec
+        self.method = method.upper()
+        self.template = template
+        self.operation_id = op["operationId"]
+        self.docs_url = (op.get("externalDocs") or {}).get("url", DOCS)
+        params = {}
+        for p in item.get("parameters", []) + op.get("parameters", []):
+            params[(p["name"], p["in"])] = p
+        self.params = list(params.values())
+        rb = op.get("requestBody")
+        self.body_required = bool(rb and rb.get("required"))
+        self.body_schema = None
+        if rb:
+            content = rb.get("content", {})
+            media = content.get("application/json") or next(iter(content.values()), {})
+            self.body_schema = media.get("schema")
+        self.responses = {}
+        for code, resp in op.get("responses", {}).items():
+            media = (resp.get("content") or {}).get("application/json")
+            self.responses[code] = {
+                "schema": media.get("schema") if media else None,
+                "examples": {k: v.get("value") for k, v in ((media or {}).get("examples") or {}).items()},
+                "example": (media or {}).get("example"),
+                "headers": resp.get("headers") or {},
+            }
+        names = re.findall(r"{([^}]+)}", template)
+        rx = ""
+        for part in re.split(r"({[^}]+})", template):
+            if part.startswith("{") and part.endswith("}"):
+                rx += f"(?P<{part[1:-1]}>[^/]+)"
+            else:
+                rx += re.escape(part)
+        self.regex = re.compile("^" + rx + "$")
+        self.literal_score = (len([s for s in template.split("/") if s and not s.startswith("{")]), -len(names))
+
+    def example(self, code, name=None):
+        r = self.responses.get(str(code))
+        if not r:
+            return None
+        if name and name in r["examples"]:
+            return copy.deepcopy(r["examples"][name])
+        if r["examples"]:
+            return copy.deepcopy(next(iter(r["examples"].values())))
+        return copy.deepcopy(r["example"])
+
+    def response_schema(self, code):
+        r = self.responses.get(str(code))
+        return r["schema"] if r else None
+
+
+class Spec:
+    def __init__(self, path):
+        with open(path, encoding="utf-8") as f:
+            self.doc = json.load(f)
+        self.path = path
+        self.version = self.doc.get("openapi", "3.0.0")
+        if self.version.startswith("3.0"):
+            self.request_cls, self.response_cls = OAS30Request, OAS30Response
+            self.format_checker = _format_checker(oas30_format_checker)
+            self.validator_name = "openapi_schema_validator.OAS30WriteValidator/OAS30ReadValidator (+nullable enum)"
+        else:
+            self.request_cls = self.response_cls = OAS31Validator
+            self.format_checker = _format_checker(oas31_format_checker)
+            self.validator_name = "openapi_schema_validator.OAS31Validator"
+        self.ops = {}
+        for template, item in self.doc.get("paths", {}).items():
+            for method in HTTP_METHODS:
+                op = item.get(method)
+                if isinstance(op, dict) and "operationId" in op:
+                    self.ops[op["operationId"]] = Operation(self, method, template, item, op)
+        self.routes = sorted(self.ops.values(), key=lambda o: o.literal_score, reverse=True)
+        self.source = self.doc.get("x-source", {})
+
+    def match(self, method, path):
+        for op in self.routes:
+            if op.method != method:
+                continue
+            m = op.regex.match(path)
+            if m:
+                return op, {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
+        return None, None
+
+    def errors(self, schema, instance, response=False):
+        cls = self.response_cls if response else self.request_cls
+        v = cls(schema, format_checker=self.format_checker)
+        return sorted(v.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+
+
+# ---------------------------------------------------------------------------
+# Building response bodies from the documented examples
+
+
+def fill_required(schema, value, path, gaps):
+    """Add required properties an example lacks, with a type-correct neutral value."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict) and (schema.get("type") == "object" or "properties" in schema):
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                ps = props.get(name, {})
+                value[name] = neutral(ps)
+                gaps.append(f"{path}/{name}")
+        for name, sub in props.items():
+            if name in value and value[name] is not None:
+                value[name] = fill_required(sub, value[name], f"{path}/{name}", gaps)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [fill_required(schema["items"], x, f"{path}/{i}", gaps) for i, x in enumerate(value)]
+    return value
+
+
+def neutral(schema):
+    if schema.get("nullable"):
+        return None
+    t = schema.get("type")
+    if t == "string":
+        return ""
+    if t in ("integer", "number"):
+        return 0
+    if t == "boolean":
+        return False
+    if t == "array":
+        return []
+    if t == "object":
+        return fill_required(schema, {}, "", [])
+    return None
+
+
+def rewrite(obj, pairs):
+    if isinstance(obj, str):
+        for old, new in pairs:
+            obj = obj.replace(old, new)
+        return obj
+    if isinstance(obj, list):
+        return [rewrite(x, pairs) for x in obj]
+    if isinstance(obj, dict):
+        return {k: rewrite(v, pairs) for k, v in obj.items()}
+    return obj
+
+
+def example_repo(example):
+    """owner/repo of an example, from its `url` (or `repository_url`)."""
+    for key in ("url", "repository_url"):
+        m = re.search(r"api\.github\.com/repos/([^/]+)/([^/{]+)", str(example.get(key, "")))
+        if m:
+            return m.group(1), m.group(2)
+    return None
+
+
+class Templates:
+    """The documented examples, completed once at start-up so every required field exists."""
+
+    def __init__(self, spec):
+        self.gaps = []
+
+        def take(op_id, code, name=None, drop=()):
+            op = spec.ops[op_id]
+            ex = op.example(code, name)
+            if isinstance(ex, list):
+                ex = ex[0]
+            for key in drop:
+                ex.pop(key, None)
+            schema = op.response_schema(code)
+            if schema and schema.get("type") == "array":
+                schema = schema.get("items")
+            return fill_required(schema, ex, f"{op_id} {code}", self.gaps)
+
+        self.check_run = take("checks/get", 200)
+        self.annotation = take("checks/list-annotations", 200)
+        self.deployment = take("repos/create-deployment", 201, "simple-example")
+        self.status = take("repos/create-deployment-status", 201)
+        self.comment = take("issues/create-comment", 201)
+        # a plain repository: the example also shows a fork's parent/source/template
+        self.repo = take("repos/get", 200, drop=("parent", "source", "template_repository", "organization"))
+        self.root = take("meta/root", 200)
+        user = copy.deepcopy(self.comment["user"])
+        bot = "github-actions%5Bbot%5D"
+        user = rewrite(user, [("/users/octocat", f"/users/{bot}")])
+        user.update(
+            login="github-actions[bot]",
+            id=41898282,
+            node_id="MDM6Qm90NDE4OTgyODI=",
+            avatar_url="https://avatars.githubusercontent.com/in/15368?v=4",
+            html_url="https://github.com/apps/github-actions",
+            type="Bot",
+            site_admin=False,
+        )
+        self.bot = user  # who GitHub names as author for requests made with a GITHUB_TOKEN
+        app = copy.deepcopy(self.check_run["app"])
+        app.update(
+            id=15368,
+            slug="github-actions",
+            node_id="MDM6QXBwMTUzNjg=",
+            name="GitHub Actions",
+            description="Automate your workflow from idea to production",
+            external_url="https://help.github.com/en/actions",
+            html_url="https://github.com/apps/github-actions",
+            created_at="2018-07-30T09:30:17Z",
+            updated_at="2019-12-10T19:04:12Z",
+        )
+        self.app = app
+
+
+# ---------------------------------------------------------------------------
+# State
+
+
+class GHError(Exception):
+    def __init__(self, status, message, errors=None, violation=None, docs=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.violation = violation  # (kind, location, message) or None
+        self.docs = docs
+
+
+class Reply:
+    def __init__(self, status, body, headers=None):
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+class Fake:
+    def __init__(self, spec):
+        self.spec = spec
+        self.tpl = Templates(spec)
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.requests = []
+            self.violations = []
+            self.denials = []
+            self.check_runs = {}  # id -> {"repo": "o/r", "run": {...}, "annotations": [...]}
+            self.deployments = {}  # id -> {"repo": "o/r", "deployment": {...}, "statuses": [...]}
+            self.comments = {}  # id -> {"repo": "o/r", "issue_number": n, "comment": {...}}
+            self.suites = {}
+            self.seq = itertools.count(1)
+            self.ids = {
+                "check_run": itertools.count(1001),
+                "check_suite": itertools.count(5001),
+                "deployment": itertools.count(2001),
+                "status": itertools.count(3001),
+                "comment": itertools.count(4001),
+            }
+            self.used = 0
+
+    # -- control -----------------------------------------------------------
+
+    def state(self):
+        with self.lock:
+            runs = []
+            for rec in self.check_runs.values():
+                run = copy.deepcopy(rec["run"])
+                run["repository"] = rec["repo"]
+                run["annotations"] = copy.deepcopy(rec["annotations"])
+                runs.append(run)
+            deps = []
+            for rec in self.deployments.values():
+                dep = copy.deepcopy(rec["deployment"])
+                dep["repository"] = rec["repo"]
+                dep["statuses"] = copy.deepcopy(rec["statuses"])
+                deps.append(dep)
+            comments = []
+            for rec in self.comments.values():
+                c = copy.deepcopy(rec["comment"])
+                c["repository"] = rec["repo"]
+                c["issue_number"] = rec["issue_number"]
+                comments.append(c)
+            return {"check_runs": runs, "deployments": deps, "comments": comments}
+
+    def deny(self, body):
+        with self.lock:
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            if body.get("clear"):
+                self.denials = []
+                return self.denials
+            prefix = body.get("path_prefix")
+            if not isinstance(prefix, str) or not prefix.startswith("/"):
+                raise ValueError("path_prefix (a string starting with /) is required")
+            rule = {
+                "path_prefix": prefix,
+                "status": int(body.get("status", 403)),
+                "message": str(body.get("message", "Resource not accessible by integration")),
+                "method": body["method"].upper() if body.get("method") else None,
+                "times": int(body["times"]) if body.get("times") is not None else None,
+            }
+            self.denials.append(rule)
+            return self.denials
+
+    def take_denial(self, method, path):
+        with self.lock:
+            for rule in self.denials:
+                if path.startswith(rule["path_prefix"]) and rule["method"] in (None, method):
+                    if rule["times"] is not None:
+                        rule["times"] -= 1
+                        if rule["times"] <= 0:
+                            self.denials.remove(rule)
+                    return rule
+        return None
+
+    # -- request processing --------------------------------------------------
+
+    def handle(self, method, raw_path, headers, raw_body, base):
+        split = urllib.parse.urlsplit(raw_path)
+        path = split.path
+        pairs = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
+        query = {}
+        for k, v in pairs:
+            query[k] = v
+        auth = headers.get("Authorization") or ""
+        rec = {
+            "seq": None,
+            "method": method,
+            "path": path,
+            "query": query,
+            "operation_id": None,
+            "body": None,
+            "has_auth": bool(auth.strip()),
+            "headers": {
+                k.lower(): headers[k]
+                for k in ("User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version")
+                if headers.get(k) is not None
+            },
+            "status": None,
+            "violations": [],
+        }
+        json_error = None
+        if raw_body:
+            try:
+                rec["body"] = json.loads(raw_body.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                rec["body"] = raw_body.decode("utf-8", "replace")
+                json_error = str(e)
+
+        def violate(kind, location, message, schema_path=None, instance_path=None):
+            rec["violations"].append(
+                {
+                    "kind": kind,
+                    "operation_id": rec["operation_id"],
+                    "method": method,
+                    "path": path,
+                    "location": location,
+                    "schema_path": schema_path,
+                    "instance_path": instance_path,
+                    "message": message,
+                }
+            )
+
+        try:
+            reply = self._process(method, path, pairs, query, headers, rec, json_error, base, violate)
+        except Exception as e:  # a bug in the fake: say so loudly, answer 500
+            log.exception("internal error")
+            violate("fake_internal_error", "server", f"{type(e).__name__}: {e}")
+            reply = Reply(500, {"message": "Server Error", "documentation_url": DOCS, "status": "500"})
+
+        with self.lock:
+            rec["seq"] = next(self.seq)
+            rec["status"] = reply.status
+            self.used += 1
+            for v in rec["violations"]:
+                v["seq"] = rec["seq"]
+                self.violations.append(v)
+            self.requests.append(rec)
+        summary = f"{method} {raw_path} -> {reply.status} {rec['operation_id'] or '-'}"
+        if rec["violations"]:
+            log.warning("%s  VIOLATIONS: %s", summary, "; ".join(v["message"] for v in rec["violations"]))
+        else:
+            log.info("%s", summary)
+        return reply, rec
+
+    def _process(self, method, path, pairs, query, headers, rec, json_error, base, violate):
+        op, path_params = self.spec.match(method, path)
+        if op is None:
+            violate("unknown_operation", "path", f"operation not in the OpenAPI subset: {method} {path}")
+            return Reply(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"})
+        rec["operation_id"] = op.operation_id
+
+        # --- validate everything first, so every breach is recorded ---
+        auth = headers.get("Authorization") or ""
+        auth_ok = bool(AUTH_RE.match(auth.strip()))
+        if not auth_ok:
+            violate("auth", "header", "missing or malformed Authorization header (want 'Bearer <token>' or 'token <token>')")
+        ua_ok = bool((headers.get("User-Agent") or "").strip())
+        if not ua_ok:
+            violate("header", "header", "missing User-Agent header (GitHub answers 403)")
+
+        bad_path = []
+        coerced_path = {}
+        query_errors = []
+        coerced_query = {}
+        for p in op.params:
+            where, name, schema = p["in"], p["name"], p.get("schema", {})
+            if where == "path":
+                raw = path_params.get(name)
+                val = coerce(raw, schema)
+                for err in self.spec.errors(schema, val):
+                    msg = f"{op.operation_id}: path parameter '{name}' = {raw!r}: {err.message}"
+                    violate("request", "path", msg, f"parameters/{name}/schema/{schema_path_str(err)}", f"/{name}")
+                    bad_path.append(msg)
+                coerced_path[name] = val
+            elif where == "query":
+                if name not in query:
+                    if p.get("required"):
+                        msg = f"{op.operation_id}: required query parameter '{name}' missing"
+                        violate("request", "query", msg, f"parameters/{name}/required", f"/{name}")
+                        query_errors.append(f'"{name}" wasn\'t supplied.')
+                    continue
+                val = coerce(query[name], schema, [v for k, v in pairs if k == name])
+                for err in self.spec.errors(schema, val):
+                    msg = f"{op.operation_id}: query parameter '{name}' = {query[name]!r}: {err.message}"
+                    violate("request", "query", msg, f"parameters/{name}/schema/{schema_path_str(err)}", f"/{name}")
+                    query_errors.append(f"For '{name}', {err.message}.")
+                coerced_query[name] = val
+            elif where == "header" and p.get("required") and headers.get(name) is None:
+                violate("request", "header", f"{op.operation_id}: required header '{name}' missing")
+        known = {p["name"] for p in op.params if p["in"] == "query"}
+        for name in query:
+            if name not in known:
+                # GitHub ignores unknown query parameters; the description does not have them.
+                violate("request", "query", f"{op.operation_id}: unknown query parameter '{name}' (not in the operation's parameters)", None, f"/{name}")
+
+        body = rec["body"]
+        body_errors = []
+        if json_error:
+            violate("request", "body", f"{op.operation_id}: body is not JSON: {json_error}")
+        elif op.body_schema is not None:
+            if body is None and op.body_required:
+                violate("request", "body", f"{op.operation_id}: request body is required", "requestBody/required", "")
+                body_errors.append("A JSON request body is required.")
+            elif body is not None:
+                for err in self.spec.errors(op.body_schema, body):
+                    sp = schema_path_str(err)
+                    violate(
+                        "request",
+                        "body",
+                        f"{op.operation_id}: body{instance_path_str(err) or ''}: {err.message} (schema path {sp})",
+                        sp,
+                        instance_path_str(err),
+                    )
+                    body_errors.append(github_error_line(err))
+        elif body is not None and method in ("POST", "PATCH", "PUT"):
+            violate("request", "body", f"{op.operation_id}: the operation takes no request body")
+
+        # --- then answer in GitHub's order of checks ---
+        if not auth_ok:
+            return Reply(401, {"message": "Bad credentials", "documentation_url": DOCS, "status": "401"})
+        if not ua_ok:
+            return Reply(403, UA_FORBIDDEN, {"Content-Type": "text/plain; charset=utf-8"})
+        if bad_path:
+            return Reply(404, {"message": "Not Found", "documentation_url": op.docs_url, "status": "404"})
+        rule = self.take_denial(method, path)
+        if rule:
+            return Reply(rule["status"], {"message": rule["message"], "documentation_url": op.docs_url, "status": str(rule["status"])})
+        if json_error:
+            return Reply(400, {"message": "Problems parsing JSON", "documentation_url": op.docs_url, "status": "400"})
+        if body_errors or query_errors:
+            details = "\n".join(query_errors + body_errors)
+            return Reply(422, {"message": "Invalid request.\n\n" + details, "documentation_url": op.docs_url, "status": "422"})
+
+        ctx = Ctx(self, op, coerced_path, coerced_query, body if body is not None else {}, base, path, violate)
+        try:
+            with self.lock:
+                reply = HANDLERS[op.operation_id](ctx)
+        except GHError as e:
+            if e.violation:
+                violate(e.violation[0], e.violation[1], f"{op.operation_id}: {e.violation[2]}")
+            payload = {"message": e.message}
+            if e.errors is not None:
+                payload["errors"] = e.errors
+            payload["documentation_url"] = e.docs or op.docs_url
+            payload["status"] = str(e.status)
+            reply = Reply(e.status, payload)
+
+        # --- keep the fake honest: its own answer must match the documented schema ---
+        schema = op.response_schema(reply.status)
+        if schema is not None and not isinstance(reply.body, str):
+            for err in self.spec.errors(schema, reply.body, response=True):
+                violate(
+                    "response",
+                    "response",
+                    f"{op.operation_id}: fake's {reply.status} response{instance_path_str(err)}: {err.message}",
+                    schema_path_str(err),
+                    instance_path_str(err),
+                )
+        elif str(reply.status) not in op.responses and reply.status < 400:
+            violate("response", "response", f"{op.operation_id}: status {reply.status} is not documented")
+        return reply
+
+
+def coerce(raw, schema, values=None):
+    """A path/query string as the JSON value its schema describes (if it parses)."""
+    if raw is None:
+        return None
+    t = schema.get("type")
+    try:
+        if t == "integer" and re.fullmatch(r"-?\d+", raw):
+            return int(raw)
+        if t == "number":
+            return float(raw) if re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", raw) else raw
+        if t == "boolean" and raw in ("true", "false"):
+            return raw == "true"
+        if t == "array":
+            items = schema.get("items", {})
+            vals = values if values and len(values) > 1 else raw.split(",")
+            return [coerce(v, items) for v in vals]
+    except (TypeError, ValueError):
+        return raw
+    return raw
+
+
+# ---------------------------------------------------------------------------
+# Operation handlers
+
+
+class Ctx:
+    def __init__(self, fake, op, path_params, query, body, base, path, violate):
+        self.fake = fake
+        self.tpl = fake.tpl
+        self.op = op
+        self.p = path_params
+        self.q = query
+        self.body = body
+        self.base = base
+        self.path = path
+        self.violate = violate
+        self.owner = path_params.get("owner")
+        self.repo = path_params.get("repo")
+        self.full = f"{self.owner}/{self.repo}"
+        self.api_repo = f"{base}/repos/{self.owner}/{self.repo}"
+        self.html_repo = f"https://github.com/{self.owner}/{self.repo}"
+
+    def from_template(self, template):
+        pairs = []
+        ex = example_repo(template)
+        if ex:
+            pairs += [
+                (f"https://api.github.com/repos/{ex[0]}/{ex[1]}", self.api_repo),
+                (f"https://github.com/{ex[0]}/{ex[1]}", self.html_repo),
+            ]
+        pairs.append(("https://api.github.com", self.base))
+        return rewrite(copy.deepcopy(template), pairs)
+
+    def not_found(self):
+        return GHError(404, "Not Found")
+
+    def page(self, items):
+        """GitHub pagination: per_page (default 30, max 100), page, and a Link header."""
+        per_page = self.q.get("per_page", 30)
+        per_page = 30 if not isinstance(per_page, int) or per_page < 1 else min(per_page, 100)
+        page = self.q.get("page", 1)
+        page = 1 if not isinstance(page, int) or page < 1 else page
+        last = max(1, math.ceil(len(items) / per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if last > 1:
+            def url(n):
+                q = dict(self.q)
+                q["page"] = n
+                return f"{self.base}{self.path}?{urllib.parse.urlencode(q)}"
+
+            links = []
+            if page > 1:
+                links.append(f'<{url(page - 1)}>; rel="prev"')
+            if page < last:
+                links.append(f'<{url(page + 1)}>; rel="next"')
+                links.append(f'<{url(last)}>; rel="last"')
+            if page > 1:
+                links.append(f'<{url(1)}>; rel="first"')
+            headers["Link"] = ", ".join(links)
+        return copy.deepcopy(chunk), headers
+
+
+def _run_record(ctx):
+    rec = ctx.fake.check_runs.get(ctx.p["check_run_id"])
+    if rec is None or rec["repo"] != ctx.full:
+        raise ctx.not_found()
+    return rec
+
+
+def _check_semantics(ctx, body, run=None):
+    status = body.get("status")
+    conclusion = body.get("conclusion")
+    if conclusion is not None:
+        status = "completed"  # "Providing conclusion will automatically set the status parameter to completed."
+    final_status = status or (run["status"] if run else "queued")
+    if final_status == "completed" and conclusion is None and (run is None or run.get("conclusion") is None):
+        raise GHError(
+            422,
+            "Invalid request.\n\n`conclusion` must be supplied when `status` is `completed` (or `completed_at` is set).",
+            violation=("semantic", "body", "`conclusion` is required when status is completed"),
+        )
+    if body.get("completed_at") is not None and conclusion is None and (run is None or run.get("conclusion") is None):
+        raise GHError(
+            422,
+            "Invalid request.\n\n`conclusion` must be supplied when `completed_at` is set.",
+            violation=("semantic", "body", "`conclusion` is required when completed_at is set"),
+        )
+    for i, a in enumerate(((body.get("output") or {}).get("annotations")) or []):
+        if ("start_column" in a or "end_column" in a) and a.get("start_line") != a.get("end_line"):
+            # Documented: "Annotations only support start_column and end_column on the same line."
+            ctx.violate(
+                "semantic",
+                "body",
+                f"{ctx.op.operation_id}: output/annotations/{i}: start_column/end_column given but start_line != end_line",
+                "output/annotations/items/start_column",
+                f"/output/annotations/{i}",
+            )
+    return status
+
+
+def _apply_output(ctx, rec, output):
+    if not output:
+        return
+    out = rec["run"]["output"]
+    for key in ("title", "summary", "text"):
+        if key in output:
+            out[key] = output[key]
+    for a in output.get("annotations") or []:
+        item = ctx.from_template(ctx.tpl.annotation)
+        item.update(
+            path=a["path"],
+            start_line=a["start_line"],
+            end_line=a["end_line"],
+            start_column=a.get("start_column"),
+            end_column=a.get("end_column"),
+            annotation_level=a["annotation_level"],
+            title=a.get("title"),
+            message=a["message"],
+            raw_details=a.get("raw_details"),
+            blob_href=f"{ctx.html_repo}/blob/{rec['run']['head_sha']}/{a['path']}",
+        )
+        rec["annotations"].append(item)
+    out["annotations_count"] = len(rec["annotations"])
+
+
+def checks_create(ctx):
+    b = ctx.body
+    if not SHA_RE.match(b["head_sha"]):
+        raise GHError(422, f"No commit found for SHA: {b['head_sha']}", violation=("semantic", "body", f"head_sha {b['head_sha']!r} is not a full commit SHA"))
+    status = _check_semantics(ctx, b) or "queued"
+    now = now_ts()
+    ident = next(ctx.fake.ids["check_run"])
+    suite_key = (ctx.full, b["head_sha"])
+    if suite_key not in ctx.fake.suites:
+        ctx.fake.suites[suite_key] = next(ctx.fake.ids["check_suite"])
+    run = ctx.from_template(ctx.tpl.check_run)
+    url = f"{ctx.api_repo}/check-runs/{ident}"
+    html = f"{ctx.html_repo}/runs/{ident}"
+    run.update(
+        id=ident,
+        node_id=node_id("CheckRun", ident),
+        head_sha=b["head_sha"],
+        name=b["name"],
+        external_id=b.get("external_id", ""),
+        url=url,
+        html_url=html,
+        details_url=b.get("details_url", html),
+        status=status,
+        conclusion=b.get("conclusion"),
+        started_at=norm_ts(b["started_at"]) if b.get("started_at") else now,
+        completed_at=(norm_ts(b["completed_at"]) if b.get("completed_at") else now) if status == "completed" else None,
+        output={"title": None, "summary": None, "text": None, "annotations_count": 0, "annotations_url": f"{url}/annotations"},
+        check_suite={"id": ctx.fake.suites[suite_key]},
+        app=copy.deepcopy(ctx.tpl.app),
+        pull_requests=[],
+    )
+    rec = {"repo": ctx.full, "run": run, "annotations": []}
+    _apply_output(ctx, rec, b.get("output"))
+    ctx.fake.check_runs[ident] = rec
+    return Reply(201, copy.deepcopy(run), {"Location": url})
+
+
+def checks_update(ctx):
+    rec = _run_record(ctx)
+    run = rec["run"]
+    b = ctx.body
+    status = _check_semantics(ctx, b, run)
+    for key in ("name", "details_url", "external_id"):
+        if key in b:
+            run[key] = b[key]
+    if b.get("started_at"):
+        run["started_at"] = norm_ts(b["started_at"])
+    if status:
+        run["status"] = status
+    if b.get("conclusion") is not None:
+        run["conclusion"] = b["conclusion"]
+    if run["status"] == "completed":
+        if b.get("completed_at"):
+            run["completed_at"] = norm_ts(b["completed_at"])
+        elif run.get("completed_at") is None:
+            run["completed_at"] = now_ts()
+    else:
+        run["conclusion"] = None
+        run["completed_at"] = None
+    _apply_output(ctx, rec, b.get("output"))
+    return Reply(200, copy.deepcopy(run))
+
+
+def checks_get(ctx):
+    return Reply(200, copy.deepcopy(_run_record(ctx)["run"]))
+
+
+def checks_list_annotations(ctx):
+    items, headers = ctx.page(_run_record(ctx)["annotations"])
+    return Reply(200, items, headers)
+
+
+def _latest_state(dep_rec):
+    return dep_rec["statuses"][-1]["state"] if dep_rec["statuses"] else None
+
+
+def repos_create_deployment(ctx):
+    b = ctx.body
+    ref = b["ref"]
+    sha = ref if SHA_RE.match(ref) else fake_sha(ctx.full, ref)
+    if "required_contexts" not in b:
+        # GitHub verifies every status context of the commit (check runs included) unless
+        # required_contexts is given; the pending check of the running job makes it fail.
+        contexts = []
+        for rec in ctx.fake.check_runs.values():
+            run = rec["run"]
+            if rec["repo"] == ctx.full and run["head_sha"] == sha:
+                if run["status"] != "completed":
+                    state = "pending"
+                elif run["conclusion"] in ("success", "neutral"):
+                    state = "success"
+                else:
+                    state = run["conclusion"]
+                contexts.append({"context": run["name"], "state": state})
+        if any(c["state"] != "success" for c in contexts):
+            raise GHError(
+                409,
+                f"Conflict: Commit status checks failed for {ref}.",
+                errors=[{"contexts": contexts, "resource": "Deployment", "field": "required_contexts", "code": "invalid"}],
+            )
+    now = now_ts()
+    ident = next(ctx.fake.ids["deployment"])
+    env = b.get("environment", "production")
+    url = f"{ctx.api_repo}/deployments/{ident}"
+    dep = ctx.from_template(ctx.tpl.deployment)
+    dep.update(
+        url=url,
+        id=ident,
+        node_id=node_id("Deployment", ident),
+        sha=sha,
+        ref=ref,
+        task=b.get("task", "deploy"),
+        payload=b.get("payload", {}),
+        original_environment=env,
+        environment=env,
+        description=b.get("description", ""),
+        creator=copy.deepcopy(ctx.tpl.bot),
+        created_at=now,
+        updated_at=now,
+        statuses_url=f"{url}/statuses",
+        repository_url=ctx.api_repo,
+        transient_environment=b.get("transient_environment", False),
+        production_environment=b.get("production_environment", env == "production"),
+        performed_via_github_app=copy.deepcopy(ctx.tpl.app),
+    )
+    ctx.fake.deployments[ident] = {"repo": ctx.full, "deployment": dep, "statuses": []}
+    return Reply(201, copy.deepcopy(dep), {"Location": url})
+
+
+def repos_list_deployments(ctx):
+    deps = [r["deployment"] for r in ctx.fake.deployments.values() if r["repo"] == ctx.full]
+    for key in ("sha", "ref", "task", "environment"):
+        val = ctx.q.get(key)
+        if val is not None and val != "none":
+            deps = [d for d in deps if d.get(key) == val]
+    deps.sort(key=lambda d: d["id"], reverse=True)
+    items, headers = ctx.page(deps)
+    return Reply(200, items, headers)
+
+
+def _dep_record(ctx):
+    rec = ctx.fake.deployments.get(ctx.p["deployment_id"])
+    if rec is None or rec["repo"] != ctx.full:
+        raise ctx.not_found()
+    return rec
+
+
+def _new_status(ctx, dep_rec, state, description="", environment=None, target_url="", log_url="", environment_url=""):
+    dep = dep_rec["deployment"]
+    ident = next(ctx.fake.ids["status"])
+    now = now_ts()
+    st = ctx.from_template(ctx.tpl.status)
+    st.update(
+        url=f"{dep['url']}/statuses/{ident}",
+        id=ident,
+        node_id=node_id("DeploymentStatus", ident),
+        state=state,
+        creator=copy.deepcopy(ctx.tpl.bot),
+        description=description,
+        environment=environment or dep["environment"],
+        target_url=target_url,
+        created_at=now,
+        updated_at=now,
+        deployment_url=dep["url"],
+        repository_url=dep["repository_url"],
+        environment_url=environment_url,
+        log_url=log_url,
+        performed_via_github_app=copy.deepcopy(ctx.tpl.app),
+    )
+    dep_rec["statuses"].append(st)
+    dep["updated_at"] = now
+    return st
+
+
+def repos_create_deployment_status(ctx):
+    rec = _dep_record(ctx)
+    b = ctx.body
+    dep = rec["deployment"]
+    log_url = b.get("log_url", b.get("target_url", ""))
+    target_url = b.get("target_url", log_url)  # setting log_url sets target_url too
+    env = b.get("environment") or dep["environment"]
+    if env != dep["environment"]:
+        dep["environment"] = env
+    st = _new_status(
+        ctx,
+        rec,
+        b["state"],
+        description=b.get("description", ""),
+        environment=env,
+        target_url=target_url,
+        log_url=log_url,
+        environment_url=b.get("environment_url", ""),
+    )
+    if b["state"] == "success" and b.get("auto_inactive", True):
+        # "Adds a new inactive status to all prior non-transient, non-production environment
+        # deployments with the same repository and environment name ... that had a success state."
+        for other in ctx.fake.deployments.values():
+            od = other["deployment"]
+            if (
+                other is not rec
+                and other["repo"] == ctx.full
+                and od["id"] < dep["id"]
+                and od["environment"] == env
+                and not od.get("transient_environment")
+                and not od.get("production_environment")
+                and _latest_state(other) == "success"
+            ):
+                _new_status(ctx, other, "inactive", environment=env)
+    return Reply(201, copy.deepcopy(st), {"Location": st["url"]})
+
+
+def repos_list_deployment_statuses(ctx):
+    rec = _dep_record(ctx)
+    items, headers = ctx.page(list(reversed(rec["statuses"])))
+    return Reply(200, items, headers)
+
+
+def _check_comment_body(ctx, body):
+    if len(body) > COMMENT_BODY_MAX:
+        raise GHError(
+            422,
+            "Validation Failed",
+            errors=[
+                {
+                    "resource": "IssueComment",
+                    "code": "custom",
+                    "field": "body",
+                    "message": f"body is too long (maximum is {COMMENT_BODY_MAX} characters)",
+                }
+            ],
+            violation=("semantic", "body", f"comment body has {len(body)} characters (GitHub's maximum is {COMMENT_BODY_MAX})"),
+        )
+
+
+def issues_create_comment(ctx):
+    _check_comment_body(ctx, ctx.body["body"])
+    n = ctx.p["issue_number"]
+    ident = next(ctx.fake.ids["comment"])
+    now = now_ts()
+    c = ctx.from_template(ctx.tpl.comment)
+    url = f"{ctx.api_repo}/issues/comments/{ident}"
+    c.update(
+        id=ident,
+        node_id=node_id("IssueComment", ident),
+        url=url,
+        html_url=f"{ctx.html_repo}/issues/{n}#issuecomment-{ident}",
+        body=ctx.body["body"],
+        user=copy.deepcopy(ctx.tpl.bot),
+        created_at=now,
+        updated_at=now,
+        issue_url=f"{ctx.api_repo}/issues/{n}",
+        author_association="NONE",
+    )
+    if "reactions" in c:
+        c["reactions"] = {k: (0 if isinstance(v, int) else v) for k, v in c["reactions"].items()}
+        c["reactions"]["url"] = f"{url}/reactions"
+    ctx.fake.comments[ident] = {"repo": ctx.full, "issue_number": n, "comment": c}
+    return Reply(201, copy.deepcopy(c), {"Location": url})
+
+
+def issues_update_comment(ctx):
+    rec = ctx.fake.comments.get(ctx.p["comment_id"])
+    if rec is None or rec["repo"] != ctx.full:
+        raise ctx.not_found()
+    _check_comment_body(ctx, ctx.body["body"])
+    rec["comment"]["body"] = ctx.body["body"]
+    rec["comment"]["updated_at"] = now_ts()
+    return Reply(200, copy.deepcopy(rec["comment"]))
+
+
+def issues_list_comments(ctx):
+    n = ctx.p["issue_number"]
+    items = [r["comment"] for r in ctx.fake.comments.values() if r["repo"] == ctx.full and r["issue_number"] == n]
+    since = ctx.q.get("since")
+    if since:
+        since = norm_ts(since)
+        items = [c for c in items if c["updated_at"] >= since]
+    items.sort(key=lambda c: c["id"])
+    page, headers = ctx.page(items)
+    return Reply(200, page, headers)
+
+
+def repos_get(ctx):
+    r = ctx.from_template(ctx.tpl.repo)
+    ex = example_repo(ctx.tpl.repo) or ("octocat", "Hello-World")
+    r = rewrite(
+        r,
+        [
+            (f"{ex[0]}/{ex[1]}", ctx.full),  # git_url, ssh_url, svn_url, mirror_url ...
+            (f"/users/{ex[0]}", f"/users/{ctx.owner}"),
+            (f"https://github.com/{ex[0]}", f"https://github.com/{ctx.owner}"),
+        ],
+    )
+    ident = int(fake_sha("repo", ctx.full)[:7], 16)
+    r.update(id=ident, node_id=node_id("Repository", ident), name=ctx.repo, full_name=ctx.full, default_branch="main")
+    r["owner"]["login"] = ctx.owner
+    return Reply(200, r)
+
+
+def meta_root(ctx):
+    return Reply(200, ctx.from_template(ctx.tpl.root))
+
+
+HANDLERS = {
+    "checks/create": checks_create,
+    "checks/update": checks_update,
+    "checks/get": checks_get,
+    "checks/list-annotations": checks_list_annotations,
+    "repos/create-deployment": repos_create_deployment,
+    "repos/list-deployments": repos_list_deployments,
+    "repos/create-deployment-status": repos_create_deployment_status,
+    "repos/list-deployment-statuses": repos_list_deployment_statuses,
+    "issues/create-comment": issues_create_comment,
+    "issues/update-comment": issues_update_comment,
+    "issues/list-comments": issues_list_comments,
+    "repos/get": repos_get,
+    "meta/root": meta_root,
+}
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GitHub.com"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # the fake logs each request itself
+        pass
+
+    def version_string(self):
+        return self.server_version
+
+    def _read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status, body, headers=None):
+        if isinstance(body, str):
+            data = body.encode("utf-8")
+            ctype = "text/plain; charset=utf-8"
+        else:
+            data = (json.dumps(body, indent=2) + "\n").encode("utf-8")
+            ctype = "application/json; charset=utf-8"
+        headers = dict(headers or {})
+        self.send_response(status)
+        self.send_header("Content-Type", headers.pop("Content-Type", ctype))
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _base(self):
+        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        return f"http://{host}"
+
+    def _any(self):
+        fake = self.server.fake
+        try:
+            raw = self._read_body()
+        except (ValueError, OSError):
+            self._send(400, {"message": "Problems parsing JSON", "documentation_url": DOCS})
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/_fake/"):
+            self._control(fake, path, raw)
+            return
+        reply, rec = fake.handle(self.command, self.path, self.headers, raw, self._base())
+        reset = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) + 3600
+        headers = {
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-GitHub-Api-Version-Selected": self.headers.get("X-GitHub-Api-Version") or "2022-11-28",
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": str(max(0, 5000 - fake.used)),
+            "X-RateLimit-Reset": str(reset),
+            "X-RateLimit-Used": str(min(5000, fake.used)),
+            "X-RateLimit-Resource": "core",
+            "X-GitHub-Request-Id": "FAKE:%08X" % rec["seq"],
+        }
+        headers.update(reply.headers)
+        self._send(reply.status, reply.body, headers)
+
+    def _control(self, fake, path, raw):
+        method = self.command
+        try:
+            body = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as e:
+            self._send(400, {"message": f"control body is not JSON: {e}"})
+            return
+        with fake.lock:
+            if method == "GET" and path == "/_fake/requests":
+                self._send(200, copy.deepcopy(fake.requests))
+            elif method == "GET" and path == "/_fake/violations":
+                self._send(200, copy.deepcopy(fake.violations))
+            elif method == "GET" and path == "/_fake/state":
+                self._send(200, fake.state())
+            elif method == "GET" and path == "/_fake/health":
+                self._send(200, {"ok": True, "spec": fake.spec.source})
+            elif method == "POST" and path == "/_fake/reset":
+                fake.reset()
+                log.info("reset")
+                self._send(200, {"ok": True})
+            elif method == "POST" and path == "/_fake/deny":
+                try:
+                    denials = fake.deny(body)
+                except (ValueError, TypeError) as e:
+                    self._send(400, {"message": str(e)})
+                    return
+                log.info("denials now: %s", denials)
+                self._send(200, {"ok": True, "denials": copy.deepcopy(denials)})
+            else:
+                self._send(404, {"message": f"unknown control endpoint {method} {path}"})
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _any
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Fake GitHub REST API validated against GitHub's OpenAPI description.")
+    ap.add_argument("--spec", default=DEFAULT_SPEC, help="OpenAPI subset (default: %(default)s)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    ap.add_argument("--quiet", action="store_true", help="log only violations and errors")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="fake-github %(levelname)s %(message)s",
+    )
+
+    spec = Spec(args.spec)
+    fake = Fake(spec)
+    src = spec.source
+    log.info(
+        "spec %s: OpenAPI %s, %s@%s, %d operations, validator %s",
+        args.spec, spec.version, src.get("package", "?"), src.get("version", "?"), len(spec.ops), spec.validator_name,
+    )
+    if fake.tpl.gaps:
+        log.info("fields the documented examples lack (filled with neutral values): %s", ", ".join(fake.tpl.gaps))
+
+    server = Server((args.host, args.port), Handler)
+    server.fake = fake
+    host, port = server.server_address[:2]
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    print(f"LISTENING http://{host}:{port}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    log.info("stopping")
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

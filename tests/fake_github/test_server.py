@@ -1,0 +1,491 @@
+"""Tests of the fake GitHub (tests/fake_github/server.py).
+
+Run from the repository root:
+    python3 -m unittest discover -s tests/fake_github -v
+
+The server runs as a subprocess on port 0, exactly as mlcd's tests start it.
+"""
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.parse
+
+from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SERVER = os.path.join(HERE, "server.py")
+SPEC = os.path.join(ROOT, "fixtures", "github", "openapi-subset.json")
+TOKEN = "ghs_SECRETtokenVALUE123"
+SHA = "3484a3fb816e0859fd6e1cea078d76385ff50625"
+OTHER_SHA = "5779607b49aab1200488439f02372c57b4f75444"
+
+
+def annotation(i):
+    return {
+        "path": "mlcd.yml",
+        "start_line": i + 1,
+        "end_line": i + 1,
+        "annotation_level": "warning",
+        "message": f"problem {i}",
+        "title": "config",
+    }
+
+
+class FakeGitHubTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(SPEC, encoding="utf-8") as f:
+            cls.spec = json.load(f)
+        cls.stderr = tempfile.TemporaryFile()
+        cls.proc = subprocess.Popen(
+            [sys.executable, SERVER, "--spec", SPEC, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=cls.stderr,
+            text=True,
+        )
+        line = cls.proc.stdout.readline().strip()
+        if not line.startswith("LISTENING http://127.0.0.1:"):
+            cls.proc.kill()
+            cls.stderr.seek(0)
+            raise RuntimeError(f"server did not start: {line!r}\n{cls.stderr.read().decode()}")
+        cls.url = line.split(" ", 1)[1]
+        parsed = urllib.parse.urlsplit(cls.url)
+        cls.host, cls.port = parsed.hostname, parsed.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()  # SIGTERM
+        try:
+            rc = cls.proc.wait(timeout=10)
+        finally:
+            if cls.proc.poll() is None:
+                cls.proc.kill()
+            cls.proc.stdout.close()
+            cls.stderr.close()
+        assert rc == 0, f"server exit code on SIGTERM: {rc}"
+
+    def setUp(self):
+        status, _, _ = self.call("POST", "/_fake/reset", auth=False)
+        self.assertEqual(status, 200)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def call(self, method, path, body=None, auth=True, user_agent="mlcd-tests", raw=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if user_agent:
+            headers["User-Agent"] = user_agent
+        if auth is True:
+            headers["Authorization"] = f"Bearer {TOKEN}"
+        elif isinstance(auth, str):
+            headers["Authorization"] = auth
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        conn.close()
+        try:
+            payload = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            payload = text
+        return resp.status, payload, hdrs
+
+    def violations(self):
+        return self.call("GET", "/_fake/violations", auth=False)[1]
+
+    def requests(self):
+        return self.call("GET", "/_fake/requests", auth=False)[1]
+
+    def state(self):
+        return self.call("GET", "/_fake/state", auth=False)[1]
+
+    def create_run(self, **extra):
+        body = {"name": "mlcd / build", "head_sha": SHA, "status": "in_progress"}
+        body.update(extra)
+        status, run, hdrs = self.call("POST", "/repos/o/r/check-runs", body)
+        self.assertEqual(status, 201, run)
+        return run, hdrs
+
+    def response_schema(self, path, method, code):
+        return self.spec["paths"][path][method]["responses"][str(code)]["content"]["application/json"]["schema"]
+
+    # -- tests -------------------------------------------------------------------
+
+    def test_create_check_run(self):
+        run, hdrs = self.create_run(external_id="build-1", details_url="https://example.com/log")
+        self.assertIsInstance(run["id"], int)
+        self.assertEqual(run["status"], "in_progress")
+        self.assertIsNone(run["conclusion"])
+        self.assertEqual(run["head_sha"], SHA)
+        self.assertEqual(run["name"], "mlcd / build")
+        self.assertEqual(run["external_id"], "build-1")
+        self.assertEqual(run["details_url"], "https://example.com/log")
+        self.assertEqual(run["url"], f"{self.url}/repos/o/r/check-runs/{run['id']}")
+        self.assertEqual(run["html_url"], f"https://github.com/o/r/runs/{run['id']}")
+        self.assertTrue(run["started_at"].endswith("Z"))
+        self.assertIsNone(run["completed_at"])
+        self.assertEqual(run["output"]["annotations_count"], 0)
+        self.assertEqual(run["output"]["annotations_url"], run["url"] + "/annotations")
+        self.assertEqual(hdrs["location"], run["url"])
+        self.assertEqual(hdrs["content-type"], "application/json; charset=utf-8")
+        self.assertIn("x-ratelimit-remaining", hdrs)
+
+        stored = self.state()["check_runs"]
+        self.assertEqual(len(stored), 1)
+        self.assertEqual(stored[0]["id"], run["id"])
+        self.assertEqual(stored[0]["repository"], "o/r")
+        self.assertEqual(stored[0]["annotations"], [])
+
+        status, got, _ = self.call("GET", f"/repos/o/r/check-runs/{run['id']}")
+        self.assertEqual(status, 200)
+        self.assertEqual(got, run)
+        self.assertEqual(self.violations(), [])
+
+    def test_requests_are_recorded_without_the_token(self):
+        self.create_run()
+        self.call("GET", "/repos/o/r/check-runs/1001/annotations?per_page=100")
+        reqs = self.requests()
+        self.assertEqual(len(reqs), 2)
+        first = reqs[0]
+        for key in ("method", "path", "query", "operation_id", "body", "has_auth", "violations", "status", "headers", "seq"):
+            self.assertIn(key, first)
+        self.assertEqual(first["method"], "POST")
+        self.assertEqual(first["path"], "/repos/o/r/check-runs")
+        self.assertEqual(first["operation_id"], "checks/create")
+        self.assertEqual(first["body"]["head_sha"], SHA)
+        self.assertTrue(first["has_auth"])
+        self.assertEqual(first["status"], 201)
+        self.assertEqual(first["violations"], [])
+        self.assertEqual(first["headers"]["x-github-api-version"], "2022-11-28")
+        self.assertEqual(reqs[1]["query"], {"per_page": "100"})
+        self.assertEqual(reqs[1]["operation_id"], "checks/list-annotations")
+        self.assertNotIn(TOKEN, json.dumps(reqs))
+
+    def test_sixty_annotations_over_two_updates(self):
+        run, _ = self.create_run()
+        path = f"/repos/o/r/check-runs/{run['id']}"
+        status, upd, _ = self.call(
+            "PATCH",
+            path,
+            {"output": {"title": "mlcd", "summary": "batch 1", "annotations": [annotation(i) for i in range(50)]}},
+        )
+        self.assertEqual(status, 200, upd)
+        self.assertEqual(upd["output"]["annotations_count"], 50)
+        self.assertEqual(upd["status"], "in_progress")
+        status, upd, _ = self.call(
+            "PATCH",
+            path,
+            {
+                "status": "completed",
+                "conclusion": "failure",
+                "output": {"title": "mlcd", "summary": "2 gates failed", "annotations": [annotation(i) for i in range(50, 60)]},
+            },
+        )
+        self.assertEqual(status, 200, upd)
+        self.assertEqual(upd["output"]["annotations_count"], 60)
+        self.assertEqual(upd["output"]["summary"], "2 gates failed")
+        self.assertEqual(upd["status"], "completed")
+        self.assertEqual(upd["conclusion"], "failure")
+        self.assertIsNotNone(upd["completed_at"])
+
+        stored = self.state()["check_runs"][0]
+        self.assertEqual(len(stored["annotations"]), 60)
+        self.assertEqual(stored["output"]["annotations_count"], 60)
+        self.assertEqual([a["message"] for a in stored["annotations"]], [f"problem {i}" for i in range(60)])
+
+        status, page1, hdrs = self.call("GET", f"{path}/annotations")  # default per_page 30
+        self.assertEqual(status, 200)
+        self.assertEqual(len(page1), 30)
+        self.assertIn('rel="next"', hdrs["link"])
+        self.assertIn('rel="last"', hdrs["link"])
+        status, all_, hdrs = self.call("GET", f"{path}/annotations?per_page=100")
+        self.assertEqual(len(all_), 60)
+        self.assertNotIn("link", hdrs)
+        self.assertEqual(all_[59]["blob_href"], f"https://github.com/o/r/blob/{SHA}/mlcd.yml")
+        self.assertIsNone(all_[0]["start_column"])
+        self.assertEqual(self.violations(), [])
+
+    def test_more_than_fifty_annotations_in_one_request_is_invalid(self):
+        run, _ = self.create_run()
+        status, body, _ = self.call(
+            "PATCH",
+            f"/repos/o/r/check-runs/{run['id']}",
+            {"output": {"summary": "s", "annotations": [annotation(i) for i in range(51)]}},
+        )
+        self.assertEqual(status, 422)
+        [v] = self.violations()
+        self.assertEqual(v["operation_id"], "checks/update")
+        self.assertIn("maxItems", v["schema_path"])
+
+    def test_wrong_type_in_body_is_422_and_a_violation(self):
+        status, body, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": SHA, "status": "bogus"})
+        self.assertEqual(status, 422)
+        self.assertTrue(body["message"].startswith("Invalid request.\n\n"), body)
+        self.assertIn("bogus", body["message"])
+        self.assertIn("documentation_url", body)
+        [v] = self.violations()
+        self.assertEqual(v["kind"], "request")
+        self.assertEqual(v["operation_id"], "checks/create")
+        self.assertEqual(v["location"], "body")
+        self.assertEqual(v["schema_path"], "properties/status/enum")
+        self.assertEqual(v["instance_path"], "/status")
+        self.assertEqual(self.state()["check_runs"], [])
+        [rec] = self.requests()
+        self.assertEqual(rec["status"], 422)
+        self.assertEqual(rec["violations"], [v])
+
+        status, _, _ = self.call("POST", "/repos/o/r/check-runs", {"name": 7, "head_sha": SHA})
+        self.assertEqual(status, 422)
+        status, body, _ = self.call("POST", "/repos/o/r/check-runs", {"head_sha": SHA})
+        self.assertEqual(status, 422)
+        self.assertIn("\"name\" wasn't supplied", body["message"])
+        status, body, _ = self.call("POST", "/repos/o/r/check-runs", raw=b"{not json")
+        self.assertEqual(status, 400)
+        self.assertEqual(body["message"], "Problems parsing JSON")
+
+    def test_nullable_and_null_not_allowed(self):
+        # `conclusion: null` is not allowed in a request (not nullable there)
+        status, _, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": SHA, "conclusion": None})
+        self.assertEqual(status, 422)
+        # ...while a deployment's description is nullable
+        status, body, _ = self.call("POST", "/repos/o/r/deployments", {"ref": "main", "description": None, "required_contexts": []})
+        self.assertEqual(status, 201, body)
+
+    def test_missing_auth_is_401(self):
+        status, body, _ = self.call("GET", "/repos/o/r", auth=False)
+        self.assertEqual(status, 401)
+        self.assertEqual(body["message"], "Bad credentials")
+        status, _, _ = self.call("GET", "/repos/o/r", auth="Basic abc")
+        self.assertEqual(status, 401)
+        status, _, _ = self.call("GET", "/repos/o/r", auth="token abc")
+        self.assertEqual(status, 200)
+        reqs = self.requests()
+        self.assertFalse(reqs[0]["has_auth"])
+        self.assertEqual(reqs[0]["violations"][0]["kind"], "auth")
+
+    def test_missing_user_agent_is_403(self):
+        status, body, _ = self.call("GET", "/repos/o/r", user_agent=None)
+        self.assertEqual(status, 403)
+        self.assertIn("User-Agent", body)
+        self.assertEqual(self.violations()[0]["kind"], "header")
+
+    def test_unknown_operation_is_404_and_a_violation(self):
+        status, body, _ = self.call("GET", "/repos/o/r/pulls/1")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["message"], "Not Found")
+        self.assertEqual(body["documentation_url"], "https://docs.github.com/rest")
+        status, _, _ = self.call("DELETE", "/repos/o/r/check-runs/1")  # known path, unknown method
+        self.assertEqual(status, 404)
+        vs = self.violations()
+        self.assertEqual(len(vs), 2)
+        for v in vs:
+            self.assertEqual(v["kind"], "unknown_operation")
+            self.assertIn("operation not in the OpenAPI subset", v["message"])
+            self.assertIsNone(v["operation_id"])
+
+    def test_bad_path_and_query_parameters(self):
+        status, _, _ = self.call("GET", "/repos/o/r/check-runs/abc")
+        self.assertEqual(status, 404)
+        status, body, _ = self.call("GET", "/repos/o/r/deployments?per_page=lots")
+        self.assertEqual(status, 422)
+        status, _, _ = self.call("GET", "/repos/o/r/deployments?perpage=5")  # ignored like GitHub, but flagged
+        self.assertEqual(status, 200)
+        vs = self.violations()
+        self.assertEqual([v["location"] for v in vs], ["path", "query", "query"])
+        self.assertEqual(vs[0]["schema_path"], "parameters/check_run_id/schema/type")
+        # a check run that does not exist is a plain GitHub 404, not a contract violation
+        status, body, _ = self.call("GET", "/repos/o/r/check-runs/999999")
+        self.assertEqual(status, 404)
+        self.assertEqual(len(self.violations()), 3)
+
+    def test_deny_like_a_token_without_permission(self):
+        status, body, _ = self.call(
+            "POST",
+            "/_fake/deny",
+            {"path_prefix": "/repos/o/r/check-runs", "status": 403, "message": "Resource not accessible by integration"},
+            auth=False,
+        )
+        self.assertEqual(status, 200, body)
+        status, body, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": SHA})
+        self.assertEqual(status, 403)
+        self.assertEqual(body["message"], "Resource not accessible by integration")
+        self.assertEqual(body["documentation_url"], self.spec["paths"]["/repos/{owner}/{repo}/check-runs"]["post"]["externalDocs"]["url"])
+        # still validated and recorded
+        status, _, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": SHA, "status": "bogus"})
+        self.assertEqual(status, 403)
+        reqs = self.requests()
+        self.assertEqual([r["operation_id"] for r in reqs], ["checks/create", "checks/create"])
+        self.assertEqual(len(reqs[1]["violations"]), 1)
+        # other paths are not affected
+        status, _, _ = self.call("POST", "/repos/o/r/issues/1/comments", {"body": "hi"})
+        self.assertEqual(status, 201)
+        # clear
+        status, _, _ = self.call("POST", "/_fake/deny", {"clear": True}, auth=False)
+        self.assertEqual(status, 200)
+        self.create_run()
+        # a denial limited to a method and a number of times
+        self.call("POST", "/_fake/deny", {"path_prefix": "/repos/o/r/deployments", "method": "POST", "status": 500, "message": "Server Error", "times": 1}, auth=False)
+        status, _, _ = self.call("GET", "/repos/o/r/deployments")
+        self.assertEqual(status, 200)
+        status, _, _ = self.call("POST", "/repos/o/r/deployments", {"ref": "main", "required_contexts": []})
+        self.assertEqual(status, 500)
+        status, _, _ = self.call("POST", "/repos/o/r/deployments", {"ref": "main", "required_contexts": []})
+        self.assertEqual(status, 201)
+
+    def test_responses_validate_against_the_documented_schemas(self):
+        run, _ = self.create_run()
+        status, done, _ = self.call(
+            "PATCH",
+            f"/repos/o/r/check-runs/{run['id']}",
+            {"conclusion": "success", "output": {"title": "ok", "summary": "all good", "text": "details"}},
+        )
+        self.assertEqual(status, 200)
+        self.assertEqual(done["status"], "completed")
+        # checked here independently of the server, with the plain OAS 3.0 validator
+        schema = self.response_schema("/repos/{owner}/{repo}/check-runs/{check_run_id}", "get", 200)
+        errors = list(OAS30ReadValidator(schema, format_checker=oas30_format_checker).iter_errors(done))
+        self.assertEqual(errors, [])
+
+        status, dep, _ = self.call("POST", "/repos/o/r/deployments", {"ref": SHA, "environment": "staging", "payload": {"model": "m"}})
+        self.assertEqual(status, 201, dep)
+        schema = self.response_schema("/repos/{owner}/{repo}/deployments", "post", 201)
+        self.assertEqual(list(OAS30ReadValidator(schema, format_checker=oas30_format_checker).iter_errors(dep)), [])
+
+        status, comment, _ = self.call("POST", "/repos/o/r/issues/3/comments", {"body": "report"})
+        schema = self.response_schema("/repos/{owner}/{repo}/issues/{issue_number}/comments", "post", 201)
+        self.assertEqual(list(OAS30ReadValidator(schema, format_checker=oas30_format_checker).iter_errors(comment)), [])
+
+        # and the server's own check found nothing, for every operation
+        self.call("GET", f"/repos/o/r/check-runs/{run['id']}")
+        self.call("GET", f"/repos/o/r/check-runs/{run['id']}/annotations")
+        self.call("POST", f"/repos/o/r/deployments/{dep['id']}/statuses", {"state": "in_progress"})
+        self.call("GET", f"/repos/o/r/deployments/{dep['id']}/statuses")
+        self.call("GET", "/repos/o/r/deployments")
+        self.call("PATCH", f"/repos/o/r/issues/comments/{comment['id']}", {"body": "report v2"})
+        self.call("GET", "/repos/o/r/issues/3/comments")
+        self.call("GET", "/repos/o/r")
+        self.call("GET", "/")
+        reqs = self.requests()
+        self.assertEqual(len({r["operation_id"] for r in reqs}), 13)
+        self.assertTrue(all(r["status"] < 300 for r in reqs), [(r["operation_id"], r["status"]) for r in reqs])
+        self.assertEqual(self.violations(), [])
+
+    def test_deployments_and_statuses(self):
+        status, dep, hdrs = self.call(
+            "POST", "/repos/o/r/deployments", {"ref": "main", "environment": "staging", "required_contexts": [], "description": "canary 10%"}
+        )
+        self.assertEqual(status, 201, dep)
+        self.assertEqual(dep["ref"], "main")
+        self.assertEqual(len(dep["sha"]), 40)
+        self.assertEqual(dep["environment"], "staging")
+        self.assertEqual(dep["original_environment"], "staging")
+        self.assertEqual(dep["task"], "deploy")
+        self.assertEqual(dep["payload"], {})
+        self.assertFalse(dep["production_environment"])
+        self.assertEqual(dep["statuses_url"], f"{self.url}/repos/o/r/deployments/{dep['id']}/statuses")
+        self.assertEqual(dep["creator"]["login"], "github-actions[bot]")
+        self.assertEqual(hdrs["location"], dep["url"])
+
+        status, st, hdrs = self.call(
+            "POST", f"/repos/o/r/deployments/{dep['id']}/statuses", {"state": "success", "log_url": "https://ci/log", "environment_url": "https://model.example"}
+        )
+        self.assertEqual(status, 201, st)
+        self.assertEqual(st["state"], "success")
+        self.assertEqual(st["target_url"], "https://ci/log")
+        self.assertEqual(st["environment"], "staging")
+        self.assertEqual(st["deployment_url"], dep["url"])
+        self.assertEqual(hdrs["location"], st["url"])
+
+        # a newer success in the same (non-production) environment makes the old one inactive
+        _, dep2, _ = self.call("POST", "/repos/o/r/deployments", {"ref": "main", "environment": "staging", "required_contexts": []})
+        self.call("POST", f"/repos/o/r/deployments/{dep2['id']}/statuses", {"state": "success"})
+        _, statuses, _ = self.call("GET", f"/repos/o/r/deployments/{dep['id']}/statuses")
+        self.assertEqual([s["state"] for s in statuses], ["inactive", "success"])
+        _, listed, _ = self.call("GET", "/repos/o/r/deployments?environment=staging")
+        self.assertEqual([d["id"] for d in listed], [dep2["id"], dep["id"]])
+        _, listed, _ = self.call("GET", "/repos/o/r/deployments?environment=production")
+        self.assertEqual(listed, [])
+        status, _, _ = self.call("POST", "/repos/o/r/deployments/424242/statuses", {"state": "success"})
+        self.assertEqual(status, 404)
+        state = self.state()
+        self.assertEqual(len(state["deployments"]), 2)
+        self.assertEqual(len(state["deployments"][0]["statuses"]), 2)
+        self.assertEqual(self.violations(), [])
+
+    def test_deployment_conflicts_with_pending_checks_unless_required_contexts_given(self):
+        self.create_run()  # in_progress on SHA
+        status, body, _ = self.call("POST", "/repos/o/r/deployments", {"ref": SHA})
+        self.assertEqual(status, 409)
+        self.assertEqual(body["message"], f"Conflict: Commit status checks failed for {SHA}.")
+        self.assertEqual(body["errors"][0]["contexts"], [{"context": "mlcd / build", "state": "pending"}])
+        status, _, _ = self.call("POST", "/repos/o/r/deployments", {"ref": OTHER_SHA})
+        self.assertEqual(status, 201)
+        status, _, _ = self.call("POST", "/repos/o/r/deployments", {"ref": SHA, "required_contexts": []})
+        self.assertEqual(status, 201)
+
+    def test_issue_comments(self):
+        status, c, _ = self.call("POST", "/repos/o/r/issues/12/comments", {"body": "<!-- mlcd -->\nfirst"})
+        self.assertEqual(status, 201, c)
+        self.assertEqual(c["html_url"], f"https://github.com/o/r/issues/12#issuecomment-{c['id']}")
+        self.assertEqual(c["issue_url"], f"{self.url}/repos/o/r/issues/12")
+        self.assertEqual(c["user"]["login"], "github-actions[bot]")
+        status, c2, _ = self.call("PATCH", f"/repos/o/r/issues/comments/{c['id']}", {"body": "<!-- mlcd -->\nsecond"})
+        self.assertEqual(status, 200)
+        self.assertEqual(c2["body"], "<!-- mlcd -->\nsecond")
+        self.call("POST", "/repos/o/r/issues/13/comments", {"body": "elsewhere"})
+        _, listed, _ = self.call("GET", "/repos/o/r/issues/12/comments")
+        self.assertEqual([x["body"] for x in listed], ["<!-- mlcd -->\nsecond"])
+        status, body, _ = self.call("POST", "/repos/o/r/issues/12/comments", {"body": "x" * 65537})
+        self.assertEqual(status, 422)
+        self.assertEqual(body["message"], "Validation Failed")
+        status, _, _ = self.call("PATCH", "/repos/o/r/issues/comments/1", {"body": "nope"})
+        self.assertEqual(status, 404)
+        self.assertEqual(len(self.state()["comments"]), 2)
+
+    def test_repo_and_root(self):
+        status, repo, _ = self.call("GET", "/repos/acme/models")
+        self.assertEqual(status, 200)
+        self.assertEqual(repo["full_name"], "acme/models")
+        self.assertEqual(repo["owner"]["login"], "acme")
+        self.assertEqual(repo["url"], f"{self.url}/repos/acme/models")
+        self.assertEqual(repo["html_url"], "https://github.com/acme/models")
+        self.assertEqual(repo["default_branch"], "main")
+        status, root, _ = self.call("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertTrue(root["current_user_url"].startswith(self.url))
+
+    def test_check_run_semantics(self):
+        status, body, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": "main"})
+        self.assertEqual(status, 422)
+        self.assertEqual(body["message"], "No commit found for SHA: main")
+        status, _, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": SHA, "status": "completed"})
+        self.assertEqual(status, 422)
+        run, _ = self.create_run(conclusion="success")
+        self.assertEqual(run["status"], "completed")
+        self.assertIsNotNone(run["completed_at"])
+        self.assertEqual([v["kind"] for v in self.violations()], ["semantic", "semantic"])
+
+    def test_reset(self):
+        self.create_run()
+        self.call("GET", "/nope")
+        self.call("POST", "/_fake/deny", {"path_prefix": "/repos"}, auth=False)
+        status, body, _ = self.call("POST", "/_fake/reset", auth=False)
+        self.assertEqual((status, body), (200, {"ok": True}))
+        self.assertEqual(self.requests(), [])
+        self.assertEqual(self.violations(), [])
+        self.assertEqual(self.state(), {"check_runs": [], "deployments": [], "comments": []})
+        run, _ = self.create_run()  # the denial is gone too, and ids start again
+        self.assertEqual(run["id"], 1001)
+
+
+if __name__ == "__main__":
+    unittest.main()
