@@ -138,6 +138,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             })?,
     };
 
+    let strategy_overridden = p("strategy").is_some() || req.strategy.is_some();
     let strategy = match p("strategy") {
         Some(s) => s.parse().map_err(|e| param_err("strategy", e))?,
         None => req.strategy.or(cfg.strategy).unwrap_or(Strategy::AllAtOnce),
@@ -146,8 +147,13 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         Some(t) => Some(t.parse().map_err(|e| param_err("traffic", e))?),
         None => req.traffic.or(cfg.traffic),
     };
+    // Steps written in the config belong to the config's strategy: when an input
+    // switches to a strategy without steps (shadow, all-at-once, blue-green), they
+    // no longer apply; steps given with the override still must fit it.
+    let stepped = matches!(strategy, Strategy::Canary | Strategy::Linear);
     let config_steps: Option<Steps> = match p("steps") {
         Some(s) => Some(s.parse().map_err(|e| param_err("steps", e))?),
+        None if strategy_overridden && !stepped => None,
         None => cfg.steps.clone(),
     };
     let steps = steps_for(strategy, traffic, config_steps.as_ref()).map_err(|e| {

@@ -45,6 +45,8 @@ pub struct CheckRun {
     owner: String,
     repo: String,
     id: Option<CheckRunId>,
+    /// The check run's page, once created.
+    pub html_url: Option<String>,
     /// API calls made so far.
     pub calls: usize,
 }
@@ -139,6 +141,7 @@ impl CheckRun {
             owner: owner.to_string(),
             repo: repo.to_string(),
             id: None,
+            html_url: None,
             calls: 0,
         })
     }
@@ -155,6 +158,7 @@ impl CheckRun {
         }
         let run = bounded(b.send()).await?;
         self.id = Some(run.id);
+        self.html_url = run.html_url;
         Ok(())
     }
 

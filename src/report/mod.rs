@@ -178,7 +178,12 @@ impl Reporter {
             }
         };
         match run.start(name, sha, details_url).await {
-            Ok(()) => self.check = Some(run),
+            Ok(()) => {
+                if let Some(url) = run.html_url.clone() {
+                    self.set_output("report-url", url);
+                }
+                self.check = Some(run);
+            }
             Err(e) => self.check_failed(e),
         }
     }
