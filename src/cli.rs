@@ -21,7 +21,8 @@ pub enum Invocation {
     Schema,
 }
 
-const ABOUT: &str = "Continuous delivery for machine-learning models: build model images, train on an \
+const ABOUT: &str =
+    "Continuous delivery for machine-learning models: build model images, train on an \
 instance type, deploy as shadow, canary or blue-green with verification and rollback.";
 
 const AFTER: &str = "Inside GitHub Actions with no arguments, mlcd reads its inputs from INPUT_* variables \
@@ -69,16 +70,26 @@ fn input_args(mode: Option<Mode>, only: Option<&[&str]>) -> Vec<Arg> {
 
 /// The clap command tree.
 pub fn command() -> Clap {
-    let mode_cmd = |m: Mode, about: &'static str| Clap::new(m.as_str()).about(about).args(input_args(Some(m), None));
+    let mode_cmd = |m: Mode, about: &'static str| {
+        Clap::new(m.as_str())
+            .about(about)
+            .args(input_args(Some(m), None))
+    };
     Clap::new("mlcd")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT)
         .after_help(AFTER)
         .subcommand_required(true)
         .arg_required_else_help(true)
-        .subcommand(mode_cmd(Mode::Build, "Build the model image and push it to registries"))
+        .subcommand(mode_cmd(
+            Mode::Build,
+            "Build the model image and push it to registries",
+        ))
         .subcommand(mode_cmd(Mode::Train, "Train the model on an instance type"))
-        .subcommand(mode_cmd(Mode::Deploy, "Deploy the model behind an endpoint"))
+        .subcommand(mode_cmd(
+            Mode::Deploy,
+            "Deploy the model behind an endpoint",
+        ))
         .subcommand(
             Clap::new("plan")
                 .about("Print a mode's plan and touch nothing (the same as --dry-run)")
@@ -88,14 +99,25 @@ pub fn command() -> Clap {
                         .help("build, train or deploy")
                         .value_parser(Mode::NAMES.to_vec()),
                 )
-                .args(input_args(None, None).into_iter().filter(|a| a.get_id() != "dry-run")),
+                .args(
+                    input_args(None, None)
+                        .into_iter()
+                        .filter(|a| a.get_id() != "dry-run"),
+                ),
         )
         .subcommand(
             Clap::new("validate")
                 .about("Check the config file; exit non-zero on any error")
-                .args(input_args(None, Some(&["config", "model-id", "output", "checks", "github-token"]))),
+                .args(input_args(
+                    None,
+                    Some(&["config", "model-id", "output", "checks", "github-token"]),
+                )),
         )
-        .subcommand(Clap::new("schema").about("Print the JSON schema of mlcd.yml").hide(true))
+        .subcommand(
+            Clap::new("schema")
+                .about("Print the JSON schema of mlcd.yml")
+                .hide(true),
+        )
 }
 
 fn raw_from_matches(m: &ArgMatches) -> Result<RawInputs, UserError> {
@@ -177,10 +199,22 @@ mod tests {
 
     #[test]
     fn flags_fill_the_same_inputs() {
-        let inv = parse(args(&["mlcd", "train", "--model-id", "churn", "--wait=false", "--dry-run"]), &BTreeMap::new())
-            .unwrap()
-            .unwrap();
-        let Invocation::Run(Command::Run(Mode::Train), raw) = inv else { panic!() };
+        let inv = parse(
+            args(&[
+                "mlcd",
+                "train",
+                "--model-id",
+                "churn",
+                "--wait=false",
+                "--dry-run",
+            ]),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .unwrap();
+        let Invocation::Run(Command::Run(Mode::Train), raw) = inv else {
+            panic!()
+        };
         assert_eq!(raw.get("model-id").unwrap().value, "churn");
         assert_eq!(raw.get("wait").unwrap().value, "false");
         assert_eq!(raw.get("dry-run").unwrap().value, "true");
@@ -188,7 +222,11 @@ mod tests {
 
     #[test]
     fn deploy_only_flags_are_refused_for_build() {
-        assert!(parse(args(&["mlcd", "build", "--strategy", "canary"]), &BTreeMap::new()).is_err());
+        assert!(parse(
+            args(&["mlcd", "build", "--strategy", "canary"]),
+            &BTreeMap::new()
+        )
+        .is_err());
     }
 
     #[test]

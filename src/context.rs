@@ -123,7 +123,12 @@ impl GitHubContext {
 
     /// Reads the context from environment variables (a snapshot, for testability).
     pub fn from_env(env: &BTreeMap<String, String>) -> Result<GitHubContext, UserError> {
-        let var = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_string);
+        let var = |k: &str| {
+            env.get(k)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
         let in_actions = var("GITHUB_ACTIONS").as_deref() == Some("true");
         let workspace = match var("GITHUB_WORKSPACE") {
             Some(w) => PathBuf::from(w),
@@ -147,26 +152,43 @@ impl GitHubContext {
             .pointer("/repository/default_branch")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let s = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |v: &Value, p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
 
         let trigger = match event_name.as_deref() {
             None => Trigger::Local,
             Some("push") => Trigger::Push,
             Some("pull_request") | Some("pull_request_target") => {
-                let merged = payload.pointer("/pull_request/merged").and_then(Value::as_bool) == Some(true);
+                let merged = payload
+                    .pointer("/pull_request/merged")
+                    .and_then(Value::as_bool)
+                    == Some(true);
                 let base_ref = s(&payload, "/pull_request/base/ref");
                 if merged {
                     // A merged PR acts on the merge commit on the base branch.
-                    if let Some(m) = payload.pointer("/pull_request/merge_commit_sha").and_then(Value::as_str) {
+                    if let Some(m) = payload
+                        .pointer("/pull_request/merge_commit_sha")
+                        .and_then(Value::as_str)
+                    {
                         sha = Some(m.to_string());
                     }
                     branch = Some(base_ref.clone());
                     tag = None;
-                } else if let Some(h) = payload.pointer("/pull_request/head/ref").and_then(Value::as_str) {
+                } else if let Some(h) = payload
+                    .pointer("/pull_request/head/ref")
+                    .and_then(Value::as_str)
+                {
                     branch = Some(h.to_string());
                 }
                 Trigger::PullRequest {
-                    number: payload.pointer("/pull_request/number").and_then(Value::as_u64).unwrap_or(0),
+                    number: payload
+                        .pointer("/pull_request/number")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
                     action: s(&payload, "/action"),
                     merged,
                     base_ref,
@@ -181,7 +203,10 @@ impl GitHubContext {
                 if let Some(h) = run.get("head_sha").and_then(Value::as_str) {
                     sha = Some(h.to_string());
                 }
-                branch = run.get("head_branch").and_then(Value::as_str).map(str::to_string);
+                branch = run
+                    .get("head_branch")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 tag = None;
                 Trigger::WorkflowRun {
                     workflow: s(run, "/name"),
@@ -202,11 +227,17 @@ impl GitHubContext {
                     .unwrap_or_default(),
             },
             Some("repository_dispatch") => {
-                let cp = payload.get("client_payload").cloned().unwrap_or(Value::Null);
+                let cp = payload
+                    .get("client_payload")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 Trigger::RepositoryDispatch {
                     action: s(&payload, "/action"),
                     reason: cp.get("reason").and_then(Value::as_str).map(str::to_string),
-                    model_id: cp.get("model-id").and_then(Value::as_str).map(str::to_string),
+                    model_id: cp
+                        .get("model-id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 }
             }
             Some("schedule") => Trigger::Schedule {
@@ -220,7 +251,8 @@ impl GitHubContext {
         if sha.is_none() && !in_actions {
             sha = git(&workspace, &["rev-parse", "HEAD"]);
             if branch.is_none() && tag.is_none() {
-                branch = git(&workspace, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD");
+                branch =
+                    git(&workspace, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD");
             }
         }
 

@@ -107,7 +107,7 @@ pub const INPUTS: &[InputSpec] = &[
         kind: InputKind::Secret,
         action_default: Some("${{ github.token }}"),
         cli_env: Some("GITHUB_TOKEN"),
-        ..input("github-token", "Token for check runs, deployments and comments. Default: `${{ github.token }}`.")
+        ..input("github-token", "Token for check runs, deployments and comments. Default: the workflow token (`github.token`).")
     },
     input("registry-username", "Container registry user name."),
     InputSpec {
@@ -247,7 +247,10 @@ impl RawInputs {
         for spec in INPUTS.iter().filter(|s| s.action) {
             for name in std::iter::once(spec.name).chain(spec.aliases.iter().copied()) {
                 let upper = name.to_uppercase();
-                for var in [format!("INPUT_{upper}"), format!("INPUT_{}", upper.replace('-', "_"))] {
+                for var in [
+                    format!("INPUT_{upper}"),
+                    format!("INPUT_{}", upper.replace('-', "_")),
+                ] {
                     if let Some(v) = env.get(&var) {
                         raw.set(name, v, Source::Env(name.to_string()))?;
                     }
@@ -360,7 +363,10 @@ pub fn parse_pairs(given: &Given) -> Result<Vec<(String, String)>, UserError> {
         };
         let k = k.trim();
         if k.is_empty() {
-            return Err(invalid_input(given, format!("`{item}` has an empty name before `=`")));
+            return Err(invalid_input(
+                given,
+                format!("`{item}` has an empty name before `=`"),
+            ));
         }
         if out.iter().any(|(prev, _)| prev == k) {
             return Err(invalid_input(given, format!("`{k}` is given twice")));
@@ -371,7 +377,9 @@ pub fn parse_pairs(given: &Given) -> Result<Vec<(String, String)>, UserError> {
 }
 
 fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    s.split([',', '\n']).map(str::trim).filter(|t| !t.is_empty())
+    s.split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 impl Request {
@@ -387,7 +395,10 @@ impl Request {
         let timeout = match get("timeout") {
             Some(g) if g.name == "timeout-after" && g.value.bytes().all(|b| b.is_ascii_digit()) => {
                 let minutes: u64 = g.value.parse().map_err(|_| {
-                    invalid_input(g, format!("expected a number of minutes, found `{}`", g.value))
+                    invalid_input(
+                        g,
+                        format!("expected a number of minutes, found `{}`", g.value),
+                    )
                 })?;
                 if minutes == 0 {
                     return Err(invalid_input(g, "expected a number of minutes above zero"));
@@ -429,15 +440,30 @@ impl Request {
             }
         }
 
-        let replicas = match get("replicas") {
-            Some(g) => Some(g.value.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                invalid_input(g, format!("expected a whole number of replicas, at least 1, found `{}`", g.value))
-            })?),
-            None => None,
-        };
+        let replicas =
+            match get("replicas") {
+                Some(g) => Some(g.value.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(
+                    || {
+                        invalid_input(
+                            g,
+                            format!(
+                                "expected a whole number of replicas, at least 1, found `{}`",
+                                g.value
+                            ),
+                        )
+                    },
+                )?),
+                None => None,
+            };
 
-        let params = get("param-list").map(parse_pairs).transpose()?.unwrap_or_default();
-        let env_vars = get("env-vars").map(parse_pairs).transpose()?.unwrap_or_default();
+        let params = get("param-list")
+            .map(parse_pairs)
+            .transpose()?
+            .unwrap_or_default();
+        let env_vars = get("env-vars")
+            .map(parse_pairs)
+            .transpose()?
+            .unwrap_or_default();
 
         Ok(Request {
             command,
@@ -511,7 +537,10 @@ mod tests {
         assert_eq!(raw.get("mode").unwrap().value, "train");
         let r = Request::from_raw(Command::Run(Mode::Train), &raw).unwrap();
         assert_eq!(r.model_id.unwrap().as_str(), "churn");
-        assert_eq!(r.params, vec![("epochs".into(), "5".into()), ("lr".into(), "0.01".into())]);
+        assert_eq!(
+            r.params,
+            vec![("epochs".into(), "5".into()), ("lr".into(), "0.01".into())]
+        );
         assert_eq!(r.wait, None, "an empty input means unset");
     }
 

@@ -17,12 +17,54 @@ struct Portable {
 }
 
 const PORTABLE: &[Portable] = &[
-    Portable { name: "cpu.small", cpus: 2, memory_gib: 8, gpus: 0, sagemaker: "ml.m5.large", vertex: Some("n1-standard-2") },
-    Portable { name: "cpu.medium", cpus: 4, memory_gib: 16, gpus: 0, sagemaker: "ml.m5.xlarge", vertex: Some("n1-standard-4") },
-    Portable { name: "cpu.large", cpus: 8, memory_gib: 32, gpus: 0, sagemaker: "ml.m5.2xlarge", vertex: Some("n1-standard-8") },
-    Portable { name: "gpu.t4.xl", cpus: 4, memory_gib: 16, gpus: 1, sagemaker: "ml.g4dn.xlarge", vertex: Some("n1-standard-4+NVIDIA_TESLA_T4") },
-    Portable { name: "gpu.a10g.xl", cpus: 4, memory_gib: 16, gpus: 1, sagemaker: "ml.g5.xlarge", vertex: None },
-    Portable { name: "gpu.a100.8xl", cpus: 96, memory_gib: 1152, gpus: 8, sagemaker: "ml.p4d.24xlarge", vertex: Some("a2-highgpu-8g+NVIDIA_TESLA_A100") },
+    Portable {
+        name: "cpu.small",
+        cpus: 2,
+        memory_gib: 8,
+        gpus: 0,
+        sagemaker: "ml.m5.large",
+        vertex: Some("n1-standard-2"),
+    },
+    Portable {
+        name: "cpu.medium",
+        cpus: 4,
+        memory_gib: 16,
+        gpus: 0,
+        sagemaker: "ml.m5.xlarge",
+        vertex: Some("n1-standard-4"),
+    },
+    Portable {
+        name: "cpu.large",
+        cpus: 8,
+        memory_gib: 32,
+        gpus: 0,
+        sagemaker: "ml.m5.2xlarge",
+        vertex: Some("n1-standard-8"),
+    },
+    Portable {
+        name: "gpu.t4.xl",
+        cpus: 4,
+        memory_gib: 16,
+        gpus: 1,
+        sagemaker: "ml.g4dn.xlarge",
+        vertex: Some("n1-standard-4+NVIDIA_TESLA_T4"),
+    },
+    Portable {
+        name: "gpu.a10g.xl",
+        cpus: 4,
+        memory_gib: 16,
+        gpus: 1,
+        sagemaker: "ml.g5.xlarge",
+        vertex: None,
+    },
+    Portable {
+        name: "gpu.a100.8xl",
+        cpus: 96,
+        memory_gib: 1152,
+        gpus: 8,
+        sagemaker: "ml.p4d.24xlarge",
+        vertex: Some("a2-highgpu-8g+NVIDIA_TESLA_A100"),
+    },
 ];
 
 /// An instance type resolved for a backend.
@@ -122,9 +164,19 @@ mod tests {
 
     #[test]
     fn portable_names_map_per_backend() {
-        assert_eq!(resolve(&it("gpu.t4.xl"), Backend::Sagemaker).unwrap().native, "ml.g4dn.xlarge");
+        assert_eq!(
+            resolve(&it("gpu.t4.xl"), Backend::Sagemaker)
+                .unwrap()
+                .native,
+            "ml.g4dn.xlarge"
+        );
         assert_eq!(resolve(&it("gpu.t4.xl"), Backend::Local).unwrap().gpus, 1);
-        assert_eq!(resolve(&it("ml.g5.2xlarge"), Backend::Sagemaker).unwrap().native, "ml.g5.2xlarge");
+        assert_eq!(
+            resolve(&it("ml.g5.2xlarge"), Backend::Sagemaker)
+                .unwrap()
+                .native,
+            "ml.g5.2xlarge"
+        );
     }
 
     #[test]

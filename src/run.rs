@@ -24,7 +24,11 @@ pub async fn main_with(args: Vec<OsString>, env: BTreeMap<String, String>) -> u8
     let invocation = match cli::parse(args, &env) {
         Err(clap_err) => {
             let _ = clap_err.print();
-            return if clap_err.use_stderr() { Outcome::Invalid.exit_code() } else { 0 };
+            return if clap_err.use_stderr() {
+                Outcome::Invalid.exit_code()
+            } else {
+                0
+            };
         }
         Ok(inv) => inv,
     };
@@ -39,7 +43,9 @@ pub async fn main_with(args: Vec<OsString>, env: BTreeMap<String, String>) -> u8
             // Invalid before any input was parsed (no mode): report and stop.
             let mut reporter = Reporter::new(in_actions, OutputFormat::Text, &env);
             report_error(&mut reporter, &anyhow::Error::new(e));
-            reporter.finish(Outcome::Invalid, "mlcd: invalid input").await;
+            reporter
+                .finish(Outcome::Invalid, "mlcd: invalid input")
+                .await;
             Outcome::Invalid.exit_code()
         }
     }
@@ -68,7 +74,9 @@ async fn run_command(cmd: Command, raw: RawInputs, env: &BTreeMap<String, String
     };
     let mut reporter = Reporter::new(in_actions, format, env);
     for name in &raw.unknown {
-        reporter.warn(format!("unknown input `{name}` is ignored (see action.yml for the inputs mlcd takes)"));
+        reporter.warn(format!(
+            "unknown input `{name}` is ignored (see action.yml for the inputs mlcd takes)"
+        ));
     }
     if let Some(mode) = match cmd {
         Command::Run(m) | Command::Plan(m) => Some(m),
@@ -83,7 +91,9 @@ async fn run_command(cmd: Command, raw: RawInputs, env: &BTreeMap<String, String
         Ok(c) => c,
         Err(e) => {
             report_error(&mut reporter, &anyhow::Error::new(e));
-            reporter.finish(Outcome::Invalid, "mlcd: invalid event").await;
+            reporter
+                .finish(Outcome::Invalid, "mlcd: invalid event")
+                .await;
             return Outcome::Invalid;
         }
     };
@@ -92,7 +102,9 @@ async fn run_command(cmd: Command, raw: RawInputs, env: &BTreeMap<String, String
         .get("checks")
         .is_none_or(|g| config::values::parse_bool(&g.value) != Ok(false));
     if checks_on && in_actions {
-        let token = raw.get("github-token").map(|g| secrets::Secret::new(g.value.clone()));
+        let token = raw
+            .get("github-token")
+            .map(|g| secrets::Secret::new(g.value.clone()));
         let run_url = ctx.run_url();
         reporter
             .start_check(
@@ -152,19 +164,20 @@ pub fn report_error(reporter: &mut Reporter, e: &anyhow::Error) {
 
 /// Finds the config file: the `config`/`from-file` input (or `from-file` in
 /// `param-list`), else `mlcd.yml`/`mlcd.yaml` in the workspace if present.
-fn load_config(request: &mut Request, ctx: &GitHubContext) -> Result<Option<LoadedConfig>, UserError> {
+fn load_config(
+    request: &mut Request,
+    ctx: &GitHubContext,
+) -> Result<Option<LoadedConfig>, UserError> {
     let from_params = request
         .params
         .iter()
         .position(|(k, _)| k == "from-file")
         .map(|i| request.params.remove(i).1);
     let given: Option<(PathBuf, &str)> = match (&request.config, from_params) {
-        (Some(c), Some(p)) if Path::new(&p) != c => {
-            return Err(UserError::invalid(format!(
-                "the config file is given twice: `config` is `{}` but param-list `from-file` is `{p}`",
-                c.display()
-            )))
-        }
+        (Some(c), Some(p)) if Path::new(&p) != c => return Err(UserError::invalid(format!(
+            "the config file is given twice: `config` is `{}` but param-list `from-file` is `{p}`",
+            c.display()
+        ))),
         (Some(c), _) => Some((c.clone(), "input `config`")),
         (None, Some(p)) => Some((PathBuf::from(p), "param-list `from-file`")),
         (None, None) => None,
@@ -172,7 +185,11 @@ fn load_config(request: &mut Request, ctx: &GitHubContext) -> Result<Option<Load
     let ws = &ctx.workspace;
     let (path, what) = match given {
         Some(g) => g,
-        None => match ["mlcd.yml", "mlcd.yaml"].iter().map(|n| ws.join(n)).find(|p| p.is_file()) {
+        None => match ["mlcd.yml", "mlcd.yaml"]
+            .iter()
+            .map(|n| ws.join(n))
+            .find(|p| p.is_file())
+        {
             Some(p) => (p, "the default config"),
             None => return Ok(None),
         },
@@ -238,7 +255,10 @@ async fn execute(
             reporter.info(text.trim_end());
         }
         reporter.add_summary(&render::markdown(&plan));
-        return Ok((Outcome::Planned, format!("Plan: {}", render::headline(&plan))));
+        return Ok((
+            Outcome::Planned,
+            format!("Plan: {}", render::headline(&plan)),
+        ));
     }
     let outcome = modes::run(&plan, reporter).await?;
     Ok((outcome, render::headline(&plan)))
@@ -260,11 +280,17 @@ fn set_plan_outputs(reporter: &mut Reporter, plan: &Plan) {
         reporter.set_output("tags", refs.join("\n"));
     }
     if let Some(t) = &plan.train {
-        reporter.set_output("job-id", t.attach.clone().unwrap_or_else(|| t.job_name.clone()));
+        reporter.set_output(
+            "job-id",
+            t.attach.clone().unwrap_or_else(|| t.job_name.clone()),
+        );
     }
     if let Some(d) = &plan.deploy {
         reporter.set_output("endpoint", d.endpoint.clone());
-        reporter.set_output("traffic", d.steps.first().copied().unwrap_or(100).to_string());
+        reporter.set_output(
+            "traffic",
+            d.steps.first().copied().unwrap_or(100).to_string(),
+        );
     }
 }
 
@@ -276,9 +302,11 @@ fn validate(
     reporter: &mut Reporter,
 ) -> anyhow::Result<(Outcome, String)> {
     let Some(loaded) = loaded else {
-        return Err(UserError::invalid("no config file to validate: no `config` input and no mlcd.yml in the workspace")
-            .hint("give the file: mlcd validate --config path/to/mlcd.yml")
-            .into());
+        return Err(UserError::invalid(
+            "no config file to validate: no `config` input and no mlcd.yml in the workspace",
+        )
+        .hint("give the file: mlcd validate --config path/to/mlcd.yml")
+        .into());
     };
     // Check what each configured section refers to (files, instance types, steps),
     // as planning would; a placeholder commit stands in outside a git checkout.
@@ -288,7 +316,11 @@ fn validate(
     }
     let mut errors = 0;
     if request.model_id.is_some() || loaded.config.model.is_some() {
-        for (mode, key) in [(Mode::Build, "build"), (Mode::Train, "train"), (Mode::Deploy, "deploy")] {
+        for (mode, key) in [
+            (Mode::Build, "build"),
+            (Mode::Train, "train"),
+            (Mode::Deploy, "deploy"),
+        ] {
             if loaded.locate(&[key]).is_none() {
                 continue;
             }
@@ -317,6 +349,10 @@ fn validate(
     }
     let msg = format!("{} is valid", loaded.path.display());
     reporter.info(&msg);
-    reporter.add_summary(&format!("### mlcd validate\n\n`{}` is valid ({}).\n", loaded.path.display(), loaded.digest));
+    reporter.add_summary(&format!(
+        "### mlcd validate\n\n`{}` is valid ({}).\n",
+        loaded.path.display(),
+        loaded.digest
+    ));
     Ok((Outcome::Succeeded, msg))
 }

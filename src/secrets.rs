@@ -60,10 +60,7 @@ pub fn register(value: &str) {
 
 /// The registered secret values, one per line, for `::add-mask::` commands.
 pub fn registered() -> Vec<String> {
-    registry()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
+    registry().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// `text` with every registered secret replaced by `***`.

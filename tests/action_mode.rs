@@ -10,7 +10,11 @@ use common::*;
 const CONFIG: &str = "model: churn\nbuild:\n  registry: ghcr.io/acme\ntrain:\n  hyperparameters: {epochs: 5, lr: 0.01}\ndeploy:\n  strategy: canary\n  steps: [10, 50, 100]\n";
 
 fn event(name: &str) -> String {
-    root().join("fixtures/events").join(name).display().to_string()
+    root()
+        .join("fixtures/events")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 fn plan_json(ws: &Workspace) -> serde_json::Value {
@@ -23,12 +27,15 @@ fn a_dry_run_sets_outputs_and_the_summary_and_touches_nothing() {
     let ws = Workspace::new();
     ws.write("ci/mlcd.yml", CONFIG);
     ws.write("ci/Dockerfile", "FROM scratch\n");
-    let r = action(&ws, &[
-        ("INPUT_MODE", "build"),
-        ("INPUT_CONFIG", "ci/mlcd.yml"),
-        ("INPUT_DRY-RUN", "true"),
-        ("INPUT_TAGS", "gpu, nightly"),
-    ]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "build"),
+            ("INPUT_CONFIG", "ci/mlcd.yml"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_TAGS", "gpu, nightly"),
+        ],
+    );
     r.assert_code(0);
     let outputs = parse_outputs(&ws.read("out/output"));
     assert_eq!(outputs["status"], "planned");
@@ -46,10 +53,19 @@ fn a_dry_run_sets_outputs_and_the_summary_and_touches_nothing() {
     let plan = plan_json(&ws);
     assert_eq!(plan["mode"], "build");
     assert_eq!(plan["build"]["context"], "ci");
-    assert_eq!(plan["build"]["labels"]["org.opencontainers.image.revision"], SHA);
+    assert_eq!(
+        plan["build"]["labels"]["org.opencontainers.image.revision"],
+        SHA
+    );
     let summary = ws.read("out/summary");
-    assert!(summary.contains("### mlcd plan: build `churn` on local (dry run: nothing is touched)"), "{summary}");
-    assert!(summary.contains("| repositories | ghcr.io/acme/churn |"), "{summary}");
+    assert!(
+        summary.contains("### mlcd plan: build `churn` on local (dry run: nothing is touched)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| repositories | ghcr.io/acme/churn |"),
+        "{summary}"
+    );
     assert!(r.stderr.contains("Plan: build `churn`"), "{}", r.stderr);
 }
 
@@ -59,24 +75,39 @@ fn secrets_are_masked_before_anything_and_never_printed() {
     ws.write("mlcd.yml", CONFIG);
     let token = "ghs_Sup3rSecretTokenValue0123456789";
     let password = "registry-pa55word-value";
-    let r = action(&ws, &[
-        ("INPUT_MODE", "deploy"),
-        ("INPUT_GITHUB-TOKEN", token),
-        ("INPUT_REGISTRY-PASSWORD", password),
-        ("INPUT_DRY-RUN", "true"),
-        ("INPUT_CHECKS", "false"),
-        // A secret echoed into a bad input must not leak through the error.
-        ("INPUT_STRATEGY", "ghs_Sup3rSecretTokenValue0123456789"),
-    ]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "deploy"),
+            ("INPUT_GITHUB-TOKEN", token),
+            ("INPUT_REGISTRY-PASSWORD", password),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_CHECKS", "false"),
+            // A secret echoed into a bad input must not leak through the error.
+            ("INPUT_STRATEGY", "ghs_Sup3rSecretTokenValue0123456789"),
+        ],
+    );
     r.assert_code(2);
     let mut lines = r.stdout.lines();
     let first_two: Vec<&str> = lines.by_ref().take(2).collect();
-    assert!(first_two.contains(&format!("::add-mask::{token}").as_str()), "{}", r.stdout);
-    assert!(first_two.contains(&format!("::add-mask::{password}").as_str()), "{}", r.stdout);
+    assert!(
+        first_two.contains(&format!("::add-mask::{token}").as_str()),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        first_two.contains(&format!("::add-mask::{password}").as_str()),
+        "{}",
+        r.stdout
+    );
     let rest: String = lines.collect::<Vec<_>>().join("\n");
     for s in [token, password] {
         assert!(!rest.contains(s), "secret leaked on stdout: {rest}");
-        assert!(!r.stderr.contains(s), "secret leaked on stderr: {}", r.stderr);
+        assert!(
+            !r.stderr.contains(s),
+            "secret leaked on stderr: {}",
+            r.stderr
+        );
         assert!(!ws.read("out/output").contains(s));
         assert!(!ws.read("out/summary").contains(s));
     }
@@ -87,19 +118,31 @@ fn secrets_are_masked_before_anything_and_never_printed() {
 fn workflow_run_acts_on_the_upstream_commit() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    let r = action(&ws, &[
-        ("INPUT_MODE", "train"),
-        ("INPUT_DRY-RUN", "true"),
-        ("GITHUB_EVENT_NAME", "workflow_run"),
-        ("GITHUB_EVENT_PATH", &event("workflow_run.completed.success.json")),
-    ]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "train"),
+            ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_EVENT_NAME", "workflow_run"),
+            (
+                "GITHUB_EVENT_PATH",
+                &event("workflow_run.completed.success.json"),
+            ),
+        ],
+    );
     r.assert_code(0);
     let plan = plan_json(&ws);
-    assert_eq!(plan["source"]["commit"], "3484a3fb816e0859fd6e1cea078d76385ff50625");
+    assert_eq!(
+        plan["source"]["commit"],
+        "3484a3fb816e0859fd6e1cea078d76385ff50625"
+    );
     assert_eq!(plan["source"]["branch"], "master");
     assert_eq!(plan["source"]["trigger"]["event"], "workflow_run");
     assert_eq!(plan["source"]["trigger"]["conclusion"], "success");
-    assert_eq!(plan["train"]["image"], "ghcr.io/acme/churn:3484a3fb816e0859fd6e1cea078d76385ff50625");
+    assert_eq!(
+        plan["train"]["image"],
+        "ghcr.io/acme/churn:3484a3fb816e0859fd6e1cea078d76385ff50625"
+    );
     assert_eq!(plan["train"]["job-name"], "churn-4242-1");
 }
 
@@ -108,15 +151,27 @@ fn a_failed_upstream_run_is_refused_unless_allowed() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
     let ev = event("workflow_run.completed.failure.json");
-    let base = [("INPUT_MODE", "train"), ("GITHUB_EVENT_NAME", "workflow_run"), ("GITHUB_EVENT_PATH", ev.as_str())];
+    let base = [
+        ("INPUT_MODE", "train"),
+        ("GITHUB_EVENT_NAME", "workflow_run"),
+        ("GITHUB_EVENT_PATH", ev.as_str()),
+    ];
     let r = action(&ws, &base);
     r.assert_code(1);
-    assert!(r.stdout.contains("refusing to train: the upstream workflow run"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("refusing to train: the upstream workflow run"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.contains("ended `failure`"), "{}", r.stdout);
     assert_eq!(parse_outputs(&ws.read("out/output"))["status"], "failed");
 
     let mut allowed = base.to_vec();
-    allowed.extend([("INPUT_ALLOW-FAILED-UPSTREAM", "true"), ("INPUT_DRY-RUN", "true")]);
+    allowed.extend([
+        ("INPUT_ALLOW-FAILED-UPSTREAM", "true"),
+        ("INPUT_DRY-RUN", "true"),
+    ]);
     std::fs::remove_file(ws.path().join("out/output")).unwrap();
     action(&ws, &allowed).assert_code(0);
 }
@@ -125,16 +180,25 @@ fn a_failed_upstream_run_is_refused_unless_allowed() {
 fn a_merged_pull_request_deploys_the_merge_commit() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    let r = action(&ws, &[
-        ("INPUT_MODE", "deploy"),
-        ("INPUT_DRY-RUN", "true"),
-        ("INPUT_PARAM-LIST", "variation-name=shadow,strategy=shadow"),
-        ("GITHUB_EVENT_NAME", "pull_request"),
-        ("GITHUB_EVENT_PATH", &event("pull_request.closed.merged.json")),
-    ]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "deploy"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_PARAM-LIST", "variation-name=shadow,strategy=shadow"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            (
+                "GITHUB_EVENT_PATH",
+                &event("pull_request.closed.merged.json"),
+            ),
+        ],
+    );
     r.assert_code(0);
     let plan = plan_json(&ws);
-    assert_eq!(plan["source"]["commit"], "c4295bd74fb0f4fda03689c3df3f2803b658fd85");
+    assert_eq!(
+        plan["source"]["commit"],
+        "c4295bd74fb0f4fda03689c3df3f2803b658fd85"
+    );
     assert_eq!(plan["source"]["trigger"]["merged"], true);
     assert_eq!(plan["deploy"]["strategy"], "shadow");
     assert_eq!(plan["deploy"]["variation"], "shadow");
@@ -157,16 +221,24 @@ fn dispatch_and_schedule_triggers_are_in_the_plan() {
         })
         .to_string(),
     );
-    action(&ws, &[
-        ("INPUT_MODE", "train"),
-        ("INPUT_DRY-RUN", "true"),
-        ("GITHUB_EVENT_NAME", "repository_dispatch"),
-        ("GITHUB_EVENT_PATH", &dispatch.display().to_string()),
-    ])
+    action(
+        &ws,
+        &[
+            ("INPUT_MODE", "train"),
+            ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_EVENT_NAME", "repository_dispatch"),
+            ("GITHUB_EVENT_PATH", &dispatch.display().to_string()),
+        ],
+    )
     .assert_code(0);
     let plan = plan_json(&ws);
-    assert_eq!(plan["source"]["trigger"]["reason"], "data drift on feature tenure_months");
-    assert!(ws.read("out/summary").contains("repository_dispatch `retrain`: data drift on feature tenure_months"));
+    assert_eq!(
+        plan["source"]["trigger"]["reason"],
+        "data drift on feature tenure_months"
+    );
+    assert!(ws
+        .read("out/summary")
+        .contains("repository_dispatch `retrain`: data drift on feature tenure_months"));
 
     for (name, file, key) in [
         ("schedule", "schedule.json", "cron"),
@@ -174,16 +246,23 @@ fn dispatch_and_schedule_triggers_are_in_the_plan() {
         ("repository_dispatch", "repository_dispatch.json", "action"),
     ] {
         std::fs::remove_file(ws.path().join("out/output")).unwrap();
-        action(&ws, &[
-            ("INPUT_MODE", "train"),
-            ("INPUT_DRY-RUN", "true"),
-            ("GITHUB_EVENT_NAME", name),
-            ("GITHUB_EVENT_PATH", &event(file)),
-        ])
+        action(
+            &ws,
+            &[
+                ("INPUT_MODE", "train"),
+                ("INPUT_DRY-RUN", "true"),
+                ("GITHUB_EVENT_NAME", name),
+                ("GITHUB_EVENT_PATH", &event(file)),
+            ],
+        )
         .assert_code(0);
         let plan = plan_json(&ws);
         assert_eq!(plan["source"]["trigger"]["event"], name);
-        assert!(!plan["source"]["trigger"][key].is_null(), "{name}: {}", plan["source"]);
+        assert!(
+            !plan["source"]["trigger"][key].is_null(),
+            "{name}: {}",
+            plan["source"]
+        );
     }
 }
 
@@ -191,18 +270,24 @@ fn dispatch_and_schedule_triggers_are_in_the_plan() {
 fn inputs_override_the_config_and_param_list_sets_hyperparameters() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    action(&ws, &[
-        ("INPUT_MODE", "train"),
-        ("INPUT_DRY-RUN", "true"),
-        ("INPUT_PARAM-LIST", "lr=0.2,batch=64"),
-        ("INPUT_INSTANCE", "gpu.t4.xl"),
-        ("INPUT_WAIT", "False"),
-        ("INPUT_TIMEOUT", "90m"),
-    ])
+    action(
+        &ws,
+        &[
+            ("INPUT_MODE", "train"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_PARAM-LIST", "lr=0.2,batch=64"),
+            ("INPUT_INSTANCE", "gpu.t4.xl"),
+            ("INPUT_WAIT", "False"),
+            ("INPUT_TIMEOUT", "90m"),
+        ],
+    )
     .assert_code(0);
     let plan = plan_json(&ws);
     let t = &plan["train"];
-    assert_eq!(t["hyperparameters"], serde_json::json!({"batch": "64", "epochs": "5", "lr": "0.2"}));
+    assert_eq!(
+        t["hyperparameters"],
+        serde_json::json!({"batch": "64", "epochs": "5", "lr": "0.2"})
+    );
     assert_eq!(t["instance"]["requested"], "gpu.t4.xl");
     assert_eq!(t["instance"]["gpus"], 1);
     assert_eq!(t["wait"], false);
@@ -218,21 +303,35 @@ fn a_real_run_says_plainly_that_execution_is_not_available_yet() {
     assert!(r.stdout.contains("cannot execute them yet"), "{}", r.stdout);
     let outputs = parse_outputs(&ws.read("out/output"));
     assert_eq!(outputs["status"], "failed");
-    assert!(outputs.contains_key("plan"), "the plan is reported even when execution fails");
+    assert!(
+        outputs.contains_key("plan"),
+        "the plan is reported even when execution fails"
+    );
 }
 
 #[test]
 fn json_output_prints_one_object_of_the_outputs() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    let r = mlcd(ws.path(), &["plan", "deploy", "--output", "json"], &[("GITHUB_SHA", SHA)]);
+    let r = mlcd(
+        ws.path(),
+        &["plan", "deploy", "--output", "json"],
+        &[("GITHUB_SHA", SHA)],
+    );
     r.assert_code(0);
-    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("stdout is one JSON object");
+    let v: serde_json::Value =
+        serde_json::from_str(r.stdout.trim()).expect("stdout is one JSON object");
     assert_eq!(v["status"], "planned");
     assert_eq!(v["endpoint"], "churn");
     assert_eq!(v["traffic"], "10");
-    assert_eq!(v["plan"]["deploy"]["steps"], serde_json::json!([10, 50, 100]));
-    assert!(r.stderr.is_empty() || !r.stderr.contains('{'), "logs stay on stderr");
+    assert_eq!(
+        v["plan"]["deploy"]["steps"],
+        serde_json::json!([10, 50, 100])
+    );
+    assert!(
+        r.stderr.is_empty() || !r.stderr.contains('{'),
+        "logs stay on stderr"
+    );
 }
 
 #[test]
@@ -252,7 +351,11 @@ fn validate_accepts_a_good_config_and_lists_every_error_of_a_bad_one() {
     r.assert_code(2);
     assert!(r.stderr.contains("--> mlcd.yml:3:3"), "{}", r.stderr);
     assert!(r.stderr.contains("--> mlcd.yml:5:3"), "{}", r.stderr);
-    assert!(r.stderr.contains("did you mean `gpu.t4.xl`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did you mean `gpu.t4.xl`"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("takes no traffic steps"), "{}", r.stderr);
     assert!(r.stderr.contains("mlcd.yml has 3 errors"), "{}", r.stderr);
 }

@@ -41,7 +41,10 @@ fn missing_model_id_says_where_to_set_it() {
 #[test]
 fn malformed_yaml_points_at_the_line() {
     let ws = Workspace::new();
-    ws.write("mlcd.yml", "model: churn\ndeploy:\n  steps: [10, 50\n  strategy: canary\n");
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ndeploy:\n  steps: [10, 50\n  strategy: canary\n",
+    );
     let r = plan(&ws, &["deploy"]);
     r.assert_code(2);
     assert!(r.stderr.contains("--> mlcd.yml:"), "{}", r.stderr);
@@ -51,10 +54,18 @@ fn malformed_yaml_points_at_the_line() {
 #[test]
 fn unknown_key_gets_its_line_column_and_a_suggestion() {
     let ws = Workspace::new();
-    ws.write("mlcd.yml", "model: churn\ntrain:\n  hyperparmeters: {lr: 0.1}\n");
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ntrain:\n  hyperparmeters: {lr: 0.1}\n",
+    );
     let r = plan(&ws, &["train"]);
     r.assert_code(2);
-    assert!(r.stderr.contains("unknown key `hyperparmeters` in `train`: did you mean `hyperparameters`?"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("unknown key `hyperparmeters` in `train`: did you mean `hyperparameters`?"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("--> mlcd.yml:3:3"), "{}", r.stderr);
 }
 
@@ -90,14 +101,22 @@ fn unparsable_duration_is_refused() {
     ws.write("mlcd.yml", GOOD);
     let r = plan(&ws, &["deploy", "--timeout", "ninety minutes"]);
     r.assert_code(2);
-    assert!(r.stderr.contains("--timeout: expected a duration like `90m`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--timeout: expected a duration like `90m`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn param_list_item_without_equals_is_refused() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", GOOD);
-    let r = plan(&ws, &["deploy", "--param-list", "variation-name=shadow,replicas"]);
+    let r = plan(
+        &ws,
+        &["deploy", "--param-list", "variation-name=shadow,replicas"],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("`replicas` has no `=`"), "{}", r.stderr);
 }
@@ -107,13 +126,29 @@ fn missing_or_broken_event_file_is_refused() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", GOOD);
     let missing = ws.path().join("nope.json").display().to_string();
-    let r = action(&ws, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true"), ("GITHUB_EVENT_NAME", "push"), ("GITHUB_EVENT_PATH", &missing)]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "deploy"),
+            ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_EVENT_NAME", "push"),
+            ("GITHUB_EVENT_PATH", &missing),
+        ],
+    );
     r.assert_code(2);
     assert!(r.stdout.contains("GITHUB_EVENT_PATH"), "{}", r.stdout);
 
     let broken = ws.write("event.json", "{\"action\": ");
     let broken = broken.display().to_string();
-    let r = action(&ws, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true"), ("GITHUB_EVENT_NAME", "push"), ("GITHUB_EVENT_PATH", &broken)]);
+    let r = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "deploy"),
+            ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_EVENT_NAME", "push"),
+            ("GITHUB_EVENT_PATH", &broken),
+        ],
+    );
     r.assert_code(2);
     assert!(r.stdout.contains("is not JSON"), "{}", r.stdout);
     assert!(r.stdout.contains("line=1"), "{}", r.stdout);
@@ -145,7 +180,10 @@ fn a_bad_boolean_input_names_the_variable() {
 #[test]
 fn a_hyperparameter_that_is_not_a_scalar_is_refused() {
     let ws = Workspace::new();
-    ws.write("mlcd.yml", "model: churn\ntrain:\n  hyperparameters:\n    layers: {a: 1}\n");
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ntrain:\n  hyperparameters:\n    layers: {a: 1}\n",
+    );
     let r = plan(&ws, &["train"]);
     r.assert_code(2);
     assert!(r.stderr.contains("found a mapping"), "{}", r.stderr);
@@ -155,7 +193,10 @@ fn a_hyperparameter_that_is_not_a_scalar_is_refused() {
 #[test]
 fn a_missing_dockerfile_points_at_its_key() {
     let ws = Workspace::new();
-    ws.write("mlcd.yml", "model: churn\nbuild:\n  context: .\n  dockerfile: docker/Dockerfile\n");
+    ws.write(
+        "mlcd.yml",
+        "model: churn\nbuild:\n  context: .\n  dockerfile: docker/Dockerfile\n",
+    );
     let r = plan(&ws, &["build"]);
     r.assert_code(2);
     assert!(r.stderr.contains("missing Dockerfile"), "{}", r.stderr);

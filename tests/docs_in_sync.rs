@@ -37,7 +37,11 @@ fn modes_text(modes: &[mlcd::config::values::Mode]) -> String {
     if modes.is_empty() {
         "all".into()
     } else {
-        modes.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+        modes
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -55,7 +59,11 @@ fn action_yml() -> String {
          inputs:\n",
     );
     for i in INPUTS.iter().filter(|i| i.action) {
-        s.push_str(&format!("  {}:\n    description: {}\n", i.name, yaml_str(i.description)));
+        s.push_str(&format!(
+            "  {}:\n    description: {}\n",
+            i.name,
+            yaml_str(i.description)
+        ));
         s.push_str(&format!("    required: {}\n", i.name == "mode"));
         if let Some(d) = i.action_default {
             s.push_str(&format!("    default: {}\n", yaml_str(d)));
@@ -63,13 +71,20 @@ fn action_yml() -> String {
         for alias in i.aliases {
             s.push_str(&format!(
                 "  {alias}:\n    description: {}\n    required: false\n",
-                yaml_str(&format!("Alias of `{}` (the name Qwak's actions used).", i.name))
+                yaml_str(&format!(
+                    "Alias of `{}` (the name Qwak's actions used).",
+                    i.name
+                ))
             ));
         }
     }
     s.push_str("outputs:\n");
     for o in OUTPUTS {
-        s.push_str(&format!("  {}:\n    description: {}\n", o.name, yaml_str(o.description)));
+        s.push_str(&format!(
+            "  {}:\n    description: {}\n",
+            o.name,
+            yaml_str(o.description)
+        ));
     }
     s.push_str(&format!(
         "runs:\n  using: docker\n  # A prebuilt image: a workflow never compiles Rust. Tests substitute a local build.\n  image: {ACTION_IMAGE}\n"
@@ -97,7 +112,10 @@ fn readme_reference() -> String {
         if let Some(env) = i.cli_env {
             meaning.push_str(&format!(" CLI fallback: `${env}`."));
         }
-        s.push_str(&format!("| {name} | {} | {meaning} |\n", modes_text(i.modes)));
+        s.push_str(&format!(
+            "| {name} | {} | {meaning} |\n",
+            modes_text(i.modes)
+        ));
     }
     s.push_str("\n| output | modes | meaning |\n|---|---|---|\n");
     for o in OUTPUTS {
@@ -126,7 +144,10 @@ fn the_readme_reference_is_current() {
     let path = root().join("README.md");
     let text = std::fs::read_to_string(&path).expect("README.md exists");
     let (start, end) = ("<!-- reference:start -->\n", "<!-- reference:end -->");
-    let a = text.find(start).expect("README has the reference:start marker") + start.len();
+    let a = text
+        .find(start)
+        .expect("README has the reference:start marker")
+        + start.len();
     let b = text.find(end).expect("README has the reference:end marker");
     let expected = format!("{}{}{}", &text[..a], readme_reference(), &text[b..]);
     check("README.md", &expected);
@@ -137,10 +158,18 @@ fn action_yml_is_valid_yaml_with_the_runner_fields() {
     let v: serde_yaml::Value = serde_yaml::from_str(&action_yml()).unwrap();
     assert_eq!(v["runs"]["using"].as_str(), Some("docker"));
     assert_eq!(v["inputs"]["mode"]["required"].as_bool(), Some(true));
-    assert_eq!(v["inputs"]["github-token"]["default"].as_str(), Some("${{ github.token }}"));
+    assert_eq!(
+        v["inputs"]["github-token"]["default"].as_str(),
+        Some("${{ github.token }}")
+    );
     // Inputs the config file can set must not have action defaults, or they would
     // always override the config.
-    for name in ["backend", "wait", "timeout", "strategy", "instance", "config"] {
-        assert!(v["inputs"][name]["default"].is_null(), "{name} has a default");
+    for name in [
+        "backend", "wait", "timeout", "strategy", "instance", "config",
+    ] {
+        assert!(
+            v["inputs"][name]["default"].is_null(),
+            "{name} has a default"
+        );
     }
 }

@@ -27,10 +27,18 @@ fn a_dry_run_reports_one_check_run_in_two_calls() {
     let gh = FakeGitHub::start();
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    run_with_fake(&ws, &gh, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true")]).assert_code(0);
+    run_with_fake(
+        &ws,
+        &gh,
+        &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true")],
+    )
+    .assert_code(0);
     assert_eq!(gh.violations(), Vec::<serde_json::Value>::new());
     let reqs = gh.requests();
-    let ops: Vec<&str> = reqs.iter().map(|r| r["operation_id"].as_str().unwrap()).collect();
+    let ops: Vec<&str> = reqs
+        .iter()
+        .map(|r| r["operation_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ops, ["checks/create", "checks/update"]);
     assert_eq!(reqs[0]["body"]["status"], "in_progress");
     assert_eq!(reqs[0]["body"]["head_sha"], SHA);
@@ -39,8 +47,14 @@ fn a_dry_run_reports_one_check_run_in_two_calls() {
     let run = &state["check_runs"][0];
     assert_eq!(run["status"], "completed");
     assert_eq!(run["conclusion"], "neutral");
-    assert!(run["output"]["title"].as_str().unwrap().starts_with("Plan: deploy `churn`"));
-    assert!(run["output"]["summary"].as_str().unwrap().contains("| strategy | canary |"));
+    assert!(run["output"]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("Plan: deploy `churn`"));
+    assert!(run["output"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("| strategy | canary |"));
     let outputs = parse_outputs(&ws.read("out/output"));
     assert_eq!(outputs["report-url"], run["html_url"].as_str().unwrap());
 }
@@ -59,7 +73,10 @@ fn a_config_error_fails_the_check_with_an_annotation_on_its_line() {
     assert_eq!(ann["path"], "mlcd.yml");
     assert_eq!(ann["start_line"], 3);
     assert_eq!(ann["annotation_level"], "failure");
-    assert!(ann["message"].as_str().unwrap().contains("did you mean `strategy`"));
+    assert!(ann["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `strategy`"));
 }
 
 #[test]
@@ -68,9 +85,17 @@ fn a_token_without_checks_write_gets_one_warning_and_the_run_carries_on() {
     gh.deny("/repos/acme/churn/check-runs", 403);
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    let r = run_with_fake(&ws, &gh, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true")]);
+    let r = run_with_fake(
+        &ws,
+        &gh,
+        &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true")],
+    );
     r.assert_code(0);
-    let warnings: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("::warning")).collect();
+    let warnings: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::warning"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{}", r.stdout);
     assert!(warnings[0].contains("checks: write"), "{}", warnings[0]);
     assert_eq!(gh.requests().len(), 1, "no further calls after the refusal");
@@ -82,7 +107,16 @@ fn checks_false_makes_no_api_call() {
     let gh = FakeGitHub::start();
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    run_with_fake(&ws, &gh, &[("INPUT_MODE", "deploy"), ("INPUT_DRY-RUN", "true"), ("INPUT_CHECKS", "false")]).assert_code(0);
+    run_with_fake(
+        &ws,
+        &gh,
+        &[
+            ("INPUT_MODE", "deploy"),
+            ("INPUT_DRY-RUN", "true"),
+            ("INPUT_CHECKS", "false"),
+        ],
+    )
+    .assert_code(0);
     assert!(gh.requests().is_empty());
 }
 
@@ -97,21 +131,46 @@ async fn more_than_50_annotations_go_in_batches_of_50() {
             level: Level::Warning,
             title: format!("gate {i}"),
             message: format!("metric {i} below threshold"),
-            location: Some(Location { file: "mlcd.yml".into(), line: i, column: None }),
+            location: Some(Location {
+                file: "mlcd.yml".into(),
+                line: i,
+                column: None,
+            }),
         })
         .collect();
-    run.complete(Outcome::Failed, "3 gates failed", "summary", None, &annotations).await.unwrap();
+    run.complete(
+        Outcome::Failed,
+        "3 gates failed",
+        "summary",
+        None,
+        &annotations,
+    )
+    .await
+    .unwrap();
     assert_eq!(run.calls, 4);
     assert_eq!(gh.violations(), Vec::<serde_json::Value>::new());
     let reqs = gh.requests();
     let sizes: Vec<usize> = reqs[1..]
         .iter()
-        .map(|r| r["body"]["output"]["annotations"].as_array().map_or(0, Vec::len))
+        .map(|r| {
+            r["body"]["output"]["annotations"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
         .collect();
     assert_eq!(sizes, [50, 50, 20]);
-    assert!(reqs[1]["body"].get("conclusion").is_none(), "the run completes with the last batch");
+    assert!(
+        reqs[1]["body"].get("conclusion").is_none(),
+        "the run completes with the last batch"
+    );
     assert_eq!(reqs[3]["body"]["conclusion"], "failure");
     let state = gh.state();
-    assert_eq!(state["check_runs"][0]["annotations"].as_array().unwrap().len(), 120);
+    assert_eq!(
+        state["check_runs"][0]["annotations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        120
+    );
     assert_eq!(state["check_runs"][0]["output"]["annotations_count"], 120);
 }

@@ -80,12 +80,18 @@ mod tests {
     fn finds_nested_keys() {
         assert_eq!(key_position(TEXT, &["build", "dockerfile"]), Some((4, 3)));
         assert_eq!(key_position(TEXT, &["model"]), Some((1, 1)));
-        assert_eq!(key_position(TEXT, &["deploy", "smoke", "request"]), Some((9, 7)));
+        assert_eq!(
+            key_position(TEXT, &["deploy", "smoke", "request"]),
+            Some((9, 7))
+        );
     }
 
     #[test]
     fn flow_mappings_resolve_to_their_key() {
-        assert_eq!(key_position(TEXT, &["train", "channels", "train"]), Some((6, 3)));
+        assert_eq!(
+            key_position(TEXT, &["train", "channels", "train"]),
+            Some((6, 3))
+        );
     }
 
     #[test]

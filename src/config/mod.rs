@@ -181,7 +181,11 @@ mod tests {
     fn a_typo_points_at_its_line_and_suggests_the_key() {
         let e = err("model: churn\ndeploy:\n  strategy: canary\n  endpont: x\n");
         assert_eq!(e.location.as_ref().unwrap().line, 4, "{e}");
-        assert!(e.message.contains("did you mean `endpoint`"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean `endpoint`"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("in `deploy`"), "{}", e.message);
     }
 

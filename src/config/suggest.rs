@@ -19,7 +19,9 @@ pub fn unknown_word(what: &str, given: &str, known: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     match nearest(given, known) {
-        Some(k) => format!("unknown {what} `{given}`: did you mean `{k}`? (expected one of {list})"),
+        Some(k) => {
+            format!("unknown {what} `{given}`: did you mean `{k}`? (expected one of {list})")
+        }
         None => format!("unknown {what} `{given}`: expected one of {list}"),
     }
 }
@@ -42,8 +44,12 @@ pub fn rewrite_unknown_field(message: &str, section: &str) -> Option<String> {
         .collect::<Vec<_>>()
         .join(", ");
     Some(match nearest(given, &known) {
-        Some(k) => format!("unknown key `{given}` {place}: did you mean `{k}`? (known keys: {list})"),
-        None if known.is_empty() => format!("unknown key `{given}` {place}: this section takes no keys"),
+        Some(k) => {
+            format!("unknown key `{given}` {place}: did you mean `{k}`? (known keys: {list})")
+        }
+        None if known.is_empty() => {
+            format!("unknown key `{given}` {place}: this section takes no keys")
+        }
         None => format!("unknown key `{given}` {place} (known keys: {list})"),
     })
 }

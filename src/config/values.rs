@@ -225,7 +225,7 @@ impl FromStr for Steps {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Result<Vec<Percent>, String> = s
-            .split(|c: char| c == ',' || c == ' ' || c == '/' || c == ';')
+            .split([',', ' ', '/', ';'])
             .filter(|p| !p.trim().is_empty())
             .map(str::parse)
             .collect();
@@ -568,7 +568,9 @@ impl FromStr for RegistryRef {
             ));
         }
         if !valid_host(host) {
-            return Err(format!("{expect}, found `{s}` (`{host}` is not a valid host[:port])"));
+            return Err(format!(
+                "{expect}, found `{s}` (`{host}` is not a valid host[:port])"
+            ));
         }
         if !ns.is_empty() && !ns.split('/').all(valid_path_component) {
             return Err(format!(
@@ -620,7 +622,9 @@ impl FromStr for ImageRef {
             Some((r, d)) => {
                 let hex = d.strip_prefix("sha256:").unwrap_or("");
                 if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!("{expect}, found `{s}` (the digest is not sha256:<64 hex>)"));
+                    return Err(format!(
+                        "{expect}, found `{s}` (the digest is not sha256:<64 hex>)"
+                    ));
                 }
                 (r, Some(d.to_string()))
             }
@@ -642,7 +646,9 @@ impl FromStr for ImageRef {
         };
         if let Some(h) = host {
             if !valid_host(h) {
-                return Err(format!("{expect}, found `{s}` (`{h}` is not a valid host[:port])"));
+                return Err(format!(
+                    "{expect}, found `{s}` (`{h}` is not a valid host[:port])"
+                ));
             }
         }
         if path.is_empty() || !path.split('/').all(valid_path_component) {
@@ -808,7 +814,9 @@ impl<'de> Deserialize<'de> for Scalar {
                 Ok(Scalar::Bool(v))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
-                Err(E::custom("expected a scalar value (a string, number or boolean), found an empty value"))
+                Err(E::custom(
+                    "expected a scalar value (a string, number or boolean), found an empty value",
+                ))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
                 Err(de::Error::custom(
@@ -911,7 +919,9 @@ mod tests {
         }
         assert!("ghcr.io/Acme/churn".parse::<ImageRef>().is_err());
         assert!("ghcr.io/acme/churn:bad tag".parse::<ImageRef>().is_err());
-        assert!("ghcr.io/acme/churn@sha256:short".parse::<ImageRef>().is_err());
+        assert!("ghcr.io/acme/churn@sha256:short"
+            .parse::<ImageRef>()
+            .is_err());
     }
 
     #[test]
@@ -922,7 +932,10 @@ mod tests {
             "ghcr.io/acme/churn"
         );
         assert!("localhost:5000".parse::<RegistryRef>().is_ok());
-        assert!("acme".parse::<RegistryRef>().unwrap_err().contains("not a host"));
+        assert!("acme"
+            .parse::<RegistryRef>()
+            .unwrap_err()
+            .contains("not a host"));
         assert!("ghcr.io:99999/acme".parse::<RegistryRef>().is_err());
         assert!("bad_host.io/acme".parse::<RegistryRef>().is_err());
     }
@@ -932,7 +945,10 @@ mod tests {
         assert!("v1.2.3".parse::<Tag>().is_ok());
         assert!("-x".parse::<Tag>().is_err());
         assert!("a/b".parse::<Tag>().is_err());
-        assert_eq!(Tag::sanitized("feature/new-model").unwrap().as_str(), "feature-new-model");
+        assert_eq!(
+            Tag::sanitized("feature/new-model").unwrap().as_str(),
+            "feature-new-model"
+        );
     }
 
     #[test]

@@ -56,12 +56,20 @@ pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<BuildPlan, UserError> {
     if !context.abs.is_dir() {
         return Err(inputs.config_error(
             &["build", "context"],
-            format!("{context_key} `{}` is not a directory", context_rel.display()),
+            format!(
+                "{context_key} `{}` is not a directory",
+                context_rel.display()
+            ),
         ));
     }
     let dockerfile_rel = cfg.dockerfile.as_deref().unwrap_or("Dockerfile");
-    let dockerfile = inside_workspace(ws, &context.abs, Path::new(dockerfile_rel), "`build.dockerfile`")
-        .map_err(|e| inputs.config_error(&["build", "dockerfile"], e))?;
+    let dockerfile = inside_workspace(
+        ws,
+        &context.abs,
+        Path::new(dockerfile_rel),
+        "`build.dockerfile`",
+    )
+    .map_err(|e| inputs.config_error(&["build", "dockerfile"], e))?;
     if !dockerfile.abs.is_file() {
         return Err(inputs
             .config_error(
@@ -74,8 +82,11 @@ pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<BuildPlan, UserError> {
             .hint("set `build.dockerfile` to the Dockerfile's path relative to the context"));
     }
 
-    let mut args: BTreeMap<String, String> =
-        cfg.args.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    let mut args: BTreeMap<String, String> = cfg
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
     if let Some(b) = &inputs.request.base_image {
         args.insert("BASE_IMAGE".into(), b.clone());
     }
@@ -108,7 +119,10 @@ pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<BuildPlan, UserError> {
     let mut labels = cfg.labels.clone();
     let ctx = inputs.context;
     if let Some(repo) = &ctx.repository {
-        labels.insert("org.opencontainers.image.source".into(), format!("{}/{repo}", ctx.server_url));
+        labels.insert(
+            "org.opencontainers.image.source".into(),
+            format!("{}/{repo}", ctx.server_url),
+        );
     }
     if let Some(sha) = &ctx.sha {
         labels.insert("org.opencontainers.image.revision".into(), sha.clone());

@@ -19,9 +19,22 @@ use crate::instance::{self, Resolved};
 /// The deploy settings `param-list` takes in deploy mode (Qwak's deploy action took
 /// them this way), besides `from-file`.
 pub const DEPLOY_PARAMS: &[&str] = &[
-    "endpoint", "instance", "replicas", "workers", "strategy", "traffic", "steps", "interval",
-    "variation-name", "environment", "protocol", "request-timeout", "ready-timeout",
-    "max-batch-size", "max-batch-latency", "from-file",
+    "endpoint",
+    "instance",
+    "replicas",
+    "workers",
+    "strategy",
+    "traffic",
+    "steps",
+    "interval",
+    "variation-name",
+    "environment",
+    "protocol",
+    "request-timeout",
+    "ready-timeout",
+    "max-batch-size",
+    "max-batch-latency",
+    "from-file",
 ];
 
 /// What `mode: deploy` will do.
@@ -113,14 +126,17 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
     }
     let p = |k: &str| params.get(k).copied();
     let parse_p = |k: &str| -> Result<Option<DurationSpec>, UserError> {
-        p(k).map(|v| v.parse().map_err(|e| param_err(k, e))).transpose()
+        p(k).map(|v| v.parse().map_err(|e| param_err(k, e)))
+            .transpose()
     };
     let u32_p = |k: &str| -> Result<Option<u32>, UserError> {
         p(k).map(|v| {
-            v.parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| param_err(k, format!("expected a whole number of at least 1, found `{v}`")))
+            v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                param_err(
+                    k,
+                    format!("expected a whole number of at least 1, found `{v}`"),
+                )
+            })
         })
         .transpose()
     };
@@ -172,8 +188,9 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             .or_else(|| cfg.instance.clone())
             .unwrap_or_else(|| "cpu.small".parse().expect("valid")),
     };
-    let instance = instance::resolve(&instance_name, backend)
-        .map_err(|e| inputs.config_error(&["deploy", "instance"], format!("deploy instance: {e}")))?;
+    let instance = instance::resolve(&instance_name, backend).map_err(|e| {
+        inputs.config_error(&["deploy", "instance"], format!("deploy instance: {e}"))
+    })?;
 
     let max_batch_size = u32_p("max-batch-size")?;
     let max_batch_latency = parse_p("max-batch-latency")?;
@@ -202,7 +219,13 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             .map_err(|e| inputs.config_error(&key, e))?;
         if !req_path.abs.is_file() {
             return Err(inputs
-                .config_error(&key, format!("{what}: the sample request file `{}` does not exist", t.request))
+                .config_error(
+                    &key,
+                    format!(
+                        "{what}: the sample request file `{}` does not exist",
+                        t.request
+                    ),
+                )
                 .hint("smoke-test request paths are relative to the config file"));
         }
         let expect_output = match &t.expect_output {
@@ -237,14 +260,19 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             .map(str::to_string)
             .or_else(|| cfg.endpoint.clone())
             .unwrap_or_else(|| model.to_string()),
-        variation: p("variation-name").map(str::to_string).or_else(|| cfg.variation.clone()),
+        variation: p("variation-name")
+            .map(str::to_string)
+            .or_else(|| cfg.variation.clone()),
         strategy,
         steps,
         interval: parse_p("interval")?
             .or(cfg.interval)
             .unwrap_or(DurationSpec(Duration::from_secs(300))),
         instance,
-        replicas: u32_p("replicas")?.or(req.replicas).or(cfg.replicas).unwrap_or(1),
+        replicas: u32_p("replicas")?
+            .or(req.replicas)
+            .or(cfg.replicas)
+            .unwrap_or(1),
         workers: u32_p("workers")?.or(cfg.workers),
         batching,
         request_timeout: parse_p("request-timeout")?
@@ -273,8 +301,14 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
 
 /// The traffic steps a strategy takes. `traffic` sets the first step; the
 /// configured steps above it follow.
-fn steps_for(strategy: Strategy, traffic: Option<Percent>, steps: Option<&Steps>) -> Result<Vec<u8>, String> {
-    let configured: Vec<u8> = steps.map(|s| s.0.iter().map(|p| p.0).collect()).unwrap_or_default();
+fn steps_for(
+    strategy: Strategy,
+    traffic: Option<Percent>,
+    steps: Option<&Steps>,
+) -> Result<Vec<u8>, String> {
+    let configured: Vec<u8> = steps
+        .map(|s| s.0.iter().map(|p| p.0).collect())
+        .unwrap_or_default();
     match strategy {
         Strategy::AllAtOnce | Strategy::BlueGreen => {
             if let Some(t) = traffic.filter(|t| t.0 != 100) {
@@ -283,7 +317,9 @@ fn steps_for(strategy: Strategy, traffic: Option<Percent>, steps: Option<&Steps>
                 ));
             }
             if !configured.is_empty() && configured != [100] {
-                return Err(format!("`{strategy}` takes no traffic steps: use `canary` or `linear` for steps"));
+                return Err(format!(
+                    "`{strategy}` takes no traffic steps: use `canary` or `linear` for steps"
+                ));
             }
             Ok(vec![100])
         }
@@ -291,15 +327,26 @@ fn steps_for(strategy: Strategy, traffic: Option<Percent>, steps: Option<&Steps>
             if configured.len() > 1 {
                 return Err("`shadow` copies a share of the traffic and takes no steps: give one `traffic` percentage".into());
             }
-            let share = traffic.map(|t| t.0).or(configured.first().copied()).unwrap_or(100);
+            let share = traffic
+                .map(|t| t.0)
+                .or(configured.first().copied())
+                .unwrap_or(100);
             if share == 0 {
                 return Err("a shadow copy of 0% of the traffic would test nothing".into());
             }
             Ok(vec![share])
         }
         Strategy::Canary | Strategy::Linear => {
-            let default: &[u8] = if strategy == Strategy::Canary { &[10, 50, 100] } else { &[25, 50, 75, 100] };
-            let base: Vec<u8> = if configured.is_empty() { default.to_vec() } else { configured };
+            let default: &[u8] = if strategy == Strategy::Canary {
+                &[10, 50, 100]
+            } else {
+                &[25, 50, 75, 100]
+            };
+            let base: Vec<u8> = if configured.is_empty() {
+                default.to_vec()
+            } else {
+                configured
+            };
             let mut out = Vec::new();
             if let Some(t) = traffic {
                 if t.0 == 0 {
@@ -327,12 +374,27 @@ mod tests {
     #[test]
     fn canary_steps_start_at_the_traffic_input() {
         let steps: Steps = "10,50,100".parse().unwrap();
-        assert_eq!(steps_for(Strategy::Canary, None, Some(&steps)).unwrap(), [10, 50, 100]);
-        assert_eq!(steps_for(Strategy::Canary, Some(Percent(20)), Some(&steps)).unwrap(), [20, 50, 100]);
-        assert_eq!(steps_for(Strategy::Canary, Some(Percent(60)), Some(&steps)).unwrap(), [60, 100]);
-        assert_eq!(steps_for(Strategy::Linear, None, None).unwrap(), [25, 50, 75, 100]);
+        assert_eq!(
+            steps_for(Strategy::Canary, None, Some(&steps)).unwrap(),
+            [10, 50, 100]
+        );
+        assert_eq!(
+            steps_for(Strategy::Canary, Some(Percent(20)), Some(&steps)).unwrap(),
+            [20, 50, 100]
+        );
+        assert_eq!(
+            steps_for(Strategy::Canary, Some(Percent(60)), Some(&steps)).unwrap(),
+            [60, 100]
+        );
+        assert_eq!(
+            steps_for(Strategy::Linear, None, None).unwrap(),
+            [25, 50, 75, 100]
+        );
         let partial: Steps = "5,20".parse().unwrap();
-        assert_eq!(steps_for(Strategy::Canary, None, Some(&partial)).unwrap(), [5, 20, 100]);
+        assert_eq!(
+            steps_for(Strategy::Canary, None, Some(&partial)).unwrap(),
+            [5, 20, 100]
+        );
     }
 
     #[test]
@@ -344,7 +406,10 @@ mod tests {
     #[test]
     fn shadow_takes_one_share() {
         assert_eq!(steps_for(Strategy::Shadow, None, None).unwrap(), [100]);
-        assert_eq!(steps_for(Strategy::Shadow, Some(Percent(30)), None).unwrap(), [30]);
+        assert_eq!(
+            steps_for(Strategy::Shadow, Some(Percent(30)), None).unwrap(),
+            [30]
+        );
         let two: Steps = "10,50".parse().unwrap();
         assert!(steps_for(Strategy::Shadow, None, Some(&two)).is_err());
     }

@@ -120,14 +120,21 @@ impl Inputs<'_> {
         if let Some(m) = &self.request.model_id {
             return Ok(m.clone());
         }
-        if let Trigger::RepositoryDispatch { model_id: Some(m), .. } = &self.context.trigger {
+        if let Trigger::RepositoryDispatch {
+            model_id: Some(m), ..
+        } = &self.context.trigger
+        {
             return m.parse().map_err(|e| {
-                UserError::invalid(format!("repository_dispatch client_payload `model-id`: {e}"))
+                UserError::invalid(format!(
+                    "repository_dispatch client_payload `model-id`: {e}"
+                ))
             });
         }
         self.cfg().model.clone().ok_or_else(|| {
-            UserError::invalid("missing model-id: no `model-id` input and no `model` key in the config file")
-                .hint("set the `model-id` input (CLI: --model-id churn) or `model: churn` in mlcd.yml")
+            UserError::invalid(
+                "missing model-id: no `model-id` input and no `model` key in the config file",
+            )
+            .hint("set the `model-id` input (CLI: --model-id churn) or `model: churn` in mlcd.yml")
         })
     }
 
@@ -139,7 +146,10 @@ impl Inputs<'_> {
     }
 
     fn short_sha(&self) -> Option<String> {
-        self.context.sha.as_ref().map(|s| s.chars().take(7).collect())
+        self.context
+            .sha
+            .as_ref()
+            .map(|s| s.chars().take(7).collect())
     }
 
     /// The image built for this commit: `<registry>/<model>:<sha>`, or the

@@ -74,7 +74,8 @@ mod tests {
         std::fs::create_dir(ws.path().join("model")).unwrap();
         let p = inside_workspace(ws.path(), ws.path(), Path::new("model/../model"), "ctx").unwrap();
         assert_eq!(p.display, "model");
-        let e = inside_workspace(ws.path(), ws.path(), Path::new("../etc"), "`build.context`").unwrap_err();
+        let e = inside_workspace(ws.path(), ws.path(), Path::new("../etc"), "`build.context`")
+            .unwrap_err();
         assert!(e.contains("outside the workspace"), "{e}");
     }
 

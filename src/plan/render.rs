@@ -29,20 +29,33 @@ fn trigger_text(t: &Trigger) -> String {
     match t {
         Trigger::Local => "run by hand (outside GitHub Actions)".into(),
         Trigger::Push => "push".into(),
-        Trigger::PullRequest { number, action, merged, base_ref } => {
+        Trigger::PullRequest {
+            number,
+            action,
+            merged,
+            base_ref,
+        } => {
             if *merged {
                 format!("pull request #{number} merged into {base_ref}")
             } else {
                 format!("pull request #{number} {action}")
             }
         }
-        Trigger::WorkflowRun { workflow, conclusion, .. } => {
+        Trigger::WorkflowRun {
+            workflow,
+            conclusion,
+            ..
+        } => {
             format!("workflow_run after `{workflow}` ({conclusion})")
         }
         Trigger::WorkflowDispatch { inputs } if inputs.is_empty() => "workflow_dispatch".into(),
         Trigger::WorkflowDispatch { inputs } => format!(
             "workflow_dispatch ({})",
-            inputs.iter().map(|(k, v)| format!("{k}={}", scalar(v))).collect::<Vec<_>>().join(", ")
+            inputs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", scalar(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Trigger::RepositoryDispatch { action, reason, .. } => match reason {
             Some(r) => format!("repository_dispatch `{action}`: {r}"),
@@ -63,7 +76,9 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         source.push(' ');
     }
     match &s.commit {
-        Some(c) if s.repository.is_some() => source.push_str(&format!("@ {}", &c[..c.len().min(12)])),
+        Some(c) if s.repository.is_some() => {
+            source.push_str(&format!("@ {}", &c[..c.len().min(12)]))
+        }
         Some(c) => source.push_str(&format!("commit {}", &c[..c.len().min(12)])),
         None => source.push_str("(no commit)"),
     }
@@ -76,7 +91,10 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     rows.push(("source".into(), source));
     rows.push(("trigger".into(), trigger_text(&s.trigger)));
     if let Some(c) = &plan.config {
-        rows.push(("config".into(), format!("{} ({})", c.path, &c.digest[..c.digest.len().min(19)])));
+        rows.push((
+            "config".into(),
+            format!("{} ({})", c.path, &c.digest[..c.digest.len().min(19)]),
+        ));
     }
     let section = serde_json::to_value(plan)
         .ok()
@@ -90,7 +108,11 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
                     scalar(o.get("requested").unwrap_or(&Value::Null)),
                     scalar(o.get("native").unwrap_or(&Value::Null))
                 ),
-                ("steps", Value::Array(a)) => a.iter().map(|p| format!("{}%", scalar(p))).collect::<Vec<_>>().join(" → "),
+                ("steps", Value::Array(a)) => a
+                    .iter()
+                    .map(|p| format!("{}%", scalar(p)))
+                    .collect::<Vec<_>>()
+                    .join(" → "),
                 _ => scalar(&v),
             };
             rows.push((k, text));
@@ -106,7 +128,11 @@ pub fn headline(plan: &Plan) -> String {
         plan.mode,
         plan.model_id,
         plan.backend,
-        if plan.dry_run { " (dry run: nothing is touched)" } else { "" }
+        if plan.dry_run {
+            " (dry run: nothing is touched)"
+        } else {
+            ""
+        }
     )
 }
 
@@ -127,7 +153,10 @@ fn md_cell(s: &str) -> String {
 
 /// A Markdown table of the plan, with the full JSON folded below it.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = format!("### mlcd plan: {}\n\n| setting | value |\n|---|---|\n", headline(plan));
+    let mut out = format!(
+        "### mlcd plan: {}\n\n| setting | value |\n|---|---|\n",
+        headline(plan)
+    );
     for (k, v) in rows(plan) {
         out.push_str(&format!("| {} | {} |\n", md_cell(&k), md_cell(&v)));
     }

@@ -76,7 +76,12 @@ mod tests {
     fn default_branch_gets_latest() {
         assert_eq!(
             names(compute(&ctx(Some("main"), None), &[])),
-            ["0123456789abcdef0123456789abcdef01234567", "0123456", "main", "latest"]
+            [
+                "0123456789abcdef0123456789abcdef01234567",
+                "0123456",
+                "main",
+                "latest"
+            ]
         );
     }
 
@@ -89,7 +94,10 @@ mod tests {
 
     #[test]
     fn version_tags_give_semver_tags() {
-        let t = names(compute(&ctx(None, Some("v1.2.3")), &["gpu".parse().unwrap()]));
+        let t = names(compute(
+            &ctx(None, Some("v1.2.3")),
+            &["gpu".parse().unwrap()],
+        ));
         assert_eq!(&t[2..], ["1.2.3", "1.2", "1", "gpu"]);
         let t = names(compute(&ctx(None, Some("v2.0.0-rc.1")), &[]));
         assert_eq!(&t[2..], ["2.0.0-rc.1"]);

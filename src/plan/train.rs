@@ -134,7 +134,10 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
     let base = inputs.config.map_or(ws.as_path(), |c| c.dir.as_path());
     let mut channels = BTreeMap::new();
     for (name, src) in &cfg.channels {
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(inputs.config_error(
                 &["train", "channels", name],
                 format!("channel name `{name}` must be letters, digits, `-` and `_` (it becomes /opt/ml/input/data/{name}/)"),
@@ -197,7 +200,10 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
             .or_else(|| inputs.env.get("AWS_DEFAULT_REGION").cloned())
             .ok_or_else(|| {
                 inputs
-                    .config_error(&["sagemaker"], "SageMaker needs a region: set `sagemaker.region` or AWS_REGION")
+                    .config_error(
+                        &["sagemaker"],
+                        "SageMaker needs a region: set `sagemaker.region` or AWS_REGION",
+                    )
                     .hint("aws-actions/configure-aws-credentials sets AWS_REGION for you")
             })?;
         let role_arn = req
@@ -234,8 +240,16 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         max_runtime,
         on_timeout: cfg.on_timeout.unwrap_or(OnStop::Stop),
         on_cancel: cfg.on_cancel.unwrap_or(OnStop::Stop),
-        gates: cfg.gates.iter().map(|(k, g)| (k.clone(), g.to_string())).collect(),
-        metrics: cfg.metrics.iter().map(|m| (m.name.clone(), m.regex.clone())).collect(),
+        gates: cfg
+            .gates
+            .iter()
+            .map(|(k, g)| (k.clone(), g.to_string()))
+            .collect(),
+        metrics: cfg
+            .metrics
+            .iter()
+            .map(|m| (m.name.clone(), m.regex.clone()))
+            .collect(),
         champion: cfg.champion.as_ref().map(|c| {
             format!(
                 "{} ({} is better) vs the version aliased `{}`",

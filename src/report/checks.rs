@@ -125,9 +125,11 @@ async fn bounded<T>(
 impl CheckRun {
     /// A client for `owner/repo` at `api_url` (GitHub, GHES, or a test fake).
     pub fn client(api_url: &str, token: &Secret, repository: &str) -> Result<CheckRun, CheckError> {
-        let (owner, repo) = repository
-            .split_once('/')
-            .ok_or_else(|| CheckError::Other(format!("GITHUB_REPOSITORY `{repository}` is not owner/repo")))?;
+        let (owner, repo) = repository.split_once('/').ok_or_else(|| {
+            CheckError::Other(format!(
+                "GITHUB_REPOSITORY `{repository}` is not owner/repo"
+            ))
+        })?;
         let octo = Octocrab::builder()
             .base_uri(api_url)
             .map_err(|e| CheckError::Other(format!("GITHUB_API_URL `{api_url}`: {e}")))?
@@ -147,7 +149,12 @@ impl CheckRun {
     }
 
     /// Creates the check run, `in_progress`.
-    pub async fn start(&mut self, name: &str, head_sha: &str, details_url: Option<&str>) -> Result<(), CheckError> {
+    pub async fn start(
+        &mut self,
+        name: &str,
+        head_sha: &str,
+        details_url: Option<&str>,
+    ) -> Result<(), CheckError> {
         self.calls += 1;
         let checks = self.octo.checks(&self.owner, &self.repo);
         let mut b = checks

@@ -5,7 +5,9 @@ use crate::error::Location;
 
 /// Escapes a command's message: `%`, CR and LF.
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a property value: as data, plus `:` and `,`.
@@ -88,7 +90,11 @@ mod tests {
         assert_eq!(escape_data("50% done\r\nnext"), "50%25 done%0D%0Anext");
         assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
         assert_eq!(
-            command("error", &[("file", "a,b.yml".into()), ("line", "3".into())], "bad: x\ny"),
+            command(
+                "error",
+                &[("file", "a,b.yml".into()), ("line", "3".into())],
+                "bad: x\ny"
+            ),
             "::error file=a%2Cb.yml,line=3::bad: x%0Ay"
         );
         assert_eq!(command("group", &[], "Build"), "::group::Build");

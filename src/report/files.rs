@@ -56,7 +56,9 @@ pub fn fit_summary(markdown: &str, limit: usize) -> String {
 /// Appends Markdown to the `$GITHUB_STEP_SUMMARY` file, within the limit (counting
 /// what the file already holds).
 pub fn write_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
-    let used = std::fs::metadata(path).map(|m| m.len() as usize).unwrap_or(0);
+    let used = std::fs::metadata(path)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     let room = SUMMARY_LIMIT.saturating_sub(used);
     if room == 0 {
         return Ok(());
@@ -65,7 +67,10 @@ pub fn write_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
 }
 
 fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(text.as_bytes())
 }
 
@@ -80,7 +85,11 @@ mod tests {
         let delim = first.strip_prefix("plan<<").unwrap();
         assert!(delim.starts_with("ghadelimiter_"));
         assert!(h.ends_with(&format!("\n{delim}\n")));
-        assert_ne!(heredoc("a", "b"), heredoc("a", "b"), "delimiters are random");
+        assert_ne!(
+            heredoc("a", "b"),
+            heredoc("a", "b"),
+            "delimiters are random"
+        );
     }
 
     #[test]

@@ -99,7 +99,11 @@ impl Reporter {
             out(&a.to_command());
         } else {
             let mut lines = a.message.lines();
-            let mut text = format!("{}: {}", a.level.command(), lines.next().unwrap_or_default());
+            let mut text = format!(
+                "{}: {}",
+                a.level.command(),
+                lines.next().unwrap_or_default()
+            );
             if let Some(l) = &a.location {
                 text.push_str(&format!("\n  --> {l}"));
             }
@@ -224,35 +228,52 @@ impl Reporter {
             })
             .collect();
         if let Some(path) = &self.output_file {
-            if let Err(e) = files::write_outputs(path, rendered.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-                err(&format!("error: cannot write outputs to {} (GITHUB_OUTPUT): {e}", path.display()));
+            if let Err(e) =
+                files::write_outputs(path, rendered.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            {
+                err(&format!(
+                    "error: cannot write outputs to {} (GITHUB_OUTPUT): {e}",
+                    path.display()
+                ));
             }
         }
         let mut summary = redact(&self.summary);
         if !self.annotations.is_empty() {
             summary.push_str("\n#### Annotations\n\n");
             for a in &self.annotations {
-                let at = a.location.as_ref().map(|l| format!(" (`{l}`)")).unwrap_or_default();
-                summary.push_str(&format!("- **{}**{at}: {}\n", a.level.command(), redact(&a.message).replace('\n', " ")));
+                let at = a
+                    .location
+                    .as_ref()
+                    .map(|l| format!(" (`{l}`)"))
+                    .unwrap_or_default();
+                summary.push_str(&format!(
+                    "- **{}**{at}: {}\n",
+                    a.level.command(),
+                    redact(&a.message).replace('\n', " ")
+                ));
             }
         }
         if let Some(path) = &self.summary_file {
             if let Err(e) = files::write_summary(path, &summary) {
-                err(&format!("error: cannot write the step summary to {} (GITHUB_STEP_SUMMARY): {e}", path.display()));
+                err(&format!(
+                    "error: cannot write the step summary to {} (GITHUB_STEP_SUMMARY): {e}",
+                    path.display()
+                ));
             }
         }
         if self.format == OutputFormat::Json {
-            let obj: serde_json::Map<String, Value> = self
-                .outputs
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(s) => Value::String(redact(s)),
-                        other => serde_json::from_str(&redact(&other.to_string())).unwrap_or(Value::Null),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
+            let obj: serde_json::Map<String, Value> =
+                self.outputs
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => Value::String(redact(s)),
+                            other => serde_json::from_str(&redact(&other.to_string()))
+                                .unwrap_or(Value::Null),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
             out(&Value::Object(obj).to_string());
         }
         if let Some(mut check) = self.check.take() {

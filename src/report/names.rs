@@ -15,7 +15,11 @@ pub struct OutputSpec {
 }
 
 const fn o(name: &'static str, modes: &'static [Mode], description: &'static str) -> OutputSpec {
-    OutputSpec { name, modes, description }
+    OutputSpec {
+        name,
+        modes,
+        description,
+    }
 }
 
 const BUILD: &[Mode] = &[Mode::Build];

@@ -189,21 +189,43 @@ impl FakeGitHub {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
-        let mut args = vec!["-sf".to_string(), "-X".into(), method.into(), format!("{}{path}", self.url)];
+        let mut args = vec![
+            "-sf".to_string(),
+            "-X".into(),
+            method.into(),
+            format!("{}{path}", self.url),
+        ];
         if let Some(b) = body {
-            args.extend(["-H".into(), "content-type: application/json".into(), "-d".into(), b.into()]);
+            args.extend([
+                "-H".into(),
+                "content-type: application/json".into(),
+                "-d".into(),
+                b.into(),
+            ]);
         }
-        let out = Command::new("curl").args(&args).output().expect("curl runs");
-        assert!(out.status.success(), "fake GitHub control call {path} failed");
+        let out = Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "fake GitHub control call {path} failed"
+        );
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        self.call("GET", "/_fake/requests", None).as_array().cloned().unwrap_or_default()
+        self.call("GET", "/_fake/requests", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn violations(&self) -> Vec<serde_json::Value> {
-        self.call("GET", "/_fake/violations", None).as_array().cloned().unwrap_or_default()
+        self.call("GET", "/_fake/violations", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn state(&self) -> serde_json::Value {
@@ -222,7 +244,9 @@ impl FakeGitHub {
 
 impl Drop for FakeGitHub {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
