@@ -69,6 +69,7 @@ const PORTABLE: &[Portable] = &[
 
 /// An instance type resolved for a backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Resolved {
     /// As the user wrote it.
     pub requested: String,

@@ -174,10 +174,12 @@ fn load_config(
         .position(|(k, _)| k == "from-file")
         .map(|i| request.params.remove(i).1);
     let given: Option<(PathBuf, &str)> = match (&request.config, from_params) {
-        (Some(c), Some(p)) if Path::new(&p) != c => return Err(UserError::invalid(format!(
+        (Some(c), Some(p)) if Path::new(&p) != c => {
+            return Err(UserError::invalid(format!(
             "the config file is given twice: `config` is `{}` but param-list `from-file` is `{p}`",
             c.display()
-        ))),
+        )))
+        }
         (Some(c), _) => Some((c.clone(), "input `config`")),
         (None, Some(p)) => Some((PathBuf::from(p), "param-list `from-file`")),
         (None, None) => None,

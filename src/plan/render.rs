@@ -108,6 +108,16 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
                     scalar(o.get("requested").unwrap_or(&Value::Null)),
                     scalar(o.get("native").unwrap_or(&Value::Null))
                 ),
+                ("gates", Value::Object(o)) => o
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", scalar(v)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ("metrics", Value::Object(o)) => o
+                    .iter()
+                    .map(|(k, v)| format!("{k} from /{}/", scalar(v)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 ("steps", Value::Array(a)) => a
                     .iter()
                     .map(|p| format!("{}%", scalar(p)))

@@ -118,6 +118,7 @@ pub fn actions_env(ws: &Workspace) -> Vec<(String, String)> {
     let p = |r: &str| ws.path().join(r).display().to_string();
     vec![
         ("GITHUB_ACTIONS".into(), "true".into()),
+        ("GITHUB_EVENT_NAME".into(), "push".into()),
         ("GITHUB_WORKSPACE".into(), p("")),
         ("GITHUB_REPOSITORY".into(), "acme/churn".into()),
         ("GITHUB_SHA".into(), SHA.into()),

@@ -1,0 +1,67 @@
+//! The plans for the bundled example (fixtures/example), snapshot-tested: any
+//! change to what a mode would do shows up as a reviewed diff
+//! (`cargo insta review`, or INSTA_UPDATE=always).
+
+mod common;
+use common::*;
+
+fn plan(mode: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+    let ws = Workspace::with_example();
+    let mut env: Vec<(&str, &str)> = vec![
+        ("INPUT_MODE", mode),
+        ("INPUT_CONFIG", "example/mlcd.yml"),
+        ("INPUT_DRY-RUN", "true"),
+    ];
+    env.extend_from_slice(extra);
+    action(&ws, &env).assert_code(0);
+    let outputs = parse_outputs(&ws.read("out/output"));
+    serde_json::from_str(&outputs["plan"]).unwrap()
+}
+
+#[test]
+fn build_plan_of_the_example() {
+    insta::assert_json_snapshot!(plan("build", &[("INPUT_TAGS", "demo")]));
+}
+
+#[test]
+fn train_plan_of_the_example() {
+    insta::assert_json_snapshot!(plan("train", &[("INPUT_PARAM-LIST", "epochs=50")]));
+}
+
+#[test]
+fn deploy_plan_of_the_example() {
+    insta::assert_json_snapshot!(plan("deploy", &[("INPUT_TRAFFIC", "20")]));
+}
+
+#[test]
+fn shadow_deploy_plan_of_the_example() {
+    insta::assert_json_snapshot!(plan(
+        "deploy",
+        &[("INPUT_PARAM-LIST", "variation-name=shadow,strategy=shadow")]
+    ));
+}
+
+#[test]
+fn sagemaker_train_plan_of_the_example() {
+    insta::assert_json_snapshot!(plan(
+        "train",
+        &[
+            ("INPUT_BACKEND", "sagemaker"),
+            ("INPUT_INSTANCE", "gpu.t4.xl"),
+            ("INPUT_IAM-ROLE-ARN", "arn:aws:iam::123456789012:role/train"),
+            ("AWS_REGION", "eu-west-1"),
+        ]
+    ));
+}
+
+#[test]
+fn the_human_plan_reads_well() {
+    let ws = Workspace::with_example();
+    let r = mlcd(
+        ws.path(),
+        &["plan", "train", "--config", "example/mlcd.yml"],
+        &[("GITHUB_SHA", SHA)],
+    );
+    r.assert_code(0);
+    insta::assert_snapshot!(r.stderr);
+}
