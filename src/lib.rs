@@ -2,9 +2,11 @@
 //! `mlcd` binary: inputs + config + event → [`plan::Plan`] → mode runner → report.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod image;
 pub mod inputs;
 pub mod instance;
 pub mod modes;

@@ -18,7 +18,12 @@ fn main() -> ExitCode {
         "warn"
     };
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("MLCD_LOG", default_level))
-        .format_timestamp(None)
+        .format(|buf, record| {
+            use std::io::Write;
+            let level = record.level().as_str().to_ascii_lowercase();
+            let msg = mlcd::secrets::redact(&record.args().to_string());
+            writeln!(buf, "{level}: {msg}")
+        })
         .target(env_logger::Target::Stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -262,7 +262,12 @@ async fn execute(
             format!("Plan: {}", render::headline(&plan)),
         ));
     }
-    let outcome = modes::run(&plan, reporter).await?;
+    let mode_env = modes::ModeEnv {
+        workspace: &ctx.workspace,
+        request: &request,
+        env,
+    };
+    let outcome = modes::run(&plan, &mode_env, reporter).await?;
     Ok((outcome, render::headline(&plan)))
 }
 

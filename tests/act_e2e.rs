@@ -10,35 +10,7 @@ mod common;
 use common::*;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
-
-/// The test bed's variables: from the environment, else from `.testbed/env`.
-fn testbed_env() -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    let file = std::env::var("MLCD_TESTBED_DIR")
-        .map(|d| Path::new(&d).join("env"))
-        .unwrap_or_else(|_| root().join(".testbed/env"));
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        for line in text.lines() {
-            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-                env.insert(k.to_string(), v.trim_matches('"').to_string());
-            }
-        }
-    }
-    for k in ["DOCKER_HOST", "MLCD_TESTBED_ACT", "MLCD_TESTBED_BASE_IMAGE"] {
-        if let Ok(v) = std::env::var(k) {
-            env.insert(k.to_string(), v);
-        }
-    }
-    for k in ["DOCKER_HOST", "MLCD_TESTBED_ACT", "MLCD_TESTBED_BASE_IMAGE"] {
-        assert!(
-            env.contains_key(k),
-            "{k} is not set: start the test bed first with `scripts/testbed up docker base-image act` (the README's test command does it)"
-        );
-    }
-    env
-}
 
 fn run(mut cmd: Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -93,7 +65,7 @@ const CONFIG: &str = "model: churn\nbuild:\n  registry: 127.0.0.1:15000/ml\ntrai
 
 #[test]
 fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
-    let env = testbed_env();
+    let env = testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_ACT", "MLCD_TESTBED_BASE_IMAGE"]);
     let docker = |args: &[&str]| {
         let mut c = Command::new("docker");
         c.args(args).env("DOCKER_HOST", &env["DOCKER_HOST"]);

@@ -251,3 +251,31 @@ impl Drop for FakeGitHub {
         let _ = self.child.wait();
     }
 }
+
+/// The test bed's variables (from the environment, else `.testbed/env`); panics
+/// with the command to run when one of `required` is missing.
+pub fn testbed_env(required: &[&str]) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let file = std::env::var("MLCD_TESTBED_DIR")
+        .map(|d| Path::new(&d).join("env"))
+        .unwrap_or_else(|_| root().join(".testbed/env"));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+                env.insert(k.to_string(), v.trim_matches('"').to_string());
+            }
+        }
+    }
+    for (k, v) in std::env::vars() {
+        if k == "DOCKER_HOST" || k.starts_with("MLCD_TESTBED_") {
+            env.insert(k, v);
+        }
+    }
+    for k in required {
+        assert!(
+            env.contains_key(*k),
+            "{k} is not set: start the test bed first with `scripts/testbed up` (the README's test command, scripts/test, does it)"
+        );
+    }
+    env
+}

@@ -1,0 +1,414 @@
+//! The Docker engine through bollard: connect (bounded), build from a context tar
+//! reading the stream to its end (an error item is a failure, pointed at the
+//! failing Dockerfile instruction), tag, and push with retries on transient errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::cloud::retry::{retry, Backoff};
+use crate::error::{Location, UserError};
+use crate::image::registry::Credentials;
+
+/// How long connecting to the engine may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the Docker engine.
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// What to build.
+pub struct BuildSpec<'a> {
+    /// The Dockerfile's path inside the context tar.
+    pub dockerfile: &'a str,
+    /// The Dockerfile on disk, relative to the workspace (for error locations).
+    pub dockerfile_display: &'a str,
+    /// The Dockerfile's text (to map a failing step to its line).
+    pub dockerfile_text: &'a str,
+    /// The stage to build.
+    pub target: Option<&'a str>,
+    /// Build arguments.
+    pub args: &'a BTreeMap<String, String>,
+    /// Labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// The platform, if one.
+    pub platform: Option<&'a str>,
+    /// The first `repository:tag` to name the image.
+    pub name: &'a str,
+}
+
+/// A built image.
+pub struct Built {
+    /// The image id (`sha256:…`).
+    pub id: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The registry refused the credentials: never retried.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A failure that may pass (5xx, 429, connection reset or refused).
+    #[error("{0}")]
+    Transient(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PushError {
+    fn classify(message: String) -> PushError {
+        let m = message.to_ascii_lowercase();
+        if [
+            "unauthorized",
+            "authentication required",
+            "denied",
+            "forbidden",
+            "no basic auth credentials",
+        ]
+        .iter()
+        .any(|k| m.contains(k))
+        {
+            PushError::Unauthorized(message)
+        } else if [
+            "connection refused",
+            "connection reset",
+            "broken pipe",
+            "eof",
+            "timeout",
+            "timed out",
+            "tls handshake",
+            "500 internal",
+            "502",
+            "503",
+            "504",
+            "429",
+            "too many requests",
+            "no such host",
+            "i/o timeout",
+            "unavailable",
+        ]
+        .iter()
+        .any(|k| m.contains(k))
+        {
+            PushError::Transient(message)
+        } else {
+            PushError::Other(message)
+        }
+    }
+}
+
+/// One instruction of a Dockerfile, with the line it starts on.
+fn instructions(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if current.is_none() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        let (start, mut acc) = current.take().unwrap_or((i + 1, String::new()));
+        if line.starts_with('#') {
+            current = Some((start, acc));
+            continue;
+        }
+        let (body, cont) = match line.strip_suffix('\\') {
+            Some(b) => (b.trim_end(), true),
+            None => (line, false),
+        };
+        if !acc.is_empty() {
+            acc.push(' ');
+        }
+        acc.push_str(body);
+        if cont {
+            current = Some((start, acc));
+        } else {
+            out.push((start, acc));
+        }
+    }
+    if let Some(c) = current {
+        out.push(c);
+    }
+    out
+}
+
+fn normalize(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+/// The Dockerfile line of the instruction a classic-builder step printed
+/// (`Step 3/7 : RUN make`), matched by its text, else by its position.
+pub fn step_line(dockerfile: &str, step: &str) -> Option<usize> {
+    let (num, text) = step.strip_prefix("Step ")?.split_once(" : ")?;
+    let n: usize = num.split('/').next()?.trim().parse().ok()?;
+    let ins = instructions(dockerfile);
+    let want = normalize(text);
+    ins.iter()
+        .find(|(_, t)| normalize(t) == want)
+        .or_else(|| {
+            ins.iter().find(|(_, t)| {
+                want.len() > 10 && normalize(t).starts_with(&want[..want.len().min(60)])
+            })
+        })
+        .or_else(|| ins.get(n.checked_sub(1)?))
+        .map(|(l, _)| *l)
+}
+
+impl Engine {
+    /// Connects to the engine at `DOCKER_HOST` (or the default socket) and checks it answers.
+    pub async fn connect() -> Result<Engine, UserError> {
+        let host =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let hint = "start the Docker engine (on this project's test machines: `scripts/testbed up docker` then `. .testbed/env`), or point DOCKER_HOST at it";
+        let docker = Docker::connect_with_defaults().map_err(|e| {
+            UserError::failed(format!(
+                "cannot connect to the Docker engine at {host}: {e}"
+            ))
+            .hint(hint)
+        })?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, docker.ping()).await {
+            Ok(Ok(_)) => Ok(Engine { docker, host }),
+            Ok(Err(e)) => Err(UserError::failed(format!(
+                "the Docker engine at {host} does not answer: {e}"
+            ))
+            .hint(hint)),
+            Err(_) => Err(UserError::failed(format!(
+                "the Docker engine at {host} did not answer within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+            .hint(hint)),
+        }
+    }
+
+    /// The engine's address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Builds the context tar; every line of output goes to `log`. A failing
+    /// instruction becomes an error located on its Dockerfile line.
+    pub async fn build(
+        &self,
+        tar: Vec<u8>,
+        spec: &BuildSpec<'_>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Built, UserError> {
+        let args: HashMap<String, String> = spec.args.clone().into_iter().collect();
+        let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        let mut opts = BuildImageOptionsBuilder::default()
+            .dockerfile(spec.dockerfile)
+            .t(spec.name)
+            .buildargs(&args)
+            .labels(&labels)
+            .rm(true)
+            .forcerm(true);
+        if let Some(t) = spec.target {
+            opts = opts.target(t);
+        }
+        if let Some(p) = spec.platform {
+            opts = opts.platform(p);
+        }
+        let mut stream =
+            self.docker
+                .build_image(opts.build(), None, Some(bollard::body_full(tar.into())));
+        let mut last_step: Option<String> = None;
+        let mut tail: Vec<String> = Vec::new();
+        let mut id: Option<String> = None;
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.stream.as_deref() {
+                        for line in s.lines().filter(|l| !l.trim().is_empty()) {
+                            log(line);
+                            if line.starts_with("Step ") {
+                                last_step = Some(line.to_string());
+                                tail.clear();
+                            } else {
+                                tail.push(line.to_string());
+                                if tail.len() > 20 {
+                                    tail.remove(0);
+                                }
+                            }
+                        }
+                    }
+                    if let Some(aux) = info.aux.as_ref().and_then(|a| a.id.clone()) {
+                        id = Some(aux);
+                    }
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        failure.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e.to_string());
+                }
+            }
+        }
+        if let Some(message) = failure {
+            let mut text = format!("the image build failed: {message}");
+            if let Some(step) = &last_step {
+                text.push_str(&format!("\nat {step}"));
+            }
+            if !tail.is_empty() {
+                text.push_str(&format!("\nlast output:\n{}", tail.join("\n")));
+            }
+            let mut err = UserError::failed(text).hint("fix the failing Dockerfile instruction; the full build log is in the `Build` log group");
+            if let Some(line) = last_step
+                .as_deref()
+                .and_then(|s| step_line(spec.dockerfile_text, s))
+            {
+                err = err.at(Location {
+                    file: Path::new(spec.dockerfile_display).to_path_buf(),
+                    line,
+                    column: None,
+                });
+            }
+            return Err(err);
+        }
+        let id = id.ok_or_else(|| {
+            UserError::failed("the Docker engine finished the build without reporting an image id")
+        })?;
+        let size = self.size(&id).await;
+        Ok(Built { id, size })
+    }
+
+    /// The size of a local image in bytes (0 when unknown).
+    pub async fn size(&self, image: &str) -> u64 {
+        self.docker
+            .inspect_image(image)
+            .await
+            .ok()
+            .and_then(|i| i.size)
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether a local image exists.
+    pub async fn exists(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
+    }
+
+    /// Tags a local image as `repo:tag`.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), UserError> {
+        let opts = TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.docker
+            .tag_image(image, Some(opts))
+            .await
+            .map_err(|e| UserError::failed(format!("tagging {image} as {repo}:{tag} failed: {e}")))
+    }
+
+    /// Pushes `repo:tag`, reading the stream to its end; transient failures are
+    /// retried with backoff, refused credentials are not.
+    pub async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: Option<&Credentials>,
+        backoff: &Backoff,
+    ) -> Result<(), PushError> {
+        let what = format!("push of {repo}:{tag}");
+        retry(
+            &what,
+            backoff,
+            |e| matches!(e, PushError::Transient(_)),
+            || self.push_once(repo, tag, creds),
+        )
+        .await
+    }
+
+    async fn push_once(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), PushError> {
+        let auth = creds.map(|c| bollard::auth::DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.expose().to_string()),
+            serveraddress: repo.split('/').next().map(str::to_string),
+            ..Default::default()
+        });
+        let opts = PushImageOptionsBuilder::default().tag(tag).build();
+        let mut stream = self.docker.push_image(repo, Some(opts), auth);
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        failure.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e.to_string());
+                }
+            }
+        }
+        match failure {
+            Some(m) => Err(PushError::classify(crate::secrets::redact(&m))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOCKERFILE: &str = "# syntax comment\nARG BASE=local/python:3.11\nFROM ${BASE}\n\nCOPY . /app\nRUN python3 -c \\\n  'import sys; sys.exit(3)'\nENTRYPOINT [\"python3\"]\n";
+
+    #[test]
+    fn steps_map_to_their_dockerfile_lines() {
+        assert_eq!(
+            step_line(DOCKERFILE, "Step 1/5 : ARG BASE=local/python:3.11"),
+            Some(2)
+        );
+        assert_eq!(step_line(DOCKERFILE, "Step 3/5 : COPY . /app"), Some(5));
+        assert_eq!(
+            step_line(
+                DOCKERFILE,
+                "Step 4/5 : RUN python3 -c   'import sys; sys.exit(3)'"
+            ),
+            Some(6)
+        );
+        assert_eq!(
+            step_line(DOCKERFILE, "Step 5/5 : something unknown"),
+            Some(8)
+        );
+        assert_eq!(step_line(DOCKERFILE, "not a step"), None);
+    }
+
+    #[test]
+    fn push_errors_are_classified() {
+        assert!(matches!(
+            PushError::classify("unauthorized: authentication required".into()),
+            PushError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            PushError::classify(
+                "Get \"http://127.0.0.1:1/v2/\": dial tcp: connect: connection refused".into()
+            ),
+            PushError::Transient(_)
+        ));
+        assert!(matches!(
+            PushError::classify("manifest invalid".into()),
+            PushError::Other(_)
+        ));
+    }
+}
