@@ -63,22 +63,20 @@ jobs:
 
 const CONFIG: &str = "model: churn\nbuild:\n  registry: 127.0.0.1:15000/ml\ntrain:\n  hyperparameters: {epochs: 5, lr: 0.01}\ndeploy:\n  strategy: canary\n  steps: [10, 50, 100]\n";
 
-#[test]
-fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
-    let env = testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_ACT", "MLCD_TESTBED_BASE_IMAGE"]);
-    let docker = |args: &[&str]| {
-        let mut c = Command::new("docker");
-        c.args(args).env("DOCKER_HOST", &env["DOCKER_HOST"]);
-        c
-    };
+type Outputs = BTreeMap<(String, String), String>;
 
-    // The action image, from the project's Dockerfile around this build's binary.
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::copy(root().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_mlcd"), ctx.path().join("mlcd")).unwrap();
+/// The action image from the project's Dockerfile around this build's binary,
+/// built once per test process.
+fn action_image(env: &BTreeMap<String, String>) -> &'static str {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let image = "mlcd-e2e:local";
-    run(
-        docker(&[
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::copy(root().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_mlcd"), ctx.path().join("mlcd")).unwrap();
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", &env["DOCKER_HOST"]).args([
             "build",
             "-q",
             "--target",
@@ -90,11 +88,16 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
             "-t",
             image,
             &ctx.path().display().to_string(),
-        ]),
-        "docker build of the action image",
-    );
+        ]);
+        run(c, "docker build of the action image");
+        *built = true;
+    }
+    image
+}
 
-    // A repository using the action: a test copy of action.yml pointing at that image.
+/// A git repository using the action (a test copy of action.yml pointing at the
+/// local image) with `files` and `workflow`; returns it and its HEAD commit.
+fn repository(image: &str, files: &[(&str, &str)], workflow: &str) -> (Workspace, String) {
     let repo = Workspace::new();
     let action = std::fs::read_to_string(root().join("action.yml")).unwrap();
     let action = action
@@ -109,9 +112,10 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
         .collect::<Vec<_>>()
         .join("\n");
     repo.write("action.yml", &action);
-    repo.write("ml/mlcd.yml", CONFIG);
-    repo.write("ml/Dockerfile", "FROM scratch\n");
-    repo.write(".github/workflows/e2e.yml", WORKFLOW);
+    for (path, text) in files {
+        repo.write(path, text);
+    }
+    repo.write(".github/workflows/e2e.yml", workflow);
     let git = |args: &[&str]| {
         let mut c = Command::new("git");
         c.args(args)
@@ -146,9 +150,18 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
     event["ref"] = "refs/heads/main".into();
     event["repository"]["default_branch"] = "main".into();
     repo.write("event.json", &event.to_string());
+    (repo, sha)
+}
 
-    let out = Command::new("timeout")
-        .arg("300")
+/// Runs the workflow under act; returns the outputs and step summaries act
+/// collected (from its --json log) and the log itself.
+fn act(
+    env: &BTreeMap<String, String>,
+    repo: &Workspace,
+    secrets: &[(&str, &str)],
+) -> (Outputs, BTreeMap<String, String>, String) {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("600")
         .arg(&env["MLCD_TESTBED_ACT"])
         .args([
             "push",
@@ -164,18 +177,18 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
         .args(["--pull=false", "-b", "--rm", "--no-cache-server", "--json"])
         .current_dir(repo.path())
         .env("DOCKER_HOST", &env["DOCKER_HOST"])
-        .env("ACT_DISABLE_VERSION_CHECK", "1")
-        .output()
-        .expect("act runs");
+        .env("ACT_DISABLE_VERSION_CHECK", "1");
+    for (k, v) in secrets {
+        cmd.args(["-s", &format!("{k}={v}")]);
+    }
+    let out = cmd.output().expect("act runs");
     let log = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "act failed:\n{log}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-
-    // act --json: one JSON object per line; outputs as set-output, summaries as summary.
-    let mut outputs: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut outputs = Outputs::new();
     let mut summaries: BTreeMap<String, String> = BTreeMap::new();
     for line in log.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -198,16 +211,30 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
             _ => {}
         }
     }
-    let get = |step: &str, name: &str| {
-        outputs
-            .get(&(step.to_string(), name.to_string()))
-            .cloned()
-            .unwrap_or_else(|| panic!("no output {step}.{name} in:\n{outputs:?}"))
-    };
+    (outputs, summaries, log)
+}
+
+fn get(outputs: &Outputs, step: &str, name: &str) -> String {
+    outputs
+        .get(&(step.to_string(), name.to_string()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no output {step}.{name} in:\n{outputs:?}"))
+}
+
+#[test]
+fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
+    let env = testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_ACT", "MLCD_TESTBED_BASE_IMAGE"]);
+    let image = action_image(&env);
+    let (repo, sha) = repository(
+        image,
+        &[("ml/mlcd.yml", CONFIG), ("ml/Dockerfile", "FROM scratch\n")],
+        WORKFLOW,
+    );
+    let (outputs, summaries, log) = act(&env, &repo, &[]);
 
     for step in ["build", "train", "deploy"] {
-        assert_eq!(get(step, "status"), "planned");
-        let plan: serde_json::Value = serde_json::from_str(&get(step, "plan")).unwrap();
+        assert_eq!(get(&outputs, step, "status"), "planned");
+        let plan: serde_json::Value = serde_json::from_str(&get(&outputs, step, "plan")).unwrap();
         assert_eq!(plan["mode"], step);
         assert_eq!(plan["source"]["commit"], sha.as_str());
         assert_eq!(plan["config"]["path"], "ml/mlcd.yml");
@@ -218,7 +245,10 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
             "{summaries:?}"
         );
     }
-    let tags: Vec<String> = get("build", "tags").lines().map(str::to_string).collect();
+    let tags: Vec<String> = get(&outputs, "build", "tags")
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert!(
         tags.contains(&format!("127.0.0.1:15000/ml/churn:{sha}")),
         "{tags:?}"
@@ -227,13 +257,135 @@ fn workflows_under_act_get_outputs_and_summaries_from_the_action() {
         tags.contains(&"127.0.0.1:15000/ml/churn:e2e".to_string()),
         "{tags:?}"
     );
-    let train: serde_json::Value = serde_json::from_str(&get("train", "plan")).unwrap();
+    assert!(
+        tags.contains(&"127.0.0.1:15000/ml/churn:latest".to_string()),
+        "main is the default branch: {tags:?}"
+    );
+    let train: serde_json::Value = serde_json::from_str(&get(&outputs, "train", "plan")).unwrap();
     assert_eq!(train["train"]["hyperparameters"]["lr"], "0.5");
     assert_eq!(train["train"]["hyperparameters"]["epochs"], "3");
-    assert_eq!(get("deploy", "traffic"), "20");
-    assert_eq!(get("deploy", "endpoint"), "churn");
+    assert_eq!(get(&outputs, "deploy", "traffic"), "20");
+    assert_eq!(get(&outputs, "deploy", "endpoint"), "churn");
     assert!(
         log.contains("deploy endpoint churn"),
         "the later step saw the output:\n{log}"
     );
+}
+
+const BUILD_WORKFLOW: &str = r#"name: mlcd build
+on: push
+jobs:
+  ci:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: build
+        uses: ./
+        with:
+          mode: build
+          config: example/mlcd.yml
+          registry-username: ${{ secrets.REGISTRY_USER }}
+          registry-password: ${{ secrets.REGISTRY_PASSWORD }}
+      - run: echo "pushed ${{ steps.build.outputs.image }} skipped=${{ steps.build.outputs.skipped }}"
+"#;
+
+#[test]
+fn the_example_builds_and_pushes_under_act_and_an_unchanged_rerun_is_skipped() {
+    let env = testbed_env(&[
+        "DOCKER_HOST",
+        "MLCD_TESTBED_ACT",
+        "MLCD_TESTBED_BASE_IMAGE",
+        "MLCD_TESTBED_REGISTRY",
+        "MLCD_TESTBED_REGISTRY_USER",
+        "MLCD_TESTBED_REGISTRY_PASSWORD",
+    ]);
+    let image = action_image(&env);
+    // The bundled example, pushing to a namespace of its own in the test bed registry.
+    let ns = format!("act{}", std::process::id());
+    let mut files: Vec<(String, String)> = Vec::new();
+    collect(&root().join("fixtures/example"), "example", &mut files);
+    for (path, text) in files.iter_mut() {
+        if path == "example/mlcd.yml" {
+            *text = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("registry: 127.0.0.1") {
+                        format!("  registry: {}/{ns}", env["MLCD_TESTBED_REGISTRY"])
+                    } else if l.trim_start().starts_with("BASE_IMAGE:") {
+                        format!("    BASE_IMAGE: \"{}\"", env["MLCD_TESTBED_BASE_IMAGE"])
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (repo, sha) = repository(image, &files, BUILD_WORKFLOW);
+    let secrets = [
+        ("REGISTRY_USER", env["MLCD_TESTBED_REGISTRY_USER"].as_str()),
+        (
+            "REGISTRY_PASSWORD",
+            env["MLCD_TESTBED_REGISTRY_PASSWORD"].as_str(),
+        ),
+    ];
+
+    let (first, summaries, log) = act(&env, &repo, &secrets);
+    assert_eq!(get(&first, "build", "status"), "succeeded");
+    assert_eq!(get(&first, "build", "skipped"), "false");
+    let repo_name = format!("{}/{ns}/churn", env["MLCD_TESTBED_REGISTRY"]);
+    let digest = get(&first, "build", "digest");
+    assert_eq!(
+        get(&first, "build", "image"),
+        format!("{repo_name}@{digest}")
+    );
+    assert!(get(&first, "build", "tags")
+        .lines()
+        .any(|t| t == format!("{repo_name}:{sha}")));
+    assert!(
+        summaries["build"].contains("### mlcd build: built and pushed"),
+        "{summaries:?}"
+    );
+    let pw = env["MLCD_TESTBED_REGISTRY_PASSWORD"].as_str();
+    let leaks: Vec<String> = log
+        .lines()
+        .filter(|l| {
+            l.contains(pw) && !l.contains("\"command\":\"add-mask\"") && !l.contains("::add-mask::")
+        })
+        .map(|l| l.replace(pw, "<PASSWORD>"))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the password leaked into the log:\n{}",
+        leaks.join("\n")
+    );
+
+    let (second, summaries, _) = act(&env, &repo, &secrets);
+    assert_eq!(get(&second, "build", "skipped"), "true");
+    assert_eq!(get(&second, "build", "digest"), digest);
+    assert!(
+        summaries["build"].contains("unchanged, re-tagged (no rebuild)"),
+        "{summaries:?}"
+    );
+}
+
+/// Every text file under `dir`, as (path prefixed with `prefix`, content).
+fn collect(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "__pycache__" {
+            continue;
+        }
+        let rel = format!("{prefix}/{name}");
+        if e.file_type().unwrap().is_dir() {
+            collect(&e.path(), &rel, out);
+        } else if let Ok(text) = std::fs::read_to_string(e.path()) {
+            out.push((rel, text));
+        }
+    }
 }
