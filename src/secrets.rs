@@ -2,6 +2,8 @@
 //! masker that every line of output passes through before it is written.
 
 use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -43,19 +45,45 @@ fn registry() -> &'static Mutex<Vec<String>> {
     SECRETS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// Set once the run has masked its secrets in GitHub Actions: from then on, a
+/// secret learned mid-run (an ECR password, a token) is masked as it arrives.
+static ANNOUNCE: AtomicBool = AtomicBool::new(false);
+
+/// From now on, print `::add-mask::` for every newly registered secret.
+pub fn announce_new_secrets() {
+    ANNOUNCE.store(true, Ordering::SeqCst);
+}
+
 /// Remembers a secret value (and each of its lines) so [`redact`] hides it.
 /// Values shorter than 4 characters are not registered: masking them would shred
 /// ordinary text, and no real credential is that short.
 pub fn register(value: &str) {
-    let mut secrets = registry().lock().unwrap_or_else(|e| e.into_inner());
-    for part in std::iter::once(value).chain(value.lines()) {
-        let part = part.trim();
-        if part.len() >= 4 && !secrets.iter().any(|s| s == part) {
-            secrets.push(part.to_string());
+    let mut fresh: Vec<String> = Vec::new();
+    {
+        let mut secrets = registry().lock().unwrap_or_else(|e| e.into_inner());
+        for part in std::iter::once(value).chain(value.lines()) {
+            let part = part.trim();
+            if part.len() >= 4 && !secrets.iter().any(|s| s == part) {
+                secrets.push(part.to_string());
+                fresh.push(part.to_string());
+            }
         }
+        // Longest first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
-    // Longest first, so a secret containing another is replaced whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    // Printed after the registry lock is released (printing elsewhere takes the
+    // stdout lock first and then this one).
+    if ANNOUNCE.load(Ordering::SeqCst) && !fresh.is_empty() {
+        let mut out = std::io::stdout().lock();
+        for part in fresh {
+            let escaped = part
+                .replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A");
+            let _ = writeln!(out, "::add-mask::{escaped}");
+        }
+        let _ = out.flush();
+    }
 }
 
 /// The registered secret values, one per line, for `::add-mask::` commands.

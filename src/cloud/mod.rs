@@ -1,4 +1,6 @@
 //! Shared cloud plumbing: retries with backoff (used by every HTTP client and by
-//! image pushes), and, with the train and deploy backends, AWS SigV4 and GCP tokens.
+//! image pushes), the AWS client (SigV4, JSON protocol, errors), and, with the
+//! train and deploy backends, GCP tokens.
 
+pub mod aws;
 pub mod retry;

@@ -1,7 +1,8 @@
 //! Registry credentials, most specific first: the `registry-username` /
 //! `registry-password` inputs, then Docker's config (`$DOCKER_CONFIG/config.json`:
 //! `auths`, `credHelpers`, `credsStore`), then the github-token for GHCR, then an
-//! OAuth access token for Google Artifact Registry. Which source was chosen is
+//! OAuth access token for Google Artifact Registry, then, for an ECR host, a token
+//! exchanged for the AWS credentials in the environment. Which source was chosen is
 //! logged — never a value; every value is registered with the masker.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::UserError;
+use crate::image::ecr;
 use crate::image::registry::Credentials;
 use crate::secrets::Secret;
 
@@ -133,8 +135,8 @@ fn from_docker_config(path: &Path, host: &str) -> Result<Option<Credentials>, Us
     Ok(None)
 }
 
-/// Resolves credentials for `host`.
-pub fn resolve(host: &str, s: &Sources) -> Result<Resolved, UserError> {
+/// Resolves credentials for `host`. Only the ECR exchange makes a request.
+pub async fn resolve(host: &str, s: &Sources<'_>) -> Result<Resolved, UserError> {
     match (s.username, s.password) {
         (Some(u), Some(p)) => {
             return Ok(Resolved {
@@ -201,11 +203,11 @@ pub fn resolve(host: &str, s: &Sources) -> Result<Resolved, UserError> {
             });
         }
     }
-    if host.contains(".dkr.ecr.") && host.ends_with(".amazonaws.com") {
-        return Err(UserError::invalid(format!(
-            "pushing to ECR ({host}) needs credentials, and this mlcd release does not yet exchange AWS credentials for an ECR token"
-        ))
-        .hint("add a step `aws ecr get-login-password` and pass registry-username: AWS and registry-password from it"));
+    if ecr::is_ecr_host(host).is_some() {
+        return Ok(Resolved {
+            credentials: Some(ecr::credentials(host, s.env).await?),
+            source: ecr::SOURCE.into(),
+        });
     }
     Ok(Resolved {
         credentials: None,
@@ -224,8 +226,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn inputs_win_over_the_docker_config() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn inputs_win_over_the_docker_config() {
         let dir = tempfile::tempdir().unwrap();
         let auth = base64::engine::general_purpose::STANDARD.encode("cfguser:cfgpass");
         std::fs::write(
@@ -244,6 +246,7 @@ mod tests {
                 env: &e,
             },
         )
+        .await
         .unwrap();
         assert_eq!(r.credentials.unwrap().username, "me");
         let r = resolve(
@@ -255,6 +258,7 @@ mod tests {
                 env: &e,
             },
         )
+        .await
         .unwrap();
         let c = r.credentials.unwrap();
         assert_eq!(
@@ -265,8 +269,8 @@ mod tests {
         assert!(!r.source.contains("cfgpass"));
     }
 
-    #[test]
-    fn ghcr_uses_the_github_token_and_unknown_hosts_are_anonymous() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn ghcr_uses_the_github_token_and_unknown_hosts_are_anonymous() {
         let e = env(&[("GITHUB_ACTOR", "octocat")]);
         let t = Secret::new("ghs_token_for_ghcr_0001");
         let r = resolve(
@@ -278,6 +282,7 @@ mod tests {
                 env: &e,
             },
         )
+        .await
         .unwrap();
         assert_eq!(r.credentials.unwrap().username, "octocat");
         let r = resolve(
@@ -289,12 +294,13 @@ mod tests {
                 env: &e,
             },
         )
+        .await
         .unwrap();
         assert!(r.credentials.is_none());
     }
 
-    #[test]
-    fn a_password_without_a_user_is_an_error() {
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_password_without_a_user_is_an_error() {
         let e = env(&[]);
         let pw = Secret::new("lonely-password-1");
         assert!(resolve(
@@ -306,6 +312,7 @@ mod tests {
                 env: &e
             }
         )
+        .await
         .is_err());
     }
 }

@@ -95,6 +95,9 @@ impl PushError {
             "504",
             "429",
             "too many requests",
+            // A 429 with the registry's JSON error body, as dockerd reports it
+            // (`toomanyrequests: <message>`); dockerd itself never retries it.
+            "toomanyrequests",
             "no such host",
             "i/o timeout",
             "unavailable",
@@ -410,5 +413,23 @@ mod tests {
             PushError::classify("manifest invalid".into()),
             PushError::Other(_)
         ));
+    }
+
+    #[test]
+    fn failures_dockerd_reports_from_a_failing_registry_are_transient() {
+        // What dockerd 20.10 reports (measured through a fault-injecting proxy):
+        // a 5xx, a dropped connection, a 429 with the registry's JSON error body.
+        for m in [
+            "Docker stream error: received unexpected HTTP status: 503 Service Unavailable",
+            "Docker stream error: received unexpected HTTP status: 502 Bad Gateway",
+            "Docker stream error: EOF",
+            "Docker stream error: toomanyrequests: rate limit exceeded, slow down",
+            "toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+        ] {
+            assert!(
+                matches!(PushError::classify(m.into()), PushError::Transient(_)),
+                "{m}"
+            );
+        }
     }
 }

@@ -4,5 +4,6 @@
 
 pub mod auth;
 pub mod context;
+pub mod ecr;
 pub mod engine;
 pub mod registry;

@@ -99,7 +99,8 @@ pub async fn run(
                     github_token: env.request.github_token.as_ref(),
                     env: env.env,
                 },
-            )?;
+            )
+            .await?;
             reporter.info(&format!(
                 "registry {host}: credentials from {}",
                 resolved.source

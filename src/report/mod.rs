@@ -58,6 +58,7 @@ pub fn mask_secrets(in_actions: bool) {
         let _ = writeln!(stdout, "{}", command("add-mask", &[], &s));
     }
     let _ = stdout.flush();
+    secrets::announce_new_secrets();
 }
 
 impl Reporter {
