@@ -98,7 +98,7 @@ pub const INPUTS: &[InputSpec] = &[
     modes(boolean(input("wait", "Wait for the job or rollout to finish (`true`/`false`). Default: true.")), TRAIN_DEPLOY),
     InputSpec {
         aliases: &["timeout-after"],
-        ..input("timeout", "Upper bound on every wait, like `90m` or `2h` (`timeout-after`: minutes, as Qwak took it).")
+        ..input("timeout", "Upper bound on every wait, like `90m` or `2h`: the build and its pushes (default 1h), the training job, the rollout (`timeout-after`: minutes, as Qwak took it).")
     },
     modes(input("strategy", "Deploy strategy: `all-at-once`, `canary`, `linear`, `blue-green`, `shadow`."), DEPLOY),
     modes(input("traffic", "Deploy: the first step's traffic percentage, 0 to 100."), DEPLOY),

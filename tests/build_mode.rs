@@ -345,3 +345,26 @@ fn pushes_over_tls_with_a_self_signed_ca() {
     r.assert_code(0);
     assert_eq!(out["skipped"], "true");
 }
+
+#[test]
+fn a_build_over_its_timeout_fails_as_timed_out() {
+    let tb = testbed_env(NEED);
+    let (ws, _) = example(&tb["MLCD_TESTBED_REGISTRY"], &tb["MLCD_TESTBED_BASE_IMAGE"]);
+    // A change no cache has seen, so the engine really builds.
+    ws.write("example/extra.txt", &format!("{}\n", rand_suffix()));
+    let pw = tb["MLCD_TESTBED_REGISTRY_PASSWORD"].clone();
+    let started = Instant::now();
+    let (r, out) = build(&ws, &tb, &pw, &[], &["--timeout", "1s"]);
+    r.assert_code(3);
+    assert_eq!(out["status"], "timed_out");
+    assert!(
+        r.stderr.contains("did not finish within 1s"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed().as_secs() < 15,
+        "bounded: {:?}",
+        started.elapsed()
+    );
+}

@@ -60,7 +60,7 @@ pub async fn run(
     let ws = env.workspace;
     let context_dir = ws.join(&b.context);
     let dockerfile_path = ws.join(&b.dockerfile);
-    let ctx = {
+    let mut ctx = {
         let (c, d) = (context_dir.clone(), dockerfile_path.clone());
         tokio::task::spawn_blocking(move || context::pack(&c, &d)).await??
     };
@@ -171,6 +171,8 @@ pub async fn run(
                 chrono::Utc::now().to_rfc3339(),
             );
             labels.insert("dev.mlcd.build-id".into(), id.clone());
+            // Handed over, not copied: a context can be hundreds of megabytes.
+            let tar = std::mem::take(&mut ctx.tar);
             let spec = BuildSpec {
                 dockerfile: &ctx.dockerfile,
                 dockerfile_display: &b.dockerfile,
@@ -184,9 +186,7 @@ pub async fn run(
             reporter.group(&format!("Build {local_name}"));
             let built = {
                 let r: &Reporter = reporter;
-                engine
-                    .build(ctx.tar.clone(), &spec, &mut |line| r.info(line))
-                    .await
+                engine.build(tar, &spec, &mut |line| r.info(line)).await
             };
             reporter.end_group();
             let built = built?;

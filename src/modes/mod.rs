@@ -12,6 +12,9 @@ use crate::inputs::Request;
 use crate::plan::Plan;
 use crate::report::Reporter;
 
+/// How long a build and its pushes may take when `timeout` is not given.
+pub const DEFAULT_BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// What a mode runner needs besides the plan.
 pub struct ModeEnv<'a> {
     /// The workspace (plan paths are relative to it).
@@ -32,7 +35,23 @@ pub async fn run(
     reporter: &mut Reporter,
 ) -> anyhow::Result<Outcome> {
     match plan.mode {
-        Mode::Build => build::run(plan, env, reporter).await,
+        Mode::Build => {
+            // Every wait is bounded: the whole build and push, by `timeout` (default 1h).
+            let limit = env.request.timeout.map_or(DEFAULT_BUILD_TIMEOUT, |t| t.0);
+            match tokio::time::timeout(limit, build::run(plan, env, reporter)).await {
+                Ok(r) => r,
+                Err(_) => Err(UserError::new(
+                    Outcome::TimedOut,
+                    format!(
+                        "the build of `{}` did not finish within {}",
+                        plan.model_id,
+                        humantime::format_duration(limit)
+                    ),
+                )
+                .hint("raise the `timeout` input (like `timeout: 2h`), or make the build faster")
+                .into()),
+            }
+        }
         Mode::Train | Mode::Deploy => Err(UserError::failed(format!(
             "mlcd {} can plan `{}` runs but cannot execute them yet: nothing was trained or deployed",
             env!("CARGO_PKG_VERSION"),
