@@ -21,36 +21,11 @@ const NEED: &[&str] = &[
     "MLCD_TESTBED_BASE_IMAGE",
 ];
 
-/// A copy of the example pushing to a namespace of its own in `registry`.
+/// A copy of the example pushing to a namespace of its own in `registry`;
+/// returns the workspace and the image repository.
 fn example(registry: &str, base: &str) -> (Workspace, String) {
-    let ws = Workspace::with_example();
-    let ns = format!("t{}", std::process::id() as u64 * 1000 + rand_suffix());
-    let cfg = ws.read("example/mlcd.yml");
-    let cfg = cfg
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("registry: 127.0.0.1") {
-                format!("  registry: {registry}/{ns}")
-            } else if l.trim_start().starts_with("BASE_IMAGE:") {
-                format!("    BASE_IMAGE: \"{base}\"")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ws.write("example/mlcd.yml", &cfg);
+    let (ws, ns) = example_pushing_to(registry, base, "t");
     (ws, format!("{registry}/{ns}/churn"))
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    nanos % 997 + N.fetch_add(1, Ordering::SeqCst) * 1000
 }
 
 fn build(
@@ -351,7 +326,7 @@ fn a_build_over_its_timeout_fails_as_timed_out() {
     let tb = testbed_env(NEED);
     let (ws, _) = example(&tb["MLCD_TESTBED_REGISTRY"], &tb["MLCD_TESTBED_BASE_IMAGE"]);
     // A change no cache has seen, so the engine really builds.
-    ws.write("example/extra.txt", &format!("{}\n", rand_suffix()));
+    ws.write("example/extra.txt", &format!("{}\n", unique()));
     let pw = tb["MLCD_TESTBED_REGISTRY_PASSWORD"].clone();
     let started = Instant::now();
     let (r, out) = build(&ws, &tb, &pw, &[], &["--timeout", "1s"]);

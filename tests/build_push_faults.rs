@@ -47,39 +47,6 @@ const NEED: &[&str] = &[
     "MLCD_TESTBED_BASE_IMAGE",
 ];
 
-/// A copy of the example pushing to a namespace of its own in `registry`;
-/// returns the workspace and the namespace.
-fn example(registry: &str, base: &str) -> (Workspace, String) {
-    let ws = Workspace::with_example();
-    let ns = format!("f{}", std::process::id() as u64 * 1000 + rand_suffix());
-    let cfg = ws
-        .read("example/mlcd.yml")
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("registry: 127.0.0.1") {
-                format!("  registry: {registry}/{ns}")
-            } else if l.trim_start().starts_with("BASE_IMAGE:") {
-                format!("    BASE_IMAGE: \"{base}\"")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ws.write("example/mlcd.yml", &cfg);
-    (ws, ns)
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    nanos % 997 + N.fetch_add(1, Ordering::SeqCst) * 1000
-}
-
 /// Runs `mlcd build` on the example with mlcd's retry shortened to `attempts`.
 fn build(
     ws: &Workspace,
@@ -182,7 +149,7 @@ fn a_registry_going_down_mid_push_is_retried_then_fails_clearly() {
             ..Faults::default()
         },
     );
-    let (ws, ns) = example(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"]);
+    let (ws, ns) = example_pushing_to(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"], "f");
     let repo = format!("{}/{ns}/churn", proxy.addr);
 
     let started = Instant::now();
@@ -265,7 +232,7 @@ fn a_registry_failing_transiently_recovers_and_the_push_succeeds_after_a_retry()
             ..Faults::default()
         },
     );
-    let (ws, ns) = example(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"]);
+    let (ws, ns) = example_pushing_to(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"], "f");
 
     let started = Instant::now();
     let (r, out) = build(&ws, &tb, "2");
@@ -303,7 +270,7 @@ fn a_rate_limited_blob_upload_is_retried_by_mlcd() {
             ..Faults::default()
         },
     );
-    let (ws, ns) = example(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"]);
+    let (ws, ns) = example_pushing_to(&proxy.addr, &tb["MLCD_TESTBED_BASE_IMAGE"], "f");
 
     let started = Instant::now();
     let (r, out) = build(&ws, &tb, "2");

@@ -279,3 +279,38 @@ pub fn testbed_env(required: &[&str]) -> BTreeMap<String, String> {
     }
     env
 }
+
+/// A number that differs between calls and test processes (namespaces, cache busters).
+pub fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    std::process::id() as u64 * 1_000_000 + nanos % 997 + N.fetch_add(1, Ordering::SeqCst) * 1000
+}
+
+/// A copy of the bundled example whose config pushes to a namespace of its own
+/// (`<prefix><unique>`) under `registry` and builds FROM `base`; returns the
+/// workspace and the namespace.
+pub fn example_pushing_to(registry: &str, base: &str, prefix: &str) -> (Workspace, String) {
+    let ws = Workspace::with_example();
+    let ns = format!("{prefix}{}", unique());
+    let cfg = ws
+        .read("example/mlcd.yml")
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("registry: 127.0.0.1") {
+                format!("  registry: {registry}/{ns}")
+            } else if l.trim_start().starts_with("BASE_IMAGE:") {
+                format!("    BASE_IMAGE: \"{base}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    ws.write("example/mlcd.yml", &cfg);
+    (ws, ns)
+}
