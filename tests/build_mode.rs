@@ -343,3 +343,33 @@ fn a_build_over_its_timeout_fails_as_timed_out() {
         started.elapsed()
     );
 }
+
+#[test]
+fn without_a_registry_the_image_stays_in_the_engine_and_a_rerun_is_skipped() {
+    let tb = testbed_env(NEED);
+    let (ws, _) = example(&tb["MLCD_TESTBED_REGISTRY"], &tb["MLCD_TESTBED_BASE_IMAGE"]);
+    let cfg: String = ws
+        .read("example/mlcd.yml")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("registry: 127.0.0.1"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ws.write("example/mlcd.yml", &cfg);
+    ws.write("example/extra.txt", &format!("{}\n", unique()));
+    let (r, first) = build(&ws, &tb, "unused", &[], &[]);
+    r.assert_code(0);
+    assert_eq!(first["skipped"], "false");
+    let id = first["digest"].as_str().unwrap().to_string();
+    assert!(
+        id.starts_with("sha256:"),
+        "the image id stands for the digest: {first}"
+    );
+    assert!(
+        first["image"].as_str().unwrap().starts_with("churn:build-"),
+        "{first}"
+    );
+    let (r, second) = build(&ws, &tb, "unused", &[], &[]);
+    r.assert_code(0);
+    assert_eq!(second["skipped"], "true");
+    assert_eq!(second["digest"], id.as_str());
+}

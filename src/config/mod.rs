@@ -80,9 +80,9 @@ pub fn parse(text: &str, display_path: &Path) -> Result<Config, UserError> {
             }
         });
         let hint = if raw.starts_with("unknown field") {
-            "fix the key's spelling; every key is listed in schema/mlcd.schema.json (point your editor's YAML schema at it for completion)"
+            "fix the key's spelling; every key is in mlcd's JSON schema (schema/mlcd.schema.json in the mlcd repository; point your editor's YAML schema at it for completion)"
         } else if raw.contains("invalid type") {
-            "check the value's type against schema/mlcd.schema.json"
+            "check the value's type against mlcd's JSON schema (schema/mlcd.schema.json in the mlcd repository)"
         } else {
             "fix the value and run `mlcd validate` again"
         };

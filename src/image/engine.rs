@@ -300,9 +300,13 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// Whether a local image exists.
-    pub async fn exists(&self, image: &str) -> bool {
-        self.docker.inspect_image(image).await.is_ok()
+    /// A local image's id and size, if the engine has it.
+    pub async fn local(&self, image: &str) -> Option<Built> {
+        let i = self.docker.inspect_image(image).await.ok()?;
+        Some(Built {
+            id: i.id?,
+            size: i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        })
     }
 
     /// Tags a local image as `repo:tag`.

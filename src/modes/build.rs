@@ -41,10 +41,11 @@ fn split_repo(repository: &str) -> (&str, &str) {
     repository.split_once('/').unwrap_or(("", repository))
 }
 
+/// Refused credentials and exhausted retries carry the registry client's own
+/// hints; anything else is prefixed with the host.
 fn registry_error(e: RegistryError, host: &str) -> UserError {
     match e {
-        RegistryError::Unauthorized { .. } => UserError::from(e),
-        RegistryError::Transient(_) => UserError::from(e),
+        RegistryError::Unauthorized { .. } | RegistryError::Transient(_) => UserError::from(e),
         other => UserError::failed(format!("registry {host}: {other}")),
     }
 }
@@ -146,15 +147,20 @@ pub async fn run(
         let engine = Engine::connect().await?;
         let first_repo = b.repositories.first().expect("a repository");
         let local_name = format!("{first_repo}:{key_tag}");
-        if !b.push && engine.exists(&local_name).await {
+        let existing_local = if b.push {
+            None
+        } else {
+            engine.local(&local_name).await
+        };
+        if let Some(found) = existing_local {
             reporter.info(&format!(
                 "{local_name} already exists in the local engine: not rebuilding"
             ));
             for t in &tags {
                 engine.tag(&local_name, first_repo, t).await?;
             }
-            let size = engine.size(&local_name).await;
-            (local_name.clone(), true, Some(size))
+            // Without a registry there is no manifest digest: the image id stands for it.
+            (found.id, true, Some(found.size))
         } else {
             let dockerfile_text = std::fs::read_to_string(&dockerfile_path).unwrap_or_default();
             let platform = b.platforms.first().map(String::as_str);
