@@ -11,6 +11,8 @@ pub mod inputs;
 pub mod instance;
 pub mod modes;
 pub mod plan;
+pub mod registry;
 pub mod report;
 pub mod run;
 pub mod secrets;
+pub mod train;
