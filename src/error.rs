@@ -14,6 +14,8 @@ pub enum Outcome {
     Succeeded,
     /// A dry run: the plan was printed and nothing was touched (exit 0).
     Planned,
+    /// A job was submitted and not waited for (`wait: false`; exit 0).
+    Submitted,
     /// The job, build or deploy failed, or was rolled back (exit 1).
     Failed,
     /// Inputs, the config file or the event were invalid; nothing was started (exit 2).
@@ -28,7 +30,7 @@ impl Outcome {
     /// The process exit code for this outcome.
     pub fn exit_code(self) -> u8 {
         match self {
-            Outcome::Succeeded | Outcome::Planned => 0,
+            Outcome::Succeeded | Outcome::Planned | Outcome::Submitted => 0,
             Outcome::Failed => 1,
             Outcome::Invalid => 2,
             Outcome::TimedOut => 3,
@@ -41,6 +43,7 @@ impl Outcome {
         match self {
             Outcome::Succeeded => "succeeded",
             Outcome::Planned => "planned",
+            Outcome::Submitted => "submitted",
             Outcome::Failed => "failed",
             Outcome::Invalid => "invalid",
             Outcome::TimedOut => "timed_out",

@@ -266,6 +266,7 @@ async fn execute(
         workspace: &ctx.workspace,
         request: &request,
         env,
+        config: loaded.as_ref(),
     };
     let outcome = modes::run(&plan, &mode_env, reporter).await?;
     Ok((outcome, render::headline(&plan)))

@@ -287,10 +287,18 @@ jobs:
           registry-username: ${{ secrets.REGISTRY_USER }}
           registry-password: ${{ secrets.REGISTRY_PASSWORD }}
       - run: echo "pushed ${{ steps.build.outputs.image }} skipped=${{ steps.build.outputs.skipped }}"
+      - id: train
+        uses: ./
+        with:
+          mode: train
+          config: example/mlcd.yml
+          image: ${{ steps.build.outputs.image }}
+          param-list: epochs=100
+      - run: echo "trained ${{ steps.train.outputs.job-id }} as version ${{ steps.train.outputs.model-version }}"
 "#;
 
 #[test]
-fn the_example_builds_and_pushes_under_act_and_an_unchanged_rerun_is_skipped() {
+fn the_example_builds_pushes_and_trains_under_act_and_a_rerun_repeats_neither() {
     let env = testbed_env(&[
         "DOCKER_HOST",
         "MLCD_TESTBED_ACT",
@@ -364,8 +372,43 @@ fn the_example_builds_and_pushes_under_act_and_an_unchanged_rerun_is_skipped() {
         leaks.join("\n")
     );
 
-    let (second, summaries, _) = act(&env, &repo, &secrets);
+    // The train step trained the image just pushed and registered it locally.
+    assert_eq!(get(&first, "train", "status"), "succeeded");
+    let job = get(&first, "train", "job-id");
+    assert!(job.starts_with("churn-"), "{job}");
+    assert_eq!(get(&first, "train", "model-version"), "1");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&get(&first, "train", "metrics")).unwrap();
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.8, "{metrics}");
+    assert!(
+        get(&first, "train", "artifact").ends_with("model.tar.gz"),
+        "{first:?}"
+    );
+    assert!(
+        summaries["train"].contains(&format!("### Training job `{job}`: Completed")),
+        "{summaries:?}"
+    );
+    assert!(
+        log.contains(&format!("trained {job} as version 1")),
+        "{log}"
+    );
+    let version =
+        std::fs::read_to_string(repo.path().join(".mlcd/registry/churn/versions/1.json")).unwrap();
+    assert!(
+        version.contains(&digest),
+        "the lineage names the image digest: {version}"
+    );
+
+    let (second, summaries, log2) = act(&env, &repo, &secrets);
     assert_eq!(get(&second, "build", "skipped"), "true");
+    // The same run attempt again: the job is attached to, not trained twice.
+    assert_eq!(get(&second, "train", "job-id"), job);
+    assert_eq!(get(&second, "train", "model-version"), "1");
+    assert!(log2.contains("exists already"), "{log2}");
+    assert!(!repo
+        .path()
+        .join(".mlcd/registry/churn/versions/2.json")
+        .exists());
     assert_eq!(get(&second, "build", "digest"), digest);
     assert!(
         summaries["build"].contains("unchanged, re-tagged (no rebuild)"),

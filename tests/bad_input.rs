@@ -202,3 +202,73 @@ fn a_missing_dockerfile_points_at_its_key() {
     assert!(r.stderr.contains("missing Dockerfile"), "{}", r.stderr);
     assert!(r.stderr.contains("--> mlcd.yml:4:3"), "{}", r.stderr);
 }
+
+#[test]
+fn an_unknown_instance_type_is_refused_with_a_suggestion() {
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ntrain:\n  image: 127.0.0.1:5000/churn:1\n  instance: cpu.smal\n",
+    );
+    let r = plan(&ws, &["train"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("cpu.small"), "{}", r.stderr);
+    assert!(r.stderr.contains("--> mlcd.yml:4"), "{}", r.stderr);
+}
+
+#[test]
+fn sagemaker_training_without_a_role_or_region_is_refused_before_anything_runs() {
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        "model: churn\nbackend: sagemaker\ntrain:\n  image: 1.dkr.ecr.us-east-1.amazonaws.com/churn:1\nsagemaker:\n  region: us-east-1\n",
+    );
+    let r = mlcd(ws.path(), &["train"], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("needs an execution role"), "{}", r.stderr);
+    ws.write(
+        "mlcd.yml",
+        "model: churn\nbackend: sagemaker\ntrain:\n  image: 1.dkr.ecr.us-east-1.amazonaws.com/churn:1\nsagemaker:\n  role-arn: arn:aws:iam::123456789012:role/train\n",
+    );
+    let r = mlcd(ws.path(), &["train"], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("needs a region"), "{}", r.stderr);
+}
+
+#[test]
+fn a_metric_regex_without_a_group_is_refused_before_the_engine_is_touched() {
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ntrain:\n  image: 127.0.0.1:5000/churn:1\n  metrics:\n    - name: loss\n      regex: \"loss=[0-9.]+\"\n",
+    );
+    // No engine at that address: the error must come before any attempt to reach one.
+    let r = mlcd(
+        ws.path(),
+        &["train"],
+        &[("DOCKER_HOST", "unix:///nonexistent.sock")],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("metric `loss`") && r.stderr.contains("group"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("Docker engine"), "{}", r.stderr);
+}
+
+#[test]
+fn training_on_a_backend_without_training_support_is_refused() {
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        "model: churn\nbackend: kubernetes\ntrain:\n  image: 127.0.0.1:5000/churn:1\n",
+    );
+    let r = mlcd(ws.path(), &["train"], &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("backend: kubernetes") && r.stderr.contains("not available"),
+        "{}",
+        r.stderr
+    );
+}

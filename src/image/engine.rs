@@ -19,7 +19,8 @@ use crate::image::registry::Credentials;
 /// How long connecting to the engine may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection to the Docker engine.
+/// A connection to the Docker engine. Cheap to clone.
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     host: String,
@@ -202,6 +203,11 @@ impl Engine {
         &self.host
     }
 
+    /// The bollard client, for the training and serving backends.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Builds the context tar; every line of output goes to `log`. A failing
     /// instruction becomes an error located on its Dockerfile line.
     pub async fn build(
@@ -319,6 +325,54 @@ impl Engine {
             .tag_image(image, Some(opts))
             .await
             .map_err(|e| UserError::failed(format!("tagging {image} as {repo}:{tag} failed: {e}")))
+    }
+
+    /// Pulls `image` (`repo:tag` or `repo@digest`), reading the stream to its
+    /// end; transient failures are retried with backoff, refused credentials are not.
+    pub async fn pull(
+        &self,
+        image: &str,
+        creds: Option<&Credentials>,
+        backoff: &Backoff,
+    ) -> Result<(), PushError> {
+        let what = format!("pull of {image}");
+        retry(
+            &what,
+            backoff,
+            |e| matches!(e, PushError::Transient(_)),
+            || self.pull_once(image, creds),
+        )
+        .await
+    }
+
+    async fn pull_once(&self, image: &str, creds: Option<&Credentials>) -> Result<(), PushError> {
+        let auth = creds.map(|c| bollard::auth::DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.expose().to_string()),
+            serveraddress: image.split('/').next().map(str::to_string),
+            ..Default::default()
+        });
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, auth);
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                        failure.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e.to_string());
+                }
+            }
+        }
+        match failure {
+            Some(m) => Err(PushError::classify(crate::secrets::redact(&m))),
+            None => Ok(()),
+        }
     }
 
     /// Pushes `repo:tag`, reading the stream to its end; transient failures are

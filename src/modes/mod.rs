@@ -2,11 +2,13 @@
 //! the engines live in image/ (and, with training and serving, train/ and serve/).
 
 pub mod build;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::values::Mode;
+use crate::config::LoadedConfig;
 use crate::error::{Outcome, UserError};
 use crate::inputs::Request;
 use crate::plan::Plan;
@@ -23,12 +25,15 @@ pub struct ModeEnv<'a> {
     pub request: &'a Request,
     /// Environment variables.
     pub env: &'a BTreeMap<String, String>,
+    /// The config file, when one was read (for error locations).
+    pub config: Option<&'a LoadedConfig>,
 }
 
 /// Executes a plan that is not a dry run.
 ///
-/// `build` runs on the Docker engine. Training and serving are not in this
-/// release: rather than pretend, they fail with a clear message and exit code 1.
+/// `build` runs on the Docker engine; `train` on its backend (its waits are
+/// bounded inside, by `timeout`). Serving is not in this release: rather than
+/// pretend, it fails with a clear message and exit code 1.
 pub async fn run(
     plan: &Plan,
     env: &ModeEnv<'_>,
@@ -52,7 +57,8 @@ pub async fn run(
                 .into()),
             }
         }
-        Mode::Train | Mode::Deploy => Err(UserError::failed(format!(
+        Mode::Train => train::run(plan, env, reporter).await,
+        Mode::Deploy => Err(UserError::failed(format!(
             "mlcd {} can plan `{}` runs but cannot execute them yet: nothing was trained or deployed",
             env!("CARGO_PKG_VERSION"),
             plan.mode

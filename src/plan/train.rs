@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::paths::inside_workspace;
 use super::Inputs;
+use crate::config::types::Better;
 use crate::config::values::{Backend, DurationSpec, ModelId, OnStop, RegistryType};
 use crate::error::UserError;
 use crate::instance::{self, Resolved};
@@ -53,12 +54,29 @@ pub struct TrainPlan {
     pub metrics: BTreeMap<String, String>,
     /// Champion/challenger comparison, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub champion: Option<String>,
+    pub champion: Option<ChampionPlan>,
+    /// Where remote backends write the model artifact (`train.output`, else
+    /// `sagemaker.output-path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Where a passing model is registered.
     pub registry: RegistryPlan,
     /// SageMaker settings, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sagemaker: Option<SagemakerPlan>,
+}
+
+/// The champion/challenger comparison: the new model must be at least as good
+/// as the version the alias points to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ChampionPlan {
+    /// The metric compared.
+    pub metric: String,
+    /// Which direction is better.
+    pub better: Better,
+    /// The alias marking the champion.
+    pub alias: String,
 }
 
 /// Where a model version is recorded.
@@ -250,17 +268,15 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
             .iter()
             .map(|m| (m.name.clone(), m.regex.clone()))
             .collect(),
-        champion: cfg.champion.as_ref().map(|c| {
-            format!(
-                "{} ({} is better) vs the version aliased `{}`",
-                c.metric,
-                match c.better {
-                    crate::config::types::Better::Higher => "higher",
-                    crate::config::types::Better::Lower => "lower",
-                },
-                c.alias.as_deref().unwrap_or("production")
-            )
+        champion: cfg.champion.as_ref().map(|c| ChampionPlan {
+            metric: c.metric.clone(),
+            better: c.better,
+            alias: c.alias.clone().unwrap_or_else(|| "production".into()),
         }),
+        output: cfg
+            .output
+            .clone()
+            .or_else(|| inputs.cfg().sagemaker.output_path.clone()),
         registry,
         sagemaker,
     })

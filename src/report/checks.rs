@@ -71,7 +71,7 @@ fn classify(e: octocrab::Error) -> CheckError {
 fn conclusion(outcome: Outcome) -> CheckRunConclusion {
     match outcome {
         Outcome::Succeeded => CheckRunConclusion::Success,
-        Outcome::Planned => CheckRunConclusion::Neutral,
+        Outcome::Planned | Outcome::Submitted => CheckRunConclusion::Neutral,
         Outcome::Failed | Outcome::Invalid => CheckRunConclusion::Failure,
         Outcome::TimedOut => CheckRunConclusion::TimedOut,
         Outcome::Cancelled => CheckRunConclusion::Cancelled,

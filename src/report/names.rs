@@ -28,7 +28,7 @@ const DEPLOY: &[Mode] = &[Mode::Deploy];
 
 /// Every output.
 pub const OUTPUTS: &[OutputSpec] = &[
-    o("status", &[], "How the run ended: `succeeded`, `planned` (dry run), `failed`, `invalid`, `timed_out` or `cancelled`."),
+    o("status", &[], "How the run ended: `succeeded`, `planned` (dry run), `submitted` (a job not waited for), `failed`, `invalid`, `timed_out` or `cancelled`."),
     o("plan", &[], "The plan as JSON (set before anything runs, and in dry runs)."),
     o("report-url", &[], "The check run's page, when one was reported."),
     o("image", BUILD, "The pushed image as `repository@digest`."),

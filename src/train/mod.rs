@@ -3,16 +3,18 @@
 //! cancellation, metrics and gates are written once, in `modes/train.rs`, above
 //! this trait; a backend only talks to its engine.
 
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::UserError;
 use crate::instance::Resolved;
+
+pub mod local;
+pub mod metrics;
 
 /// Everything a backend needs to start one training job.
 #[derive(Debug, Clone)]
@@ -60,7 +62,7 @@ impl std::fmt::Display for Channel {
 }
 
 /// A job's state, as SageMaker names them (every backend maps onto these).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Accepted, not running yet.
@@ -101,7 +103,7 @@ impl std::fmt::Display for JobState {
 }
 
 /// What a backend knows about a job.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct JobStatus {
     /// The job's name.
@@ -172,4 +174,21 @@ pub trait TrainingBackend: Send + Sync {
 
     /// How long to wait between two `describe` calls while a job runs.
     fn poll_interval(&self) -> Duration;
+
+    /// The longest the interval grows to while nothing changes (it backs off
+    /// from [`poll_interval`](Self::poll_interval) by half each quiet poll and
+    /// starts over on every state change). Default: no back-off.
+    fn max_poll_interval(&self) -> Duration {
+        self.poll_interval()
+    }
+}
+
+/// A backend's poll interval: its own default, or `MLCD_POLL_INTERVAL_MS` (tests
+/// and impatient users) when set to a positive number.
+pub fn poll_interval(default: Duration) -> Duration {
+    std::env::var("MLCD_POLL_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(default, Duration::from_millis)
 }
