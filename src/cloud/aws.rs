@@ -60,6 +60,20 @@ pub const SAGEMAKER: Service = Service {
     host_prefix: "api.sagemaker",
 };
 
+/// CloudWatch Logs (`logs.{region}.amazonaws.com`, signed as `logs`): training logs.
+pub const LOGS: Service = Service {
+    id: "CloudWatch Logs",
+    signing_name: "logs",
+    host_prefix: "logs",
+};
+
+/// AWS STS (`sts.{region}.amazonaws.com`, signed as `sts`): web-identity exchange.
+pub const STS: Service = Service {
+    id: "STS",
+    signing_name: "sts",
+    host_prefix: "sts",
+};
+
 impl Service {
     /// The service-specific endpoint variable, `AWS_ENDPOINT_URL_<ID>`.
     pub fn endpoint_variable(&self) -> String {

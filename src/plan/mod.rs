@@ -15,6 +15,7 @@ use serde::Serialize;
 pub use build::BuildPlan;
 pub use deploy::DeployPlan;
 pub use train::TrainPlan;
+pub use train::SagemakerPlan;
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};
 use crate::config::{Config, LoadedConfig};

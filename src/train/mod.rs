@@ -3,7 +3,6 @@
 //! cancellation, metrics and gates are written once, in `modes/train.rs`, above
 //! this trait; a backend only talks to its engine.
 
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +12,8 @@ use serde::Serialize;
 
 use crate::error::UserError;
 use crate::instance::Resolved;
+
+pub mod sagemaker;
 
 /// Everything a backend needs to start one training job.
 #[derive(Debug, Clone)]
@@ -172,4 +173,13 @@ pub trait TrainingBackend: Send + Sync {
 
     /// How long to wait between two `describe` calls while a job runs.
     fn poll_interval(&self) -> Duration;
+}
+
+/// How long a backend waits between two `describe` calls: `default`, unless
+/// `MLCD_POLL_INTERVAL_MS` in `env` says otherwise (tests shorten it; a user
+/// polling a slow engine may lengthen it). Read here, once, for every backend.
+pub fn poll_interval_from_env(env: &BTreeMap<String, String>, default: Duration) -> Duration {
+    env.get("MLCD_POLL_INTERVAL_MS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(default, Duration::from_millis)
 }
