@@ -14,8 +14,8 @@ use serde::Serialize;
 
 pub use build::BuildPlan;
 pub use deploy::DeployPlan;
-pub use train::TrainPlan;
 pub use train::SagemakerPlan;
+pub use train::TrainPlan;
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};
 use crate::config::{Config, LoadedConfig};

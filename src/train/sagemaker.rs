@@ -589,7 +589,9 @@ fn is_not_found(e: &AwsError) -> bool {
     match (e.code(), e) {
         (Some("ResourceNotFound" | "ResourceNotFoundException"), _) => true,
         (Some("ValidationException"), AwsError::Other { message, .. }) => {
-            message.to_ascii_lowercase().contains("not found")
+            // SageMaker says "Requested resource not found."; moto "Could not find training job …".
+            let m = message.to_ascii_lowercase();
+            m.contains("not found") || m.contains("could not find")
         }
         _ => false,
     }
@@ -604,10 +606,12 @@ pub fn status_from_describe(name: &str, answer: &Value) -> Result<JobStatus, Use
         "Failed" => JobState::Failed,
         "Stopping" => JobState::Stopping,
         "Stopped" => JobState::Stopped,
-        other => return Err(UserError::failed(format!(
+        other => {
+            return Err(UserError::failed(format!(
             "SageMaker DescribeTrainingJob for `{name}` answered with the unknown status `{other}`"
         ))
-        .hint("mlcd knows InProgress, Completed, Failed, Stopping and Stopped; update mlcd")),
+            .hint("mlcd knows InProgress, Completed, Failed, Stopping and Stopped; update mlcd"))
+        }
     };
     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let metrics = answer["FinalMetricDataList"]

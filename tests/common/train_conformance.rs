@@ -57,11 +57,17 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
         None
     );
 
-    backend.preflight(base).await.expect("preflight of a valid spec");
+    backend
+        .preflight(base)
+        .await
+        .expect("preflight of a valid spec");
 
     // A completing job: created once, a second submit finds it.
     let ok = with_hp(base, &format!("{prefix}-ok"), &[]);
-    assert_eq!(backend.submit(&ok).await.expect("submit"), Submitted::Created);
+    assert_eq!(
+        backend.submit(&ok).await.expect("submit"),
+        Submitted::Created
+    );
     assert_eq!(
         backend.submit(&ok).await.expect("second submit"),
         Submitted::AlreadyExists,
@@ -71,7 +77,10 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     assert_eq!(done.name, ok.name);
     assert!(done.failure_reason.is_none(), "{done:?}");
-    assert!(done.artifact.is_some(), "a completed job has an artifact: {done:?}");
+    assert!(
+        done.artifact.is_some(),
+        "a completed job has an artifact: {done:?}"
+    );
     for (k, v) in &ok.hyperparameters {
         assert_eq!(done.hyperparameters.get(k), Some(v), "hyperparameter {k}");
     }
@@ -79,12 +88,18 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
     let mut cursor = LogCursor::default();
     let first = backend.logs(&ok.name, &mut cursor).await.expect("logs");
     assert!(!first.is_empty(), "a finished job has log lines");
-    let again = backend.logs(&ok.name, &mut cursor).await.expect("logs again");
+    let again = backend
+        .logs(&ok.name, &mut cursor)
+        .await
+        .expect("logs again");
     assert!(again.is_empty(), "the cursor was not advanced: {again:?}");
 
     // A failing job: Failed, with the container's reason.
     let bad = with_hp(base, &format!("{prefix}-fail"), &[("fail", "true")]);
-    assert_eq!(backend.submit(&bad).await.expect("submit"), Submitted::Created);
+    assert_eq!(
+        backend.submit(&bad).await.expect("submit"),
+        Submitted::Created
+    );
     let failed = until(backend, &bad.name, "terminal", |s| s.state.is_terminal()).await;
     assert_eq!(failed.state, JobState::Failed, "{failed:?}");
     let reason = failed.failure_reason.clone().unwrap_or_default();
@@ -95,8 +110,14 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
 
     // A long job: stopped on request.
     let slow = with_hp(base, &format!("{prefix}-stop"), &[("sleep", "120")]);
-    assert_eq!(backend.submit(&slow).await.expect("submit"), Submitted::Created);
-    until(backend, &slow.name, "InProgress", |s| s.state == JobState::InProgress).await;
+    assert_eq!(
+        backend.submit(&slow).await.expect("submit"),
+        Submitted::Created
+    );
+    until(backend, &slow.name, "InProgress", |s| {
+        s.state == JobState::InProgress
+    })
+    .await;
     backend.stop(&slow.name).await.expect("stop");
     let stopped = until(backend, &slow.name, "terminal", |s| s.state.is_terminal()).await;
     assert_eq!(stopped.state, JobState::Stopped, "{stopped:?}");

@@ -44,7 +44,9 @@ Answers (jobs are scripted by their hyperparameters):
                        No stream yet in the whole group -> ResourceNotFoundException.
 
 Control endpoints (never validated nor recorded):
-    GET  /_fake/requests     recorded requests: {seq, service, operation, body, scope, fault}
+    GET  /_fake/requests     recorded requests: {seq, service, operation, body, scope, fault};
+                             scope: {date, region, service, temporary (an ASIA… key),
+                             session_token (signed X-Amz-Security-Token)}
     GET  /_fake/violations   every violation so far: {seq, operation, kind, path, message}
     GET  /_fake/jobs         the jobs and their current status
     GET  /_fake/health       {"ok": true, "models": {...}}
@@ -471,8 +473,15 @@ class Fake:
             if not m:
                 self.violation(seq, operation, "auth", "Authorization", "Authorization is not a SigV4 header")
                 raise AwsFault(403, "IncompleteSignatureException", "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature'.")
-            rec["scope"] = {"date": m["date"], "region": m["region"], "service": m["service"]}
             signed = m["signed"].split(";")
+            # What kind of credentials signed (never the key itself): ASIA… keys are temporary.
+            rec["scope"] = {
+                "date": m["date"],
+                "region": m["region"],
+                "service": m["service"],
+                "temporary": m["key"].startswith("ASIA"),
+                "session_token": bool(headers.get("X-Amz-Security-Token")) and "x-amz-security-token" in signed,
+            }
             problems = []
             if m["service"] != model.signing_name:
                 problems.append(f"credential scope names service {m['service']!r}, expected {model.signing_name!r}")
