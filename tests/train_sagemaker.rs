@@ -375,3 +375,18 @@ async fn a_web_identity_is_exchanged_through_sts_and_creates_the_job() {
         "the token never shows: {e}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn ecr_credentials_come_from_a_web_identity_too() {
+    // The same resolver serves the ECR push path: STS then GetAuthorizationToken, on moto.
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let moto = &tb["MLCD_TESTBED_MOTO_URL"];
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = web_identity_env(&dir, moto);
+    env.insert("AWS_ENDPOINT_URL".into(), moto.clone());
+    let c = mlcd::image::ecr::credentials("123456789012.dkr.ecr.us-east-1.amazonaws.com", &env)
+        .await
+        .unwrap_or_else(|e| panic!("{e} ({:?})", e.hint));
+    assert_eq!(c.username, "AWS");
+    assert!(!c.password.expose().is_empty());
+}
