@@ -32,7 +32,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CREDENTIALS_HINT: &str =
     "use aws-actions/configure-aws-credentials in a step before this one \
 (it sets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN), \
-or export them outside GitHub Actions";
+or export them outside GitHub Actions; a web identity (EKS, GitHub OIDC) works too: \
+AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE";
 
 /// An AWS service: how its endpoint is found and how requests to it are signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,20 @@ pub const SAGEMAKER: Service = Service {
     id: "SageMaker",
     signing_name: "sagemaker",
     host_prefix: "api.sagemaker",
+};
+
+/// CloudWatch Logs (`logs.{region}.amazonaws.com`, signed as `logs`): training logs.
+pub const LOGS: Service = Service {
+    id: "CloudWatch Logs",
+    signing_name: "logs",
+    host_prefix: "logs",
+};
+
+/// AWS STS (`sts.{region}.amazonaws.com`, signed as `sts`): web-identity exchange.
+pub const STS: Service = Service {
+    id: "STS",
+    signing_name: "sts",
+    host_prefix: "sts",
 };
 
 impl Service {
@@ -123,7 +138,7 @@ impl AwsCredentials {
                 );
                 if var(env, "AWS_WEB_IDENTITY_TOKEN_FILE").is_some() {
                     message.push_str(
-                        " (AWS_WEB_IDENTITY_TOKEN_FILE is, but mlcd does not exchange web-identity tokens itself)",
+                        " (AWS_WEB_IDENTITY_TOKEN_FILE is: web-identity tokens are exchanged by cloud::sts::resolve_credentials, not here)",
                     );
                 } else if var(env, "AWS_PROFILE").is_some() {
                     message.push_str(" (AWS_PROFILE is, but mlcd does not read ~/.aws profiles)");

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::cloud::aws::{self, AwsClient, AwsCredentials, AwsError};
+use crate::cloud::aws::{self, AwsClient, AwsError};
+use crate::cloud::sts;
 use crate::error::UserError;
 use crate::image::registry::Credentials;
 use crate::secrets::Secret;
@@ -50,7 +51,7 @@ pub async fn credentials(
             "`{host}` is not an ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com)"
         ))
     })?;
-    let aws_credentials = AwsCredentials::from_env(env).map_err(|e| UserError {
+    let aws_credentials = sts::resolve_credentials(env).await.map_err(|e| UserError {
         message: format!("cannot push to ECR ({host}): {}", e.message),
         ..e
     })?;

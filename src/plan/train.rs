@@ -104,6 +104,15 @@ pub struct SagemakerPlan {
     pub region: String,
     /// Execution role.
     pub role_arn: String,
+    /// Where job output goes (`s3://…`): `sagemaker.output-path`, else `train.output`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_path: Option<String>,
+    /// VPC subnets jobs run in (`sagemaker.subnets`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<String>,
+    /// VPC security groups (`sagemaker.security-groups`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
 }
 
 /// Plans a training job.
@@ -239,7 +248,13 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
                 format!("`{role_arn}` is not an IAM role ARN (expected arn:aws:iam::<account>:role/<name>)"),
             ));
         }
-        Some(SagemakerPlan { region, role_arn })
+        Some(SagemakerPlan {
+            region,
+            role_arn,
+            output_path: sm.output_path.clone().or_else(|| cfg.output.clone()),
+            subnets: sm.subnets.clone(),
+            security_groups: sm.security_groups.clone(),
+        })
     } else {
         None
     };

@@ -67,7 +67,10 @@ impl LocalTraining {
             docker: engine.docker().clone(),
             host: engine.host().to_string(),
             store,
-            poll: super::poll_interval(Duration::from_millis(500)),
+            poll: super::poll_interval_from_env(
+                &std::env::vars().collect(),
+                Duration::from_millis(500),
+            ),
         }
     }
 

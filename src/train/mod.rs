@@ -15,6 +15,7 @@ use crate::instance::Resolved;
 
 pub mod local;
 pub mod metrics;
+pub mod sagemaker;
 
 /// Everything a backend needs to start one training job.
 #[derive(Debug, Clone)]
@@ -183,11 +184,11 @@ pub trait TrainingBackend: Send + Sync {
     }
 }
 
-/// A backend's poll interval: its own default, or `MLCD_POLL_INTERVAL_MS` (tests
-/// and impatient users) when set to a positive number.
-pub fn poll_interval(default: Duration) -> Duration {
-    std::env::var("MLCD_POLL_INTERVAL_MS")
-        .ok()
+/// How long a backend waits between two `describe` calls: `default`, unless
+/// `MLCD_POLL_INTERVAL_MS` in `env` says otherwise (tests shorten it; a user
+/// polling a slow engine may lengthen it). Read here, once, for every backend.
+pub fn poll_interval_from_env(env: &BTreeMap<String, String>, default: Duration) -> Duration {
+    env.get("MLCD_POLL_INTERVAL_MS")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .filter(|ms| *ms > 0)
         .map_or(default, Duration::from_millis)

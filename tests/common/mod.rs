@@ -314,3 +314,107 @@ pub fn example_pushing_to(registry: &str, base: &str, prefix: &str) -> (Workspac
     ws.write("example/mlcd.yml", &cfg);
     (ws, ns)
 }
+
+/// The scripted fake SageMaker + CloudWatch Logs (tests/fake_sagemaker), every
+/// request validated against botocore's models; stopped when dropped.
+pub struct FakeSagemaker {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeSagemaker {
+    pub fn start() -> Self {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fake_sagemaker/server.py"))
+            .args(["--port", "0", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fake SageMaker");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| {
+                panic!("fake SageMaker did not start (is botocore installed?): {line:?}")
+            })
+            .to_string();
+        FakeSagemaker { child, url }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+        let mut args = vec![
+            "-sf".to_string(),
+            "-X".into(),
+            method.into(),
+            format!("{}{path}", self.url),
+        ];
+        if let Some(b) = body {
+            args.extend([
+                "-H".into(),
+                "content-type: application/json".into(),
+                "-d".into(),
+                b.into(),
+            ]);
+        }
+        let out = Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "fake SageMaker control call {path} failed"
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Every request so far: `{seq, service, operation, body, scope, fault}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/requests", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The requests of one operation (`CreateTrainingJob`, `GetLogEvents`, …).
+    pub fn calls(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["operation"] == operation)
+            .collect()
+    }
+
+    pub fn violations(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/violations", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Asserts that no request broke botocore's model of the service.
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "requests broke the SageMaker/Logs contract: {v:#?}"
+        );
+    }
+
+    /// The next `times` calls of `operation` fail: `throttle`, `500` or `503`.
+    pub fn fault(&self, operation: &str, kind: &str, times: u32) {
+        let body = serde_json::json!({ "operation": operation, "kind": kind, "times": times });
+        self.call("POST", "/_fake/fault", Some(&body.to_string()));
+    }
+}
+
+impl Drop for FakeSagemaker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
