@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use build::BuildPlan;
 pub use deploy::DeployPlan;
-pub use train::TrainPlan;
+pub use train::{RegistryPlan, SagemakerPlan, TrainPlan};
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};
 use crate::config::{Config, LoadedConfig};

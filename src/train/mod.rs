@@ -3,7 +3,6 @@
 //! cancellation, metrics and gates are written once, in `modes/train.rs`, above
 //! this trait; a backend only talks to its engine.
 
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
