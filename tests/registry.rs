@@ -512,7 +512,8 @@ impl CountingProxy {
     }
 }
 
-/// Serves the requests of one client connection, one upstream connection each.
+/// Serves one request of a client connection over its own upstream connection,
+/// then closes both (the answer says `connection: close`).
 fn proxy_one(
     mut client: TcpStream,
     upstream: &str,
@@ -520,63 +521,60 @@ fn proxy_one(
     failed: &AtomicUsize,
     fail_first: usize,
 ) {
-    loop {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match client.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
         }
-        let head_text = String::from_utf8_lossy(&head).to_string();
-        let length: usize = head_text
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        if client.read_exact(&mut body).is_err() {
-            return;
-        }
-        seen.lock().unwrap().push(head_text.clone());
-        let answer = if failed.fetch_add(1, Ordering::SeqCst) < fail_first {
-            let msg = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"scripted outage"}"#;
-            format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{msg}",
-                msg.len()
-            )
-            .into_bytes()
-        } else {
-            let mut up = TcpStream::connect(upstream).unwrap();
-            let mut forwarded = String::new();
-            for line in head_text.trim_end().lines() {
-                if !line.to_ascii_lowercase().starts_with("connection:") {
-                    forwarded.push_str(line);
-                    forwarded.push_str("\r\n");
-                }
-            }
-            forwarded.push_str("connection: close\r\n\r\n");
-            up.write_all(forwarded.as_bytes()).unwrap();
-            up.write_all(&body).unwrap();
-            let mut answer = Vec::new();
-            up.read_to_end(&mut answer).unwrap();
-            answer
-        };
-        // One request per client connection: the answer says so.
-        let text = String::from_utf8_lossy(&answer).to_string();
-        let answer = if text.to_ascii_lowercase().contains("\r\nconnection: close") {
-            answer
-        } else {
-            text.replacen("\r\n", "\r\nconnection: close\r\n", 1)
-                .into_bytes()
-        };
-        let _ = client.write_all(&answer);
+    }
+    let head_text = String::from_utf8_lossy(&head).to_string();
+    let length: usize = head_text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if client.read_exact(&mut body).is_err() {
         return;
     }
+    seen.lock().unwrap().push(head_text.clone());
+    let answer = if failed.fetch_add(1, Ordering::SeqCst) < fail_first {
+        let msg = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"scripted outage"}"#;
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{msg}",
+            msg.len()
+        )
+        .into_bytes()
+    } else {
+        let mut up = TcpStream::connect(upstream).unwrap();
+        let mut forwarded = String::new();
+        for line in head_text.trim_end().lines() {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                forwarded.push_str(line);
+                forwarded.push_str("\r\n");
+            }
+        }
+        forwarded.push_str("connection: close\r\n\r\n");
+        up.write_all(forwarded.as_bytes()).unwrap();
+        up.write_all(&body).unwrap();
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer).unwrap();
+        answer
+    };
+    // One request per client connection: the answer says so.
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let answer = if text.to_ascii_lowercase().contains("\r\nconnection: close") {
+        answer
+    } else {
+        text.replacen("\r\n", "\r\nconnection: close\r\n", 1)
+            .into_bytes()
+    };
+    let _ = client.write_all(&answer);
 }
 
 #[tokio::test(flavor = "current_thread")]

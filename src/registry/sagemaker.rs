@@ -199,50 +199,45 @@ impl SagemakerRegistry {
         self.describe(model, arn).await
     }
 
-    /// Updates a package's status and metadata. Sends the full metadata and the
-    /// status every time: AWS merges, moto replaces, both end the same.
-    async fn update(
-        &self,
-        model: &str,
-        package: &Value,
-        status: &str,
-        description: Option<&str>,
-        properties: &Map<String, Value>,
-        remove: &[String],
-        doing: &str,
-    ) -> Result<(), UserError> {
+    /// Applies `change` to a package. Sends the full metadata and the status
+    /// every time: AWS merges metadata and keeps an absent status, moto replaces
+    /// both; sending everything ends the same on either.
+    async fn update(&self, model: &str, package: &Value, change: Change) -> Result<(), UserError> {
+        let status = change.status.unwrap_or_else(|| {
+            package["ModelApprovalStatus"]
+                .as_str()
+                .unwrap_or("PendingManualApproval")
+                .to_string()
+        });
         let mut body = json!({
             "ModelPackageArn": package["ModelPackageArn"],
             "ModelApprovalStatus": status,
         });
-        if let Some(d) = description {
+        if let Some(d) = change.description {
             body["ApprovalDescription"] = json!(d);
         }
-        if !properties.is_empty() {
-            body["CustomerMetadataProperties"] = Value::Object(properties.clone());
+        if !change.properties.is_empty() {
+            body["CustomerMetadataProperties"] = Value::Object(change.properties);
         }
-        if !remove.is_empty() {
-            body["CustomerMetadataPropertiesToRemove"] = json!(remove);
+        if !change.remove.is_empty() {
+            body["CustomerMetadataPropertiesToRemove"] = json!(change.remove);
         }
         self.call("UpdateModelPackage", body)
             .await
-            .map_err(|e| self.fail(model, doing, e))?;
+            .map_err(|e| self.fail(model, &change.doing, e))?;
         Ok(())
     }
 
     async fn approve(&self, model: &str, package: &Value) -> Result<(), UserError> {
         let version = number(&package["ModelPackageVersion"]).unwrap_or_default();
-        let props = properties(package);
-        self.update(
-            model,
-            package,
-            "Approved",
-            Some("production alias set by mlcd"),
-            &props,
-            &[],
-            &format!("approve version {version}"),
-        )
-        .await?;
+        let change = Change {
+            status: Some("Approved".into()),
+            description: Some("production alias set by mlcd".into()),
+            properties: properties(package),
+            remove: Vec::new(),
+            doing: format!("approve version {version}"),
+        };
+        self.update(model, package, change).await?;
         for s in self.summaries(model, true).await? {
             if number(&s["ModelPackageVersion"]).as_deref() == Some(version.as_str()) {
                 continue;
@@ -250,18 +245,16 @@ impl SagemakerRegistry {
             let arn = s["ModelPackageArn"].as_str().unwrap_or_default();
             let old = self.describe(model, arn).await?;
             let old_version = number(&old["ModelPackageVersion"]).unwrap_or_default();
-            self.update(
-                model,
-                &old,
-                "Rejected",
-                Some(&format!(
+            let change = Change {
+                status: Some("Rejected".into()),
+                description: Some(format!(
                     "superseded as production by version {version} (mlcd)"
                 )),
-                &properties(&old),
-                &[],
-                &format!("retire version {old_version} as production"),
-            )
-            .await?;
+                properties: properties(&old),
+                remove: Vec::new(),
+                doing: format!("retire version {old_version} as production"),
+            };
+            self.update(model, &old, change).await?;
         }
         Ok(())
     }
@@ -278,18 +271,14 @@ impl SagemakerRegistry {
             let mut props = properties(&other);
             if props.remove(&key).is_some() {
                 let old = number(&other["ModelPackageVersion"]).unwrap_or_default();
-                self.update(
-                    model,
-                    &other,
-                    other["ModelApprovalStatus"]
-                        .as_str()
-                        .unwrap_or("PendingManualApproval"),
-                    None,
-                    &props,
-                    std::slice::from_ref(&key),
-                    &format!("move alias `{alias}` off version {old}"),
-                )
-                .await?;
+                let change = Change {
+                    status: None,
+                    description: None,
+                    properties: props,
+                    remove: vec![key.clone()],
+                    doing: format!("move alias `{alias}` off version {old}"),
+                };
+                self.update(model, &other, change).await?;
             }
         }
         let mut props = properties(package);
@@ -299,18 +288,14 @@ impl SagemakerRegistry {
             )));
         }
         props.insert(key, json!("true"));
-        self.update(
-            model,
-            package,
-            package["ModelApprovalStatus"]
-                .as_str()
-                .unwrap_or("PendingManualApproval"),
-            None,
-            &props,
-            &[],
-            &format!("point alias `{alias}` at version {version}"),
-        )
-        .await
+        let change = Change {
+            status: None,
+            description: None,
+            properties: props,
+            remove: Vec::new(),
+            doing: format!("point alias `{alias}` at version {version}"),
+        };
+        self.update(model, package, change).await
     }
 
     async fn set_alias_on(
@@ -427,6 +412,19 @@ impl ModelRegistry for SagemakerRegistry {
         let package = self.package(model, version.trim()).await?;
         self.set_alias_on(model, &package, alias).await
     }
+}
+
+/// One UpdateModelPackage.
+struct Change {
+    /// The new approval status; `None` keeps the current one.
+    status: Option<String>,
+    description: Option<String>,
+    /// The package's whole metadata after the change.
+    properties: Map<String, Value>,
+    /// Keys to remove.
+    remove: Vec<String>,
+    /// What this does, for errors.
+    doing: String,
 }
 
 /// Whether an error means the group (or package) does not exist.
