@@ -758,3 +758,35 @@ async fn sagemaker_without_region_or_credentials_fails_before_any_call() {
     .expect("a name SageMaker refuses");
     assert!(err.message.contains("model package group"), "{err}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn mlflow_names_a_deleted_experiment_and_how_to_restore_it() {
+    let url = mlflow_url();
+    let model = format!("churn-deleted-{}", common::unique());
+    let api = format!("{url}/api/2.0/mlflow");
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{api}/experiments/create"))
+        .json(&serde_json::json!({ "name": format!("mlcd/{model}") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["experiment_id"].as_str().unwrap().to_string();
+    let deleted = http
+        .post(format!("{api}/experiments/delete"))
+        .json(&serde_json::json!({ "experiment_id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    let reg = MlflowRegistry::new(&url, &BTreeMap::new()).unwrap();
+    let err = reg
+        .register(&new_version(&model, "job-1", &[("accuracy", 0.9)], None))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("is deleted"), "{err}");
+    assert!(err.hint.unwrap().contains(&format!("--experiment-id {id}")));
+}

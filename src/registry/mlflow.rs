@@ -332,6 +332,16 @@ impl MlflowRegistry {
                 )
                 .await
             {
+                Ok(v) if v["experiment"]["lifecycle_stage"] == "deleted" => Err(UserError::failed(
+                    format!(
+                        "the MLflow registry at {} could not record a run for model `{model}`: experiment `{name}` is deleted",
+                        self.uri
+                    ),
+                )
+                .hint(format!(
+                    "restore it (`mlflow experiments restore --experiment-id {}`) or delete it for good from the tracking server's store",
+                    v["experiment"]["experiment_id"].as_str().unwrap_or("<id>")
+                ))),
                 Ok(v) => Ok(v["experiment"]["experiment_id"]
                     .as_str()
                     .map(str::to_string)),
