@@ -661,6 +661,9 @@ async fn sagemaker_registry_passes_the_conformance_suite() {
     let sm = SagemakerPlan {
         region: "us-east-1".into(),
         role_arn: "arn:aws:iam::123456789012:role/train".into(),
+        output_path: None,
+        subnets: Vec::new(),
+        security_groups: Vec::new(),
     };
     let reg = registry::open(&sagemaker_plan(&model), Path::new("."), Some(&sm), &env)
         .await

@@ -481,7 +481,8 @@ async fn wait(
             last = Some(now);
             interval = backend.poll_interval();
         } else {
-            interval = (interval * 3 / 2).min(backend.max_poll_interval().max(backend.poll_interval()));
+            interval =
+                (interval * 3 / 2).min(backend.max_poll_interval().max(backend.poll_interval()));
         }
         if status.state.is_terminal() {
             break Waited::Done(status);

@@ -20,7 +20,7 @@ use crate::error::UserError;
 use crate::plan::SagemakerPlan;
 
 /// How often a running SageMaker job is described by default.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// SageMaker's default ceiling on `MaxRuntimeInSeconds` (28 days).
 pub const MAX_RUNTIME_LIMIT: Duration = Duration::from_secs(28 * 24 * 3600);
@@ -757,6 +757,12 @@ impl TrainingBackend for SagemakerTraining {
 
     fn poll_interval(&self) -> Duration {
         self.poll_interval
+    }
+
+    /// A long quiet job is polled every 30 s at most (3 describes a minute),
+    /// every 10 s after each state change.
+    fn max_poll_interval(&self) -> Duration {
+        self.poll_interval * 3
     }
 }
 

@@ -231,7 +231,13 @@ def log_lines(job):
     """The job's scripted log lines (all of them, once it has ended)."""
     hp = job["request"].get("HyperParameters", {})
     lines = [f"Training job {job['name']} starting with hyperparameters {json.dumps(hp, sort_keys=True)}"]
-    lines += [f"epoch={i} loss={0.5 / i:.4f}" for i in range(1, 4)]
+    # A smaller learning rate learns slower: the loss scales with 0.1 / lr, so
+    # tests can script a worse challenger (lr=0.01 ends at 10x the loss).
+    try:
+        scale = 0.1 / float(hp.get("lr", "0.1"))
+    except (ValueError, ZeroDivisionError):
+        scale = 1.0
+    lines += [f"epoch={i} loss={0.5 * scale / i:.4f}" for i in range(1, 4)]
     if str(hp.get("fail", "")).lower() == "true":
         lines.append("AlgorithmError: fail requested by hyperparameter")
     else:

@@ -1,0 +1,306 @@
+//! `mlcd train` with `backend: sagemaker`, the binary end to end: the example's
+//! config switched to SageMaker runs against moto (job and model package), and
+//! against the scripted fake SageMaker (every request validated against
+//! botocore's model) for what moto cannot do — a failing job's reason, a
+//! timeout that stops the job, SIGTERM that stops it, a champion gate on the
+//! MLflow registry.
+//!
+//! Needs `scripts/testbed up moto mlflow` (scripts/test does it).
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/train";
+
+/// The example's config, switched to SageMaker with S3 channels and output.
+fn sagemaker_config(registry: &str) -> String {
+    format!(
+        "model: churn
+backend: sagemaker
+train:
+  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/churn:0123456
+  instance: cpu.small
+  hyperparameters: {{epochs: 50, lr: 0.1}}
+  channels:
+    train: s3://mlcd-test/churn/train/
+    validation: s3://mlcd-test/churn/validation/
+  output: s3://mlcd-test/churn/output/
+  timeout: 10m
+  metrics:
+    - name: train-loss
+      regex: \"loss=([0-9.]+)\"
+{registry}sagemaker:
+  region: us-east-1
+  role-arn: {ROLE}
+"
+    )
+}
+
+fn run_train(
+    ws: &Workspace,
+    endpoint: &str,
+    extra: &[(&str, &str)],
+) -> (Run, std::collections::BTreeMap<String, String>) {
+    let _ = std::fs::remove_file(ws.path().join("out/output"));
+    let mut env = actions_env(ws);
+    env.retain(|(k, _)| k != "GITHUB_RUN_ID");
+    env.push(("GITHUB_RUN_ID".into(), unique().to_string()));
+    for (k, v) in [
+        ("INPUT_MODE", "train"),
+        ("AWS_ACCESS_KEY_ID", "AKIDMLCDTESTKEY0001"),
+        ("AWS_SECRET_ACCESS_KEY", "mlcd-test-secret/0001"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("MLCD_POLL_INTERVAL_MS", "100"),
+        ("MLCD_RETRY_INITIAL_MS", "50"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = mlcd(ws.path(), &[], &env);
+    let out = parse_outputs(&ws.read("out/output"));
+    (r, out)
+}
+
+#[test]
+fn the_example_config_on_sagemaker_trains_and_registers_a_model_package_on_moto() {
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &sagemaker_config("registry:\n  type: sagemaker\n"),
+    );
+    let moto = &tb["MLCD_TESTBED_MOTO_URL"];
+    let (r, out) = run_train(&ws, moto, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded");
+    let job = &out["job-id"];
+    assert!(job.starts_with("churn-"), "{out:?}");
+    assert!(out["job-url"].contains(&format!("#/jobs/{job}")), "{out:?}");
+    assert!(out["artifact"].starts_with("s3://"), "{out:?}");
+    assert_eq!(out["model-version"], "1");
+    // moto holds the package, with the lineage.
+    let summary = ws.read("out/summary");
+    assert!(summary.contains("Completed"), "{summary}");
+    assert!(summary.contains("sagemaker registry"), "{summary}");
+}
+
+#[test]
+fn a_failed_sagemaker_job_fails_the_step_with_its_failure_reason() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &sagemaker_config(""));
+    let (r, out) = run_train(
+        &ws,
+        &fake.url,
+        &[("INPUT_PARAM-LIST", "fail=true,sleep=0.3")],
+    );
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    assert!(
+        r.stdout
+            .contains("AlgorithmError: fail requested by hyperparameter"),
+        "{}",
+        r.stdout
+    );
+    // Status transitions were shown.
+    assert!(r.stderr.contains(": InProgress"), "{}", r.stderr);
+    assert!(r.stderr.contains(": Failed"), "{}", r.stderr);
+    assert!(
+        !ws.path().join(".mlcd/registry/churn").exists(),
+        "nothing registered"
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_timeout_stops_the_sagemaker_job_and_reports_timed_out() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &sagemaker_config(""));
+    let (r, out) = run_train(
+        &ws,
+        &fake.url,
+        &[("INPUT_PARAM-LIST", "sleep=600"), ("INPUT_TIMEOUT", "2s")],
+    );
+    r.assert_code(3);
+    assert_eq!(out["status"], "timed_out");
+    let stops = fake.calls("StopTrainingJob");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0]["body"]["TrainingJobName"], out["job-id"].as_str());
+    assert!(
+        r.stdout.contains("it was stopped (Stopped)"),
+        "{}",
+        r.stdout
+    );
+    // Waiting was bounded: describes at the (test) poll interval, no storm.
+    let describes = fake.calls("DescribeTrainingJob").len();
+    assert!((3..200).contains(&describes), "{describes} describes");
+    fake.assert_no_violations();
+}
+
+#[test]
+fn on_timeout_leave_leaves_the_job_running_and_says_how_to_attach() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &sagemaker_config("").replace("  timeout: 10m\n", "  timeout: 1s\n  on-timeout: leave\n"),
+    );
+    let (r, out) = run_train(&ws, &fake.url, &[("INPUT_PARAM-LIST", "sleep=600")]);
+    r.assert_code(3);
+    assert!(fake.calls("StopTrainingJob").is_empty());
+    assert!(
+        r.stdout.contains(&format!("attach: {}", out["job-id"])),
+        "{}",
+        r.stdout
+    );
+    // A later step attaches by id and sees it still running (bounded again).
+    let (r2, out2) = run_train(
+        &ws,
+        &fake.url,
+        &[
+            ("INPUT_ATTACH", out["job-id"].as_str()),
+            ("INPUT_TIMEOUT", "1s"),
+        ],
+    );
+    r2.assert_code(3);
+    assert_eq!(out2["job-id"], out["job-id"]);
+    assert_eq!(
+        fake.calls("CreateTrainingJob").len(),
+        1,
+        "attach submits nothing"
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn sigterm_stops_the_sagemaker_job_and_reports_cancelled() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &sagemaker_config(""));
+    let mut env = actions_env(&ws);
+    for (k, v) in [
+        ("INPUT_MODE", "train"),
+        ("INPUT_PARAM-LIST", "sleep=600"),
+        ("AWS_ACCESS_KEY_ID", "AKIDMLCDTESTKEY0001"),
+        ("AWS_SECRET_ACCESS_KEY", "mlcd-test-secret/0001"),
+        ("AWS_ENDPOINT_URL", fake.url.as_str()),
+        ("MLCD_POLL_INTERVAL_MS", "100"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlcd"));
+    cmd.current_dir(ws.path())
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains(": InProgress") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(4), "{seen}{}", rest.join("\n"));
+    let stops = fake.calls("StopTrainingJob");
+    assert_eq!(stops.len(), 1, "the job was asked to stop: {stops:?}");
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_re_run_of_the_same_attempt_attaches_instead_of_creating_a_second_job() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &sagemaker_config(""));
+    let run_id = unique().to_string();
+    let pinned = [
+        ("GITHUB_RUN_ID", run_id.as_str()),
+        ("INPUT_PARAM-LIST", "sleep=0.2"),
+    ];
+    let (r1, out1) = run_train(&ws, &fake.url, &pinned);
+    r1.assert_code(0);
+    let (r2, out2) = run_train(&ws, &fake.url, &pinned);
+    r2.assert_code(0);
+    assert_eq!(out1["job-id"], out2["job-id"]);
+    assert!(r2.stderr.contains("exists already"), "{}", r2.stderr);
+    assert_eq!(fake.calls("CreateTrainingJob").len(), 1, "one job, not two");
+    assert_eq!(
+        out2["model-version"], out1["model-version"],
+        "registered once"
+    );
+    assert_eq!(
+        std::fs::read_dir(ws.path().join(".mlcd/registry/churn/versions"))
+            .unwrap()
+            .count(),
+        1
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_challenger_worse_than_the_mlflow_champion_is_not_registered() {
+    let tb = testbed_env(&["MLCD_TESTBED_MLFLOW_URL"]);
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    let model = format!("churn-champ-{}", unique());
+    // The fake reports train-loss from its log lines; lower is better.
+    let registry = format!(
+        "registry:\n  type: mlflow\n  tracking-uri: {}\n  model-name: {model}\n  alias: production\n",
+        tb["MLCD_TESTBED_MLFLOW_URL"]
+    );
+    ws.write("mlcd.yml", &sagemaker_config(&registry));
+    let (r1, out1) = run_train(&ws, &fake.url, &[("INPUT_PARAM-LIST", "sleep=0.2")]);
+    r1.assert_code(0);
+    assert_eq!(out1["model-version"], "1");
+    let champion_metric: serde_json::Value = serde_json::from_str(&out1["metrics"]).unwrap();
+    let loss = champion_metric["train-loss"]
+        .as_f64()
+        .expect("train-loss from the log");
+
+    // The champion gate: the challenger must have train-loss <= the champion's.
+    let cfg = sagemaker_config(&registry).replace(
+        "  timeout: 10m\n",
+        "  timeout: 10m\n  champion: {metric: train-loss, better: lower}\n  gates:\n    train-loss: \"< 1000\"\n",
+    );
+    ws.write("mlcd.yml", &cfg);
+    // A challenger with the same loss passes (at least as good) and takes the alias.
+    let (r2, out2) = run_train(&ws, &fake.url, &[("INPUT_PARAM-LIST", "sleep=0.2")]);
+    r2.assert_code(0);
+    assert_eq!(out2["model-version"], "2");
+    let summary = ws.read("out/summary");
+    assert!(summary.contains("champion v1"), "{summary}");
+    // The fake's loss lines depend on the learning rate: a worse one fails the champion gate.
+    let (r3, out3) = run_train(&ws, &fake.url, &[("INPUT_PARAM-LIST", "sleep=0.2,lr=0.01")]);
+    r3.assert_code(1);
+    let m3: serde_json::Value = serde_json::from_str(&out3["metrics"]).unwrap();
+    assert!(m3["train-loss"].as_f64().unwrap() > loss, "{m3} vs {loss}");
+    let ann = r3
+        .stdout
+        .lines()
+        .find(|l| l.contains("gate failed"))
+        .unwrap_or_else(|| panic!("{}", r3.stdout));
+    assert!(
+        ann.contains("train-loss") && ann.contains("champion v2"),
+        "{ann}"
+    );
+    assert!(!out3.contains_key("model-version"), "{out3:?}");
+    fake.assert_no_violations();
+}
