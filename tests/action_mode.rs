@@ -295,12 +295,16 @@ fn inputs_override_the_config_and_param_list_sets_hyperparameters() {
 }
 
 #[test]
-fn a_real_run_says_plainly_that_execution_is_not_available_yet() {
+fn a_real_run_without_a_docker_engine_fails_clearly_and_still_reports_the_plan() {
     let ws = Workspace::new();
     ws.write("mlcd.yml", CONFIG);
-    let r = action(&ws, &[("INPUT_MODE", "train")]);
+    let r = action(
+        &ws,
+        &[("INPUT_MODE", "train"), ("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
     r.assert_code(1);
-    assert!(r.stdout.contains("cannot execute them yet"), "{}", r.stdout);
+    assert!(r.stdout.contains("cannot connect to the Docker engine at unix:///nonexistent/docker.sock"), "{}", r.stdout);
+    assert!(r.stdout.contains("hint: start the Docker engine"), "{}", r.stdout);
     let outputs = parse_outputs(&ws.read("out/output"));
     assert_eq!(outputs["status"], "failed");
     assert!(
