@@ -1006,10 +1006,12 @@ impl ServingBackend for LocalServing {
         let (router, mut routes) = self.routes_for_change(endpoint, &found).await?;
         for v in weights.keys() {
             match routes.upstreams.iter().find(|u| &u.version == v) {
-                Some(u) if u.shadow => return Err(UserError::invalid(format!(
+                Some(u) if u.shadow => {
+                    return Err(UserError::invalid(format!(
                     "version `{v}` of endpoint `{endpoint}` is a shadow: it takes no live traffic"
                 ))
-                .hint("deploy it as a production version to give it traffic")),
+                    .hint("deploy it as a production version to give it traffic"))
+                }
                 Some(_) => {}
                 None => return Err(self.no_version(endpoint, v, &found)),
             }
