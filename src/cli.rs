@@ -19,6 +19,14 @@ pub enum Invocation {
     Run(Command, RawInputs),
     /// Print the config JSON schema.
     Schema,
+    /// Run the local endpoint's traffic router (hidden; started by the local
+    /// serving backend inside the endpoint's container).
+    Route {
+        /// The route config file (JSON).
+        config: std::path::PathBuf,
+        /// The address to listen on.
+        listen: String,
+    },
 }
 
 const ABOUT: &str =
@@ -118,6 +126,27 @@ pub fn command() -> Clap {
                 .about("Print the JSON schema of mlcd.yml")
                 .hide(true),
         )
+        .subcommand(
+            Clap::new("route")
+                .about(
+                    "Run a local endpoint's traffic router (started by the local serving backend)",
+                )
+                .hide(true)
+                .arg(
+                    Arg::new("config")
+                        .long("config")
+                        .required(true)
+                        .value_name("FILE")
+                        .help("The route config (JSON), re-read when it changes"),
+                )
+                .arg(
+                    Arg::new("listen")
+                        .long("listen")
+                        .required(true)
+                        .value_name("ADDR")
+                        .help("The address to listen on, like 127.0.0.1:8080"),
+                ),
+        )
 }
 
 fn raw_from_matches(m: &ArgMatches) -> Result<RawInputs, UserError> {
@@ -150,6 +179,13 @@ pub fn parse(
     let (name, sub) = m.subcommand().expect("a subcommand is required");
     let cmd = match name {
         "schema" => return Ok(Ok(Invocation::Schema)),
+        "route" => {
+            let arg = |n: &str| sub.get_one::<String>(n).expect("required").clone();
+            return Ok(Ok(Invocation::Route {
+                config: arg("config").into(),
+                listen: arg("listen"),
+            }));
+        }
         "validate" => Command::Validate,
         "plan" => {
             let mode: Mode = sub
@@ -227,6 +263,26 @@ mod tests {
             &BTreeMap::new()
         )
         .is_err());
+    }
+
+    #[test]
+    fn route_is_a_hidden_command() {
+        let inv = parse(
+            args(&[
+                "mlcd",
+                "route",
+                "--config",
+                "r.json",
+                "--listen",
+                "127.0.0.1:1",
+            ]),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(inv, Invocation::Route { ref listen, .. } if listen == "127.0.0.1:1"));
+        let help = command().render_help().to_string();
+        assert!(!help.contains("route"), "{help}");
     }
 
     #[test]

@@ -39,6 +39,18 @@ pub async fn main_with(args: Vec<OsString>, env: BTreeMap<String, String>) -> u8
             0
         }
         Ok(Invocation::Run(cmd, raw)) => run_command(cmd, raw, &env).await.exit_code(),
+        Ok(Invocation::Route { config, listen }) => {
+            match crate::serve::router::run(&config, &listen).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if let Some(h) = &e.hint {
+                        eprintln!("hint: {h}");
+                    }
+                    e.kind.exit_code()
+                }
+            }
+        }
         Err(e) => {
             // Invalid before any input was parsed (no mode): report and stop.
             let mut reporter = Reporter::new(in_actions, OutputFormat::Text, &env);

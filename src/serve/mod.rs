@@ -14,6 +14,9 @@ use crate::config::values::Protocol;
 use crate::error::UserError;
 use crate::instance::Resolved;
 
+pub mod local;
+pub mod router;
+
 /// One model version to put behind an endpoint.
 #[derive(Debug, Clone)]
 pub struct VersionSpec {
@@ -162,8 +165,11 @@ pub trait ServingBackend: Send + Sync {
 
     /// Sets the live traffic of the endpoint's production versions: version →
     /// percent, summing to 100. Versions not named get 0.
-    async fn set_traffic(&self, endpoint: &str, weights: &BTreeMap<String, u8>)
-        -> Result<(), UserError>;
+    async fn set_traffic(
+        &self,
+        endpoint: &str,
+        weights: &BTreeMap<String, u8>,
+    ) -> Result<(), UserError>;
 
     /// Sends one request to one version directly (smoke tests, shadow replays).
     async fn invoke(
