@@ -26,6 +26,10 @@ use serde_json::Value;
 const IMAGE: &str =
     "127.0.0.1:15000/churn@sha256:4b1d9f0c8f4e4a2d8a0a1d1f6c9e7b5a3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// Another commit: job-b is trained from it.
+const COMMIT_B: &str = "fedcba9876543210fedcba9876543210fedcba98";
+/// A commit nothing was trained from.
+const COMMIT_UNKNOWN: &str = "1111111111111111111111111111111111111111";
 const RUN_URL: &str = "https://github.com/acme/churn/actions/runs/4242";
 
 fn fast() -> Backoff {
@@ -81,6 +85,11 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
         None,
         "{name}"
     );
+    assert_eq!(
+        reg.find_by_commit(model, COMMIT).await.unwrap(),
+        None,
+        "{name}"
+    );
 
     let m1 = [
         ("accuracy", 0.9),
@@ -92,15 +101,9 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
         .register(&new_version(model, "job-a", &m1, Some(artifact)))
         .await
         .unwrap_or_else(|e| panic!("{name}: register: {e} ({:?})", e.hint));
-    let second = reg
-        .register(&new_version(
-            model,
-            "job-b",
-            &[("accuracy", 0.95)],
-            Some(artifact),
-        ))
-        .await
-        .unwrap();
+    let mut b = new_version(model, "job-b", &[("accuracy", 0.95)], Some(artifact));
+    b.commit = Some(COMMIT_B.into());
+    let second = reg.register(&b).await.unwrap();
     assert!(
         num(&second) > num(&first),
         "{name}: {first:?} then {second:?}"
@@ -111,6 +114,12 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
     assert_eq!(first.metrics, expected, "{name}: metrics round-trip");
     assert_eq!(first.image.as_deref(), Some(IMAGE), "{name}");
     assert_eq!(first.artifact.as_deref(), Some(artifact), "{name}");
+    assert_eq!(
+        first.commit.as_deref(),
+        Some(COMMIT),
+        "{name}: commit round-trips"
+    );
+    assert_eq!(second.commit.as_deref(), Some(COMMIT_B), "{name}");
     assert!(first.aliases.is_empty(), "{name}: {first:?}");
     assert!(!first.uri.is_empty());
 
@@ -149,6 +158,7 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
         champ.aliases.contains(&"production".to_string()),
         "{name}: {champ:?}"
     );
+    assert_eq!(champ.commit.as_deref(), Some(COMMIT), "{name}: {champ:?}");
 
     // Moving it to the newer version, and back (a rollback).
     reg.set_alias(model, &second.version, "production")
@@ -180,6 +190,36 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
     let staged = reg.by_alias(model, "staging").await.unwrap().unwrap();
     assert_eq!(staged.version, third.version, "{name}");
     assert_eq!(staged.job_id.as_deref(), Some("job-c"));
+
+    // find_by_commit: two versions of COMMIT (job-a, job-c), one of COMMIT_B
+    // (job-b): the newer of COMMIT's, with its lineage and aliases.
+    let trained = reg
+        .find_by_commit(model, COMMIT)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: find_by_commit: {e} ({:?})", e.hint))
+        .expect("a version of COMMIT");
+    assert_eq!(
+        trained.version, third.version,
+        "{name}: the newest of the commit"
+    );
+    assert_eq!(trained.commit.as_deref(), Some(COMMIT), "{name}");
+    assert_eq!(trained.job_id.as_deref(), Some("job-c"), "{name}");
+    assert_eq!(trained.metrics.get("accuracy"), Some(&0.97), "{name}");
+    assert!(
+        trained.aliases.contains(&"staging".to_string()),
+        "{name}: {trained:?}"
+    );
+    let b = reg.find_by_commit(model, COMMIT_B).await.unwrap().unwrap();
+    assert_eq!(b.version, second.version, "{name}");
+    assert_eq!(b.commit.as_deref(), Some(COMMIT_B), "{name}");
+    assert_eq!(
+        reg.find_by_commit(model, COMMIT_UNKNOWN).await.unwrap(),
+        None,
+        "{name}: an unknown commit"
+    );
+    let err = reg.find_by_commit(model, "0123456").await.unwrap_err();
+    assert_eq!(err.kind, Outcome::Invalid, "{name}: {err}");
+    assert!(err.message.contains("full commit SHA"), "{name}: {err}");
     reg.set_alias(model, &second.version, "staging")
         .await
         .unwrap();
@@ -296,6 +336,37 @@ async fn concurrent_local_registrations_get_distinct_versions() {
             .unwrap();
         assert_eq!(v.metrics["accuracy"], f64::from(i));
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn versions_recorded_without_a_commit_read_with_none() {
+    // A Version serialized before it had a commit.
+    let old: Version = serde_json::from_value(serde_json::json!({
+        "model-name": "churn", "version": "1", "uri": "models:/churn/1",
+        "job-id": "job-1", "metrics": {}, "image": null, "artifact": null,
+        "aliases": [],
+    }))
+    .unwrap();
+    assert_eq!(old.commit, None);
+
+    // A local version file written without one, then a registration without one.
+    let dir = tempfile::tempdir().unwrap();
+    let versions = dir.path().join("churn/versions");
+    std::fs::create_dir_all(&versions).unwrap();
+    std::fs::write(
+        versions.join("1.json"),
+        r#"{"model-name": "churn", "version": 1, "created": "2026-01-01T00:00:00.000Z",
+            "job-id": "job-old", "backend": "local", "image": ""}"#,
+    )
+    .unwrap();
+    let reg = LocalRegistry::new(dir.path());
+    let v = reg.find_by_job("churn", "job-old").await.unwrap().unwrap();
+    assert_eq!(v.commit, None);
+    let mut new = new_version("churn", "job-2", &[], None);
+    new.commit = None;
+    let v = reg.register(&new).await.unwrap();
+    assert_eq!((v.version.as_str(), v.commit), ("2", None));
+    assert_eq!(reg.find_by_commit("churn", COMMIT).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "current_thread")]

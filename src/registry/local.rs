@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{check_alias, check_new, ModelRegistry, NewVersion, Version};
+use super::{check_alias, check_commit, check_new, ModelRegistry, NewVersion, Version};
 use crate::error::UserError;
 
 const NAME: &str = "local";
@@ -127,6 +127,19 @@ impl ModelRegistry for LocalRegistry {
         let (model, job_id) = (model.to_string(), job_id.to_string());
         let what = format!("looking up job {job_id} of model `{model}`");
         self.blocking(what, move |s| s.find_by_job(&model, &job_id))
+            .await
+    }
+
+    async fn find_by_commit(
+        &self,
+        model: &str,
+        commit: &str,
+    ) -> Result<Option<Version>, UserError> {
+        check_model_name(model)?;
+        check_commit(NAME, commit)?;
+        let (model, commit) = (model.to_string(), commit.to_string());
+        let what = format!("looking up commit {commit} of model `{model}`");
+        self.blocking(what, move |s| s.find_by_commit(&model, &commit))
             .await
     }
 
@@ -335,6 +348,20 @@ impl Store {
         Ok(None)
     }
 
+    /// Newest first: the highest version number recording `commit`.
+    fn find_by_commit(&self, model: &str, commit: &str) -> Result<Option<Version>, UserError> {
+        let aliases = self.read_aliases(model)?;
+        for n in self.numbers(model)?.into_iter().rev() {
+            if let Some(mut f) = self.read_version(model, n)? {
+                if f.commit.as_deref() == Some(commit) {
+                    f.aliases = aliases_of(&aliases, n);
+                    return Ok(Some(self.to_version(f)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn by_alias(&self, model: &str, alias: &str) -> Result<Option<Version>, UserError> {
         let aliases = self.read_aliases(model)?;
         let Some(&n) = aliases.get(alias) else {
@@ -425,6 +452,7 @@ impl Store {
             metrics: f.metrics,
             image: Some(f.image).filter(|i| !i.is_empty()),
             artifact: f.artifact,
+            commit: f.commit,
             aliases: f.aliases,
             model_name: f.model_name,
         }

@@ -4,7 +4,9 @@
 //! `mlflow.source.git.commit` and `mlcd.job-id`, ended `FINISHED`), then a model
 //! version of the registered model pointing at the artifact (or the run's
 //! artifact URI), tagged with the job id. Aliases are MLflow's own
-//! (`registered-models/alias`; stages are deprecated and unused).
+//! (`registered-models/alias`; stages are deprecated and unused). A commit's
+//! version is found through the runs carrying its `mlflow.source.git.commit`
+//! tag and their model versions.
 //!
 //! Auth: `MLFLOW_TRACKING_TOKEN` (Bearer) or `MLFLOW_TRACKING_USERNAME` /
 //! `MLFLOW_TRACKING_PASSWORD` (Basic), held as [`Secret`]s. Calls go through the
@@ -20,7 +22,9 @@ use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
-use super::{check_alias, check_model_name, check_new, ModelRegistry, NewVersion, Version};
+use super::{
+    check_alias, check_commit, check_model_name, check_new, ModelRegistry, NewVersion, Version,
+};
 use crate::cloud::retry::{retry, Backoff};
 use crate::error::UserError;
 use crate::secrets::{redact, Secret};
@@ -36,8 +40,12 @@ const MAX_PARAMS_PER_BATCH: usize = 100;
 const MAX_METRICS_PER_BATCH: usize = 1000;
 /// Model versions scanned when the server cannot filter them by tag.
 const MAX_SCAN_PAGES: usize = 20;
+/// Runs of one commit a lookup examines at most (newest first).
+const MAX_COMMIT_RUNS: usize = 100;
 /// The tag holding the job id, on the run and on the model version.
 pub const JOB_TAG: &str = "mlcd.job-id";
+/// MLflow's own tag for the commit a run was trained from (shown in its UI).
+pub const COMMIT_TAG: &str = "mlflow.source.git.commit";
 
 /// What went wrong calling MLflow, by what a caller does about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -387,7 +395,7 @@ impl MlflowRegistry {
             tags.push(("mlcd.image".into(), v.image.clone()));
         }
         if let Some(c) = &v.commit {
-            tags.push(("mlflow.source.git.commit".into(), c.clone()));
+            tags.push((COMMIT_TAG.into(), c.clone()));
         }
         if let Some(u) = &v.run_url {
             tags.push(("mlcd.run-url".into(), u.clone()));
@@ -501,6 +509,7 @@ impl MlflowRegistry {
             })
             .collect();
         let mut metrics = BTreeMap::new();
+        let mut commit = None;
         if let Some(run_id) = mv["run_id"].as_str().filter(|r| !r.is_empty()) {
             let run = self
                 .call(Method::GET, "runs/get", &[("run_id", run_id)], None)
@@ -517,6 +526,13 @@ impl MlflowRegistry {
                     metrics.insert(k.to_string(), val);
                 }
             }
+            commit = run["run"]["data"]["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == COMMIT_TAG)
+                .and_then(|t| t["value"].as_str())
+                .map(str::to_string);
         }
         let aliases = mv["aliases"]
             .as_array()
@@ -535,6 +551,7 @@ impl MlflowRegistry {
                 .get("mlcd.artifact")
                 .cloned()
                 .or_else(|| mv["source"].as_str().map(str::to_string)),
+            commit: commit.or_else(|| tags.get("mlcd.commit").cloned()),
             aliases,
         })
     }
@@ -553,6 +570,111 @@ impl MlflowRegistry {
             Err(e) if e.code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
             Err(e) => Err(self.fail(model, &format!("read version {version}"), e)),
         }
+    }
+
+    /// The id of experiment `mlcd/<model>`, if it exists (a lookup creates nothing).
+    async fn existing_experiment(&self, model: &str) -> Result<Option<String>, UserError> {
+        let name = format!("mlcd/{model}");
+        match self
+            .call(
+                Method::GET,
+                "experiments/get-by-name",
+                &[("experiment_name", &name)],
+                None,
+            )
+            .await
+        {
+            Ok(v) => Ok(v["experiment"]["experiment_id"]
+                .as_str()
+                .map(str::to_string)),
+            Err(e) if e.code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
+            Err(e) => Err(self.fail(model, &format!("look up experiment `{name}`"), e)),
+        }
+    }
+
+    /// The ids of the runs in `experiment_id` trained from `commit` (a full SHA,
+    /// checked), newest first, up to [`MAX_COMMIT_RUNS`].
+    async fn runs_of_commit(
+        &self,
+        model: &str,
+        experiment_id: &str,
+        commit: &str,
+    ) -> Result<Vec<String>, UserError> {
+        let page = self
+            .call(
+                Method::POST,
+                "runs/search",
+                &[],
+                Some(&json!({
+                    "experiment_ids": [experiment_id],
+                    "filter": format!("tags.`{COMMIT_TAG}` = '{commit}'"),
+                    "max_results": MAX_COMMIT_RUNS,
+                    "order_by": ["attributes.start_time DESC"],
+                })),
+            )
+            .await
+            .map_err(|e| self.fail(model, &format!("search the runs of commit {commit}"), e))?;
+        if page["next_page_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+        {
+            log::warn!(
+                "MLflow: commit {commit} has more than {MAX_COMMIT_RUNS} runs for model `{model}`; only the newest {MAX_COMMIT_RUNS} were examined"
+            );
+        }
+        Ok(page["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                r["info"]["run_id"]
+                    .as_str()
+                    .or_else(|| r["info"]["run_uuid"].as_str())
+            })
+            // Run ids are hex; anything else cannot go into a filter unquoted.
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The highest version of `model` among those registered from `run_id`.
+    async fn newest_of_run(
+        &self,
+        model: &str,
+        run_id: &str,
+    ) -> Result<Option<(u64, Value)>, UserError> {
+        // Filtered on the run only, the name is compared here: no model name
+        // needs quoting inside a filter.
+        let filter = format!("run_id='{run_id}'");
+        let mut newest: Option<(u64, Value)> = None;
+        let mut token = String::new();
+        for _ in 0..MAX_SCAN_PAGES {
+            let mut query = vec![("filter", filter.as_str()), ("max_results", "200")];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let page = self
+                .call(Method::GET, "model-versions/search", &query, None)
+                .await
+                .map_err(|e| {
+                    self.fail(model, &format!("search the versions of run {run_id}"), e)
+                })?;
+            for mv in page["model_versions"].as_array().into_iter().flatten() {
+                if mv["name"] != model {
+                    continue;
+                }
+                if let Some(n) = version_number(mv) {
+                    if newest.as_ref().is_none_or(|(m, _)| n > *m) {
+                        newest = Some((n, mv.clone()));
+                    }
+                }
+            }
+            match page["next_page_token"].as_str() {
+                Some(t) if !t.is_empty() => token = t.to_string(),
+                _ => break,
+            }
+        }
+        Ok(newest)
     }
 
     /// Finds a version by job with a client-side scan of the model's versions
@@ -704,6 +826,35 @@ impl ModelRegistry for MlflowRegistry {
         Ok(Some(self.to_version(model, &mv).await?))
     }
 
+    async fn find_by_commit(
+        &self,
+        model: &str,
+        commit: &str,
+    ) -> Result<Option<Version>, UserError> {
+        check_model_name(NAME, model)?;
+        check_commit(NAME, commit)?;
+        let Some(experiment_id) = self.existing_experiment(model).await? else {
+            return Ok(None);
+        };
+        let mut newest: Option<(u64, Value)> = None;
+        for run_id in self.runs_of_commit(model, &experiment_id, commit).await? {
+            if let Some((n, mv)) = self.newest_of_run(model, &run_id).await? {
+                if newest.as_ref().is_none_or(|(m, _)| n > *m) {
+                    newest = Some((n, mv));
+                }
+            }
+        }
+        let Some((n, mv)) = newest else {
+            return Ok(None);
+        };
+        // Search results carry no aliases: read the version itself.
+        let mv = self
+            .model_version(model, &n.to_string())
+            .await?
+            .unwrap_or(mv);
+        Ok(Some(self.to_version(model, &mv).await?))
+    }
+
     async fn by_alias(&self, model: &str, alias: &str) -> Result<Option<Version>, UserError> {
         check_model_name(NAME, model)?;
         check_alias(NAME, alias)?;
@@ -771,6 +922,14 @@ fn fit(key: &str, value: &str, max: usize) -> String {
     let mut cut: String = value.chars().take(max - 1).collect();
     cut.push('…');
     cut
+}
+
+/// A model version's number (the REST API gives it as a string).
+fn version_number(mv: &Value) -> Option<u64> {
+    match &mv["version"] {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_u64(),
+    }
 }
 
 /// An error and its sources, one line.

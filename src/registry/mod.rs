@@ -1,7 +1,7 @@
 //! Model registries: the [`ModelRegistry`] trait and the version types shared by
 //! `local` (a directory), `mlflow` (MLflow's REST API) and `sagemaker` (model
 //! package groups). A passing model is registered with its lineage; a champion
-//! is looked up by alias.
+//! is looked up by alias, the version to deploy by the commit it was trained from.
 
 pub mod local;
 pub mod mlflow;
@@ -67,6 +67,9 @@ pub struct Version {
     pub image: Option<String>,
     /// Where its artifact is.
     pub artifact: Option<String>,
+    /// The commit it was trained from, when its lineage records one.
+    #[serde(default)]
+    pub commit: Option<String>,
     /// Its aliases.
     pub aliases: Vec<String>,
 }
@@ -82,6 +85,12 @@ pub trait ModelRegistry: Send + Sync {
 
     /// The version a job registered before, if any (so a re-run registers nothing twice).
     async fn find_by_job(&self, model: &str, job_id: &str) -> Result<Option<Version>, UserError>;
+
+    /// The newest version (highest version number) trained from `commit`, if
+    /// any: what a deploy without an explicit version ships. `commit` is a full
+    /// commit SHA, compared exactly.
+    async fn find_by_commit(&self, model: &str, commit: &str)
+        -> Result<Option<Version>, UserError>;
 
     /// The version an alias points to (the champion is `production`), if any.
     async fn by_alias(&self, model: &str, alias: &str) -> Result<Option<Version>, UserError>;
@@ -187,6 +196,21 @@ pub fn check_alias(registry: &str, alias: &str) -> Result<(), UserError> {
         .hint("use a name like `production`, `staging` or `challenger`"));
     }
     Ok(())
+}
+
+/// A commit a lookup can match: a full commit SHA (40 hex digits, or 64 in a
+/// SHA-256 repository), as registrations record it. An abbreviated SHA would
+/// match nothing, so it is refused rather than answered with "no version".
+pub fn check_commit(registry: &str, commit: &str) -> Result<(), UserError> {
+    let ok = matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::invalid(format!(
+            "`{commit:.80}` is not a full commit SHA, so the {registry} registry cannot look up the version trained from it: it must be 40 (or 64) hex digits"
+        ))
+        .hint("use the full SHA (`git rev-parse HEAD`, GITHUB_SHA), not an abbreviation"))
+    }
 }
 
 /// Checks a new version before anything is written: a model name, a job id, finite

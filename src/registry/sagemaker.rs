@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
-use super::{check_alias, check_new, ModelRegistry, NewVersion, Version};
+use super::{check_alias, check_commit, check_new, ModelRegistry, NewVersion, Version};
 use crate::cloud::aws::{self, AwsClient, AwsCredentials, AwsError};
 use crate::error::UserError;
 
@@ -39,6 +39,7 @@ const ALIAS_RESERVE: usize = 8;
 const MAX_KEY: usize = 128;
 const MAX_VALUE: usize = 256;
 const JOB_KEY: &str = "mlcd.job-id";
+const COMMIT_KEY: &str = "mlcd.commit";
 const METRIC_PREFIX: &str = "mlcd.metric.";
 const ALIAS_PREFIX: &str = "mlcd.alias.";
 
@@ -385,6 +386,29 @@ impl ModelRegistry for SagemakerRegistry {
         Ok(found)
     }
 
+    async fn find_by_commit(
+        &self,
+        model: &str,
+        commit: &str,
+    ) -> Result<Option<Version>, UserError> {
+        check_group_name(model)?;
+        check_commit(NAME, commit)?;
+        // List summaries carry no metadata: describe them, highest version first,
+        // and stop at the first that records the commit.
+        let mut summaries = self.summaries(model, false).await?;
+        summaries.sort_by_key(|s| {
+            std::cmp::Reverse(number(&s["ModelPackageVersion"]).and_then(|v| v.parse::<u64>().ok()))
+        });
+        for s in &summaries {
+            let arn = s["ModelPackageArn"].as_str().unwrap_or_default();
+            let p = self.describe(model, arn).await?;
+            if p["CustomerMetadataProperties"][COMMIT_KEY].as_str() == Some(commit) {
+                return Ok(Some(to_version(model, &p)));
+            }
+        }
+        Ok(None)
+    }
+
     async fn by_alias(&self, model: &str, alias: &str) -> Result<Option<Version>, UserError> {
         check_group_name(model)?;
         check_alias(NAME, alias)?;
@@ -489,7 +513,7 @@ fn lineage(v: &NewVersion) -> Map<String, Value> {
     put(&mut props, JOB_KEY.into(), &v.job_id);
     put(&mut props, "mlcd.backend".into(), &v.backend);
     if let Some(c) = &v.commit {
-        put(&mut props, "mlcd.commit".into(), c);
+        put(&mut props, COMMIT_KEY.into(), c);
     }
     if let Some(u) = &v.run_url {
         put(&mut props, "mlcd.run-url".into(), u);
@@ -556,6 +580,7 @@ fn to_version(model: &str, p: &Value) -> Version {
         image: container["Image"].as_str().map(str::to_string),
         artifact: text("mlcd.artifact")
             .or_else(|| container["ModelDataUrl"].as_str().map(str::to_string)),
+        commit: text(COMMIT_KEY),
         aliases,
     }
 }
