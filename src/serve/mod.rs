@@ -14,6 +14,8 @@ use crate::config::values::Protocol;
 use crate::error::UserError;
 use crate::instance::Resolved;
 
+pub mod sagemaker;
+
 /// One model version to put behind an endpoint.
 #[derive(Debug, Clone)]
 pub struct VersionSpec {
