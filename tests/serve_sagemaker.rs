@@ -86,7 +86,12 @@ async fn backend(env: &BTreeMap<String, String>) -> SagemakerServing {
 fn control(fake: &FakeSagemaker, path: &str, body: serde_json::Value) -> serde_json::Value {
     let out = Command::new("curl")
         .args(["-sf", "-X", "POST", &format!("{}{path}", fake.url)])
-        .args(["-H", "content-type: application/json", "-d", &body.to_string()])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
         .output()
         .expect("curl runs");
     assert!(out.status.success(), "control call {path} {body} failed");
@@ -165,7 +170,10 @@ async fn the_fake_passes_the_serving_conformance_suite() {
         .map(|r| r["body"]["ModelName"].as_str().unwrap().to_string())
         .collect();
     for m in ["churn-v1", "churn-v2", "churn-v3"] {
-        assert!(deleted.iter().any(|d| d == m), "{m} not deleted: {deleted:?}");
+        assert!(
+            deleted.iter().any(|d| d == m),
+            "{m} not deleted: {deleted:?}"
+        );
     }
     assert_eq!(
         fake.calls("DeleteEndpointConfig").len(),
@@ -189,12 +197,16 @@ async fn an_update_by_someone_else_is_never_joined_by_a_second_one() {
     v2.version = "v2".into();
     let err = sm.deploy(&v2, false).await.unwrap_err();
     assert!(
-        err.message
-            .contains("is being updated by another deployment; mlcd does not start a second update"),
+        err.message.contains(
+            "is being updated by another deployment; mlcd does not start a second update"
+        ),
         "{err}"
     );
     assert!(err.message.contains("Updating"), "{err}");
-    assert!(err.hint.as_deref().unwrap_or("").contains("InService"), "{err:?}");
+    assert!(
+        err.hint.as_deref().unwrap_or("").contains("InService"),
+        "{err:?}"
+    );
     let err = sm
         .set_traffic("busy", &BTreeMap::from([("v1".to_string(), 100)]))
         .await
@@ -279,7 +291,10 @@ async fn failed_and_rolling_back_endpoints_show_in_status() {
     let mut v2 = spec.clone();
     v2.version = "v2".into();
     let err = sm.deploy(&v2, false).await.unwrap_err();
-    assert!(err.message.contains("Failed: it cannot be updated"), "{err}");
+    assert!(
+        err.message.contains("Failed: it cannot be updated"),
+        "{err}"
+    );
     assert!(fake.calls("UpdateEndpoint").is_empty());
 
     control(
@@ -299,14 +314,19 @@ async fn invoke_targets_one_variant_and_a_model_error_is_an_answer() {
     let dead = "http://127.0.0.1:9";
     let mut env = env_for(dead);
     env.insert("AWS_ENDPOINT_URL_SAGEMAKER".into(), fake.url.clone());
-    env.insert("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME".into(), fake.url.clone());
+    env.insert(
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME".into(),
+        fake.url.clone(),
+    );
     let sm = backend(&env).await;
     let spec = base_spec("smoke");
     serving_v1(&sm, &spec).await;
     let mut bad = spec.clone();
     bad.version = "bad".into();
     bad.env.insert("MODEL_FAIL_SMOKE".into(), "true".into());
-    sm.deploy(&bad, false).await.expect("deploy the failing version");
+    sm.deploy(&bad, false)
+        .await
+        .expect("deploy the failing version");
     serve_conformance::until(&sm, "smoke", "serving both", |s| {
         s.state == EndpointState::InService && s.variants.len() == 2
     })
@@ -335,12 +355,15 @@ async fn invoke_targets_one_variant_and_a_model_error_is_an_answer() {
     fake.assert_no_violations();
 }
 
+/// One way to spoil a good spec.
+type Change = Box<dyn Fn(&mut VersionSpec)>;
+
 #[tokio::test(flavor = "current_thread")]
 async fn bad_setups_are_refused_before_any_request() {
     let fake = FakeSagemaker::start();
     let env = env_for(&fake.url);
     let sm = backend(&env).await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut VersionSpec)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         (
             "not a SageMaker instance type",
             Box::new(|s| s.instance.native = "n1-standard-4".into()),
@@ -383,7 +406,10 @@ async fn bad_setups_are_refused_before_any_request() {
     .await
     .unwrap();
     let err = no_role.preflight(&base_spec("refused")).await.unwrap_err();
-    assert!(err.message.contains("`sagemaker.role-arn` is not set"), "{err}");
+    assert!(
+        err.message.contains("`sagemaker.role-arn` is not set"),
+        "{err}"
+    );
     let err = SagemakerServing::new(
         &SagemakerPlan {
             region: "US East".into(),
@@ -419,7 +445,9 @@ async fn create_describe_weights_and_teardown_against_moto() {
     let spec = base_spec(&endpoint);
     sm.preflight(&spec).await.unwrap();
     assert!(sm.status(&endpoint).await.unwrap().is_none());
-    sm.deploy(&spec, false).await.expect("CreateEndpoint on moto");
+    sm.deploy(&spec, false)
+        .await
+        .expect("CreateEndpoint on moto");
     // moto is InService at once; its DescribeEndpoint names no images, so the
     // image comes from the configuration's model.
     let s = sm.status(&endpoint).await.unwrap().expect("moto knows it");
@@ -427,7 +455,13 @@ async fn create_describe_weights_and_teardown_against_moto() {
     assert_eq!(s.variants.len(), 1, "{s:?}");
     let v = &s.variants[0];
     assert_eq!(
-        (v.version.as_str(), v.weight, v.ready, v.shadow, v.image.as_str()),
+        (
+            v.version.as_str(),
+            v.weight,
+            v.ready,
+            v.shadow,
+            v.image.as_str()
+        ),
         ("v1", 100, true, false, IMAGE)
     );
     // A second deploy of the same version attaches instead of failing.
@@ -439,12 +473,71 @@ async fn create_describe_weights_and_teardown_against_moto() {
         .set_traffic(&endpoint, &BTreeMap::from([("v2".to_string(), 100)]))
         .await
         .unwrap_err();
-    assert!(err.message.contains("`v2` is not a production version"), "{err}");
+    assert!(
+        err.message.contains("`v2` is not a production version"),
+        "{err}"
+    );
     let s = sm.status(&endpoint).await.unwrap().unwrap();
     assert_eq!(s.variants[0].weight, 100);
     let err = sm.retire(&endpoint, "v1").await.unwrap_err();
     assert!(err.message.contains("live traffic"), "{err}");
     sm.teardown(&endpoint).await.expect("teardown on moto");
     assert!(sm.status(&endpoint).await.unwrap().is_none());
-    sm.teardown(&endpoint).await.expect("a second teardown is a no-op");
+    sm.teardown(&endpoint)
+        .await
+        .expect("a second teardown is a no-op");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_retired_version_comes_back_on_its_model_and_a_changed_image_is_refused() {
+    let fake = FakeSagemaker::start();
+    let sm = backend(&env_for(&fake.url)).await;
+    let spec = base_spec("again");
+    serving_v1(&sm, &spec).await;
+    let mut v2 = spec.clone();
+    v2.version = "v2".into();
+    let both = |s: &mlcd::serve::EndpointStatus| {
+        s.state == EndpointState::InService && s.variants.len() == 2
+    };
+    sm.deploy(&v2, false).await.unwrap();
+    serve_conformance::until(&sm, "again", "serving v1 and v2", both).await;
+    sm.retire("again", "v2").await.unwrap();
+    serve_conformance::until(&sm, "again", "v1 alone", |s| {
+        s.state == EndpointState::InService && s.variants.len() == 1
+    })
+    .await;
+    // The model stayed: deploying v2 again reuses it.
+    sm.deploy(&v2, false).await.expect("v2 again");
+    serve_conformance::until(&sm, "again", "v2 back", both).await;
+    assert_eq!(fake.calls("CreateModel").len(), 3, "one refused create");
+    assert_eq!(fake.calls("DescribeModel").len(), 1);
+    // Rolling back to a retired version serves its model again.
+    sm.retire("again", "v2").await.unwrap();
+    serve_conformance::until(&sm, "again", "v1 alone", |s| {
+        s.state == EndpointState::InService && s.variants.len() == 1
+    })
+    .await;
+    sm.rollback("again", "v2")
+        .await
+        .expect("rollback to retired v2");
+    let s = serve_conformance::until(&sm, "again", "v2 alone", |s| {
+        s.state == EndpointState::InService && s.variants.len() == 1
+    })
+    .await;
+    assert_eq!(
+        (s.variants[0].version.as_str(), s.variants[0].weight),
+        ("v2", 100)
+    );
+
+    let mut v1_other = spec.clone();
+    v1_other.image = format!("{IMAGE}-other");
+    let err = sm.deploy(&v1_other, false).await.unwrap_err();
+    assert!(err.message.contains("exists already with image"), "{err}");
+    let err = sm.rollback("again", "v7").await.unwrap_err();
+    assert!(
+        err.message
+            .contains("cannot roll SageMaker endpoint `again` back to `v7`"),
+        "{err}"
+    );
+    fake.assert_no_violations();
 }

@@ -226,7 +226,10 @@ impl SagemakerServing {
 
     /// Everything checked before a request: names, role, instance, model data.
     fn check(&self, spec: &VersionSpec) -> Result<(), UserError> {
-        check_name(&spec.endpoint, "the endpoint name (`deploy.endpoint` / `model-id`)")?;
+        check_name(
+            &spec.endpoint,
+            "the endpoint name (`deploy.endpoint` / `model-id`)",
+        )?;
         check_name(&spec.version, "the version id")?;
         check_name(
             &model_name(&spec.endpoint, &spec.version),
@@ -415,8 +418,13 @@ impl SagemakerServing {
 
     /// Replaces the endpoint's configuration with `slots` (the endpoint was
     /// seen InService just before).
-    async fn update(&self, endpoint: &str, slots: &[Slot]) -> Result<(), UserError> {
-        let config = self.write_config(endpoint, slots, &[]).await?;
+    async fn update(
+        &self,
+        endpoint: &str,
+        slots: &[Slot],
+        tags: &[Value],
+    ) -> Result<(), UserError> {
+        let config = self.write_config(endpoint, slots, tags).await?;
         match self
             .call("UpdateEndpoint", &self.update_request(endpoint, &config))
             .await
@@ -445,10 +453,15 @@ impl SagemakerServing {
         let name = model_name(&spec.endpoint, &spec.version);
         match self.call("CreateModel", &body).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ValidationException") && e.to_string().contains("exist") => {
+            Err(e)
+                if e.code() == Some("ValidationException")
+                    && e.to_string().contains("already existing model") =>
+            {
                 let image = self.model_image(&name).await?;
                 if image == spec.image {
-                    log::info!("SageMaker model `{name}` exists already with the same image: reused");
+                    log::info!(
+                        "SageMaker model `{name}` exists already with the same image: reused"
+                    );
                     Ok(())
                 } else {
                     Err(UserError::failed(format!(
@@ -644,7 +657,11 @@ impl ServingBackend for SagemakerServing {
             return Err(UserError::invalid(format!(
                 "version `{}` is already behind SageMaker endpoint `{endpoint}` ({})",
                 spec.version,
-                if s.shadow { "as a shadow" } else { "in production" }
+                if s.shadow {
+                    "as a shadow"
+                } else {
+                    "in production"
+                }
             ))
             .hint("retire it first, or deploy under a new version id"));
         }
@@ -667,7 +684,7 @@ impl ServingBackend for SagemakerServing {
         self.ensure_model(spec).await?;
         let mut slots = current.slots.clone();
         slots.push(new);
-        self.update(endpoint, &slots).await
+        self.update(endpoint, &slots, &tags).await
     }
 
     async fn set_traffic(
@@ -756,9 +773,8 @@ impl ServingBackend for SagemakerServing {
             .header("x-amzn-sagemaker-target-variant", version)
             .body(request.body.clone());
         for (name, value, sensitive) in signed {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| {
-                UserError::failed("the signed header is not a valid header value")
-            })?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| UserError::failed("the signed header is not a valid header value"))?;
             value.set_sensitive(sensitive || name == "authorization");
             req = req.header(name, value);
         }
@@ -805,7 +821,11 @@ impl ServingBackend for SagemakerServing {
                 latency,
             });
         }
-        Err(self.error("InvokeEndpoint", &format!("{endpoint}` version `{version}"), err))
+        Err(self.error(
+            "InvokeEndpoint",
+            &format!("{endpoint}` version `{version}"),
+            err,
+        ))
     }
 
     async fn retire(&self, endpoint: &str, version: &str) -> Result<(), UserError> {
@@ -818,7 +838,12 @@ impl ServingBackend for SagemakerServing {
         let Some(slot) = current.slots.iter().find(|s| s.version == version) else {
             return Err(UserError::failed(format!(
                 "version `{version}` is not behind SageMaker endpoint `{endpoint}` (it has: {})",
-                current.slots.iter().map(|s| s.version.as_str()).collect::<Vec<_>>().join(", ")
+                current
+                    .slots
+                    .iter()
+                    .map(|s| s.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         let production_total: f64 = current
@@ -846,7 +871,7 @@ impl ServingBackend for SagemakerServing {
             ))
             .hint("tear the endpoint down instead"));
         }
-        self.update(endpoint, &rest).await
+        self.update(endpoint, &rest, &[]).await
     }
 
     async fn rollback(&self, endpoint: &str, version: &str) -> Result<(), UserError> {
@@ -883,7 +908,9 @@ impl ServingBackend for SagemakerServing {
                 }
             }
         };
-        if current.slots.len() == 1 && !current.slots[0].shadow && current.slots[0].version == version
+        if current.slots.len() == 1
+            && !current.slots[0].shadow
+            && current.slots[0].version == version
         {
             log::info!("SageMaker endpoint `{endpoint}` serves only `{version}` already");
             return Ok(());
@@ -893,7 +920,7 @@ impl ServingBackend for SagemakerServing {
             shadow: false,
             ..slot
         };
-        self.update(endpoint, &[only]).await
+        self.update(endpoint, &[only], &[]).await
     }
 
     async fn teardown(&self, endpoint: &str) -> Result<(), UserError> {
