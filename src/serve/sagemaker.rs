@@ -748,6 +748,8 @@ impl ServingBackend for SagemakerServing {
         version: &str,
         request: &Invocation,
     ) -> Result<Answer, UserError> {
+        check_name(endpoint, "the endpoint name")?;
+        check_name(version, "the version id")?;
         let url = self.url(endpoint);
         let headers = [
             ("content-type", request.content_type.as_str()),
