@@ -16,6 +16,7 @@ use crate::instance::Resolved;
 
 pub mod local;
 pub mod router;
+pub mod sagemaker;
 
 /// One model version to put behind an endpoint.
 #[derive(Debug, Clone)]

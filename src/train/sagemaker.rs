@@ -343,7 +343,7 @@ impl SagemakerTraining {
 }
 
 /// `s3://bucket/…` (what SageMaker's S3Uri pattern admits, without https).
-fn is_s3_uri(s: &str) -> bool {
+pub(crate) fn is_s3_uri(s: &str) -> bool {
     s.len() <= 1024
         && s.strip_prefix("s3://")
             .and_then(|rest| rest.split('/').next())
@@ -413,7 +413,7 @@ fn check_job_name(name: &str) -> Result<(), UserError> {
 }
 
 /// SageMaker's execution-role rule: `arn:aws[a-z-]*:iam::<12 digits>:role/<path/name>`.
-fn check_role(role: &str) -> Result<(), UserError> {
+pub(crate) fn check_role(role: &str) -> Result<(), UserError> {
     if role.is_empty() {
         return Err(UserError::invalid(
             "SageMaker training needs an execution role: `sagemaker.role-arn` is not set",
@@ -539,7 +539,7 @@ fn tag_text(s: &str, max: usize) -> String {
 
 /// The job's tags as SageMaker takes them: keys and values in its alphabet and
 /// lengths (128 / 256), `aws:` keys (reserved) left out with a warning, at most 50.
-fn sagemaker_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Value>, UserError> {
+pub(crate) fn sagemaker_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Value>, UserError> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in tags {
         let key = tag_text(k.trim(), 128);

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Scripted fake Amazon SageMaker (training jobs) and CloudWatch Logs for mlcd's tests:
-the states moto never reaches (InProgress, Failed, Stopping, Stopped, training logs,
+"""Scripted fake Amazon SageMaker (training jobs, hosting, the runtime's InvokeEndpoint)
+and CloudWatch Logs for mlcd's tests: the states moto never reaches (InProgress, Failed,
+Stopping, Stopped, training logs, endpoints Creating/Updating/RollingBack/Failed,
 throttling, 5xx). Every request is validated against botocore's own service models
-(sagemaker 2017-07-24, logs 2014-03-28), loaded at start.
+(sagemaker 2017-07-24, sagemaker-runtime 2017-05-13, logs 2014-03-28), loaded at start.
+The hosting operations live in hosting.py (see its docstring for the scripted states).
 
 Usage:
     python3 tests/fake_sagemaker/server.py [--sagemaker-model PATH] [--logs-model PATH]
+                                           [--runtime-model PATH]
                                            [--host 127.0.0.1] [--port 0] [--quiet]
 
 The model paths default to the installed botocore package's
@@ -38,6 +41,12 @@ Answers (jobs are scripted by their hyperparameters):
                        ModelArtifacts is left out until the job has ended, as the live
                        service does, although the model marks it required.
   StopTrainingJob      {}; a job that is no longer InProgress -> 400 ValidationException.
+  Create/Describe/DeleteModel, Create/Describe/Delete/ListEndpointConfig(s),
+  Create/Describe/Update/DeleteEndpoint, UpdateEndpointWeightsAndCapacities: hosting.py.
+  InvokeEndpoint (REST-JSON: POST /endpoints/{EndpointName}/invocations, signed as
+                       `sagemaker`, headers and body validated against InvokeEndpointInput):
+                       hosting.py; recorded with service "SageMakerRuntime" and the body
+                       {EndpointName, TargetVariant, ContentType, Body (text)}.
   DescribeLogStreams / GetLogEvents   group /aws/sagemaker/TrainingJobs, one stream per
                        instance `<job>/algo-<n>-<epoch>` once the job is past Starting;
                        forward tokens `f/<index>` (the same token back at the end).
@@ -49,6 +58,11 @@ Control endpoints (never validated nor recorded):
                              session_token (signed X-Amz-Security-Token)}
     GET  /_fake/violations   every violation so far: {seq, operation, kind, path, message}
     GET  /_fake/jobs         the jobs and their current status
+    GET  /_fake/endpoints    the endpoints: status, config, variants, failure, DeploymentConfig
+    POST /_fake/endpoint     {"name", "status": Updating|RollingBack|Failed|InService|…,
+                              "failure_reason", "describes": N (else until told)}: script an
+                             endpoint's state; {"default_describes": N}: how many describes
+                             a transition lasts (default 2)
     GET  /_fake/health       {"ok": true, "models": {...}}
     POST /_fake/reset        forget requests, violations, jobs, faults
     POST /_fake/fault        {"operation": "DescribeTrainingJob", "kind": "throttle"|"500"|"503",
@@ -58,6 +72,7 @@ Control endpoints (never validated nor recorded):
 """
 
 import argparse
+import base64
 import copy
 import gzip
 import http.server
@@ -70,7 +85,11 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hosting import AwsFault, Hosting  # noqa: E402
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -122,7 +141,8 @@ class Model:
         self.path = path
         self.doc = load_json(path)
         meta = self.doc["metadata"]
-        self.target_prefix = meta["targetPrefix"]
+        self.target_prefix = meta.get("targetPrefix")
+        self.protocol = meta["protocol"]
         self.signing_name = meta.get("signingName") or meta["endpointPrefix"]
         self.service_id = meta.get("serviceId", meta["endpointPrefix"])
         self.api_version = meta["apiVersion"]
@@ -221,12 +241,6 @@ class Model:
             errors.append((where, "max", f"Member must have value less than or equal to {s['max']} ({v})"))
 
 
-class AwsFault(Exception):
-    def __init__(self, status, code, message, member="message"):
-        super().__init__(message)
-        self.status, self.code, self.message, self.member = status, code, message, member
-
-
 def log_lines(job):
     """The job's scripted log lines (all of them, once it has ended)."""
     hp = job["request"].get("HyperParameters", {})
@@ -246,8 +260,10 @@ def log_lines(job):
 
 
 class Fake:
-    def __init__(self, sagemaker, logs):
+    def __init__(self, sagemaker, logs, runtime):
         self.models = {sagemaker.target_prefix: sagemaker, logs.target_prefix: logs}
+        self.runtime = runtime
+        self.hosting = Hosting()
         self.lock = threading.RLock()
         self.reset()
 
@@ -257,6 +273,7 @@ class Fake:
         self.jobs = {}
         self.faults = {}
         self.seq = itertools.count(1)
+        self.hosting.reset()
 
     # --- state ---------------------------------------------------------------
 
@@ -447,6 +464,18 @@ class Fake:
         ("SageMaker", "StopTrainingJob"): op_stop,
         ("Logs_20140328", "DescribeLogStreams"): op_describe_log_streams,
         ("Logs_20140328", "GetLogEvents"): op_get_log_events,
+        ("SageMaker", "CreateModel"): lambda self, b, r: self.hosting.create_model(b, r),
+        ("SageMaker", "DescribeModel"): lambda self, b, r: self.hosting.describe_model(b, r),
+        ("SageMaker", "DeleteModel"): lambda self, b, r: self.hosting.delete_model(b, r),
+        ("SageMaker", "CreateEndpointConfig"): lambda self, b, r: self.hosting.create_config(b, r),
+        ("SageMaker", "DescribeEndpointConfig"): lambda self, b, r: self.hosting.describe_config(b, r),
+        ("SageMaker", "DeleteEndpointConfig"): lambda self, b, r: self.hosting.delete_config(b, r),
+        ("SageMaker", "ListEndpointConfigs"): lambda self, b, r: self.hosting.list_configs(b, r),
+        ("SageMaker", "CreateEndpoint"): lambda self, b, r: self.hosting.create_endpoint(b, r),
+        ("SageMaker", "DescribeEndpoint"): lambda self, b, r: self.hosting.describe_endpoint(b, r),
+        ("SageMaker", "UpdateEndpoint"): lambda self, b, r: self.hosting.update_endpoint(b, r),
+        ("SageMaker", "UpdateEndpointWeightsAndCapacities"): lambda self, b, r: self.hosting.update_weights(b, r),
+        ("SageMaker", "DeleteEndpoint"): lambda self, b, r: self.hosting.delete_endpoint(b, r),
     }
 
     # --- requests ------------------------------------------------------------
@@ -536,10 +565,91 @@ class Fake:
                 raise AwsFault(400, "UnknownOperationException", f"the fake does not implement {operation}")
             return 200, handler(self, body, m["region"])
 
+    def handle_runtime(self, method, path, headers, raw):
+        """(status, headers, body) for one SageMaker runtime request (REST-JSON)."""
+        with self.lock:
+            seq = next(self.seq)
+            model = self.runtime
+            rec = {"seq": seq, "service": "SageMakerRuntime", "operation": "InvokeEndpoint", "body": None, "scope": None, "fault": None}
+            self.requests.append(rec)
+            op = model.operations["InvokeEndpoint"]
+            prefix = op["http"]["requestUri"].split("{")[0]
+            parts = path.split("?")[0][len(prefix):].split("/")
+            if method != op["http"]["method"] or len(parts) != 2 or parts[1] != "invocations" or not parts[0]:
+                self.violation(seq, "InvokeEndpoint", "protocol", path, f"expected POST /endpoints/{{EndpointName}}/invocations, got {method} {path}")
+                raise AwsFault(404, "UnknownOperationException", f"no such path {method} {path}")
+            auth = headers.get("Authorization") or ""
+            m = AUTH_RE.match(auth)
+            if not m:
+                self.violation(seq, "InvokeEndpoint", "auth", "Authorization", "request is not SigV4-signed")
+                raise AwsFault(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+            signed = m["signed"].split(";")
+            rec["scope"] = {
+                "date": m["date"],
+                "region": m["region"],
+                "service": m["service"],
+                "temporary": m["key"].startswith("ASIA"),
+                "session_token": bool(headers.get("X-Amz-Security-Token")) and "x-amz-security-token" in signed,
+            }
+            problems = []
+            if m["service"] != model.signing_name:
+                problems.append(f"credential scope names service {m['service']!r}, expected {model.signing_name!r}")
+            for h in ("host", "x-amz-date"):
+                if h not in signed:
+                    problems.append(f"{h} is not among the signed headers")
+            if headers.get("X-Amzn-SageMaker-Target-Variant") is not None and "x-amzn-sagemaker-target-variant" not in signed:
+                problems.append("x-amzn-sagemaker-target-variant is not among the signed headers")
+            if problems:
+                for p in problems:
+                    self.violation(seq, "InvokeEndpoint", "auth", "Authorization", p)
+                raise AwsFault(403, "InvalidSignatureException", "; ".join(problems))
+            # The operation's input as botocore sees it: members from the URI, headers, payload.
+            shape = model.shapes[op["input"]["shape"]]
+            body = {}
+            for member, spec in shape["members"].items():
+                loc = spec.get("location")
+                if loc == "uri":
+                    body[member] = urllib.parse.unquote(parts[0])
+                elif loc == "header" and headers.get(spec["locationName"]) is not None:
+                    body[member] = headers.get(spec["locationName"])
+                elif member == shape.get("payload"):
+                    body[member] = base64.b64encode(raw).decode("ascii")
+            errors = []
+            model.validate(op["input"]["shape"], body, "", errors)
+            rec["body"] = {k: v for k, v in body.items() if k != "Body"}
+            rec["body"]["Body"] = raw.decode("utf-8", "replace")
+            for where, kind, message in errors:
+                self.violation(seq, "InvokeEndpoint", kind, where, message)
+            if errors:
+                raise AwsFault(400, "ValidationError", "; ".join(msg for _, _, msg in errors[:5]))
+            queue = self.faults.get("InvokeEndpoint")
+            if queue:
+                kind = queue[0]["kind"]
+                queue[0]["times"] -= 1
+                if queue[0]["times"] <= 0:
+                    queue.pop(0)
+                rec["fault"] = kind
+                status, code, message = FAULTS[kind]
+                raise AwsFault(status, code, message)
+            return self.hosting.invoke(body["EndpointName"], body.get("TargetVariant"), raw, m["region"])
+
     @staticmethod
     def semantic(operation, body):
         """Rules of the service the model cannot express."""
         errors = []
+        if operation == "CreateEndpointConfig" and isinstance(body, dict):
+            production = body.get("ProductionVariants") or []
+            shadows = body.get("ShadowProductionVariants") or []
+            names = [v.get("VariantName") for v in production + shadows if isinstance(v, dict)]
+            if len(names) != len(set(names)):
+                errors.append(("/ProductionVariants", "semantic", f"variant names must be unique across production and shadow variants: {names}"))
+            if shadows and len(production) != 1:
+                errors.append(("/ShadowProductionVariants", "semantic", "a shadow variant needs exactly one production variant"))
+            for i, v in enumerate(production + shadows):
+                if isinstance(v, dict) and not v.get("InstanceType") and not v.get("ServerlessConfig"):
+                    errors.append((f"/ProductionVariants/{i}/InstanceType", "semantic", "InstanceType (or ServerlessConfig) is required"))
+            if production and sum(float(v.get("InitialVariantWeight", 1.0)) for v in production if isinstance(v, dict)) <= 0:
+                errors.append(("/ProductionVariants", "semantic", "the production variants' weights sum to 0: no variant would take traffic"))
         if operation == "CreateTrainingJob" and isinstance(body, dict):
             algo = body.get("AlgorithmSpecification") or {}
             if not algo.get("TrainingImage") and not algo.get("AlgorithmName"):
@@ -582,10 +692,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def _send(self, status, body, extra=None):
+    def _send(self, status, body, extra=None, content_type=JSON_1_1):
         data = json.dumps(body).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", JSON_1_1)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         for k, v in (extra or {}).items():
@@ -601,13 +711,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/_fake/"):
             self._control(fake, path, raw)
             return
+        if path.startswith("/endpoints/"):
+            try:
+                status, headers, body = fake.handle_runtime(self.command, self.path, self.headers, raw)
+                self._send(status, body, headers, content_type="application/json")
+            except AwsFault as f:
+                self._send(f.status, {f.member: f.message, **f.extra}, {"x-amzn-ErrorType": f.code}, content_type="application/json")
+            return
         try:
             status, body = fake.handle(self.command, self.path, self.headers, raw)
             log.info("%s -> %d", self.headers.get("X-Amz-Target"), status)
             self._send(status, body)
         except AwsFault as f:
             log.info("%s -> %d %s", self.headers.get("X-Amz-Target"), f.status, f.code)
-            self._send(f.status, {"__type": f.code, f.member: f.message}, {"x-amzn-ErrorType": f.code})
+            self._send(f.status, {"__type": f.code, f.member: f.message, **f.extra}, {"x-amzn-ErrorType": f.code})
 
     def _control(self, fake, path, raw):
         try:
@@ -622,8 +739,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, copy.deepcopy(fake.violations))
             elif self.command == "GET" and path == "/_fake/jobs":
                 self._send(200, fake.jobs_view())
+            elif self.command == "GET" and path == "/_fake/endpoints":
+                self._send(200, copy.deepcopy(fake.hosting.view()))
+            elif self.command == "POST" and path == "/_fake/endpoint":
+                try:
+                    view = fake.hosting.control(body)
+                except (ValueError, TypeError) as e:
+                    self._send(400, {"message": str(e)})
+                    return
+                self._send(200, copy.deepcopy(view))
             elif self.command == "GET" and path == "/_fake/health":
-                self._send(200, {"ok": True, "models": {m.service_id: m.path for m in fake.models.values()}})
+                models = {m.service_id: m.path for m in list(fake.models.values()) + [fake.runtime]}
+                self._send(200, {"ok": True, "models": models})
             elif self.command == "POST" and path == "/_fake/reset":
                 fake.reset()
                 self._send(200, {"ok": True})
@@ -649,6 +776,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Scripted fake SageMaker training + CloudWatch Logs, validated against botocore's models.")
     ap.add_argument("--sagemaker-model", help="botocore's sagemaker service-2.json(.gz) (default: from the botocore package)")
     ap.add_argument("--logs-model", help="botocore's logs service-2.json(.gz) (default: from the botocore package)")
+    ap.add_argument("--runtime-model", help="botocore's sagemaker-runtime service-2.json(.gz) (default: from the botocore package)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--quiet", action="store_true", help="log only violations and errors")
@@ -660,11 +788,12 @@ def main(argv=None):
     )
     sagemaker = Model(args.sagemaker_model or botocore_model("sagemaker"))
     logs = Model(args.logs_model or botocore_model("logs"))
-    for m in (sagemaker, logs):
+    runtime = Model(args.runtime_model or botocore_model("sagemaker-runtime"))
+    for m in (sagemaker, logs, runtime):
         log.info("model %s (%s, %s): %d operations", m.path, m.service_id, m.api_version, len(m.operations))
     if java_re is re:
         log.warning("the `regex` module is missing: patterns with \\p{..} classes are not checked")
-    fake = Fake(sagemaker, logs)
+    fake = Fake(sagemaker, logs, runtime)
     server = Server((args.host, args.port), Handler)
     server.fake = fake
     host, port = server.server_address[:2]

@@ -45,7 +45,21 @@ def job_request(name, hp=None, **extra):
     return req
 
 
-class FakeSagemakerTest(unittest.TestCase):
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/churn:1"
+
+
+def variant(name, weight=1.0, model=None):
+    return {
+        "VariantName": name,
+        "ModelName": model or f"ep-{name}",
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1,
+        "InitialVariantWeight": weight,
+    }
+
+
+class ServerCase(unittest.TestCase):
+    """One fake server for the class, reset before each test."""
     @classmethod
     def setUpClass(cls):
         cls.stderr = tempfile.TemporaryFile()
@@ -74,6 +88,7 @@ class FakeSagemakerTest(unittest.TestCase):
         )
         cls.sm = session.create_client("sagemaker", **kw)
         cls.logs = session.create_client("logs", **kw)
+        cls.rt = session.create_client("sagemaker-runtime", **kw)
 
     @classmethod
     def tearDownClass(cls):
@@ -115,6 +130,10 @@ class FakeSagemakerTest(unittest.TestCase):
                 return d
             self.assertLess(time.time() - start, bound, d)
             time.sleep(0.1)
+
+
+class FakeSagemakerTest(ServerCase):
+    """Training jobs and their logs."""
 
     def test_a_job_completes_with_metrics_and_artifacts_and_a_duplicate_is_in_use(self):
         name = f"ok-{uuid.uuid4().hex[:8]}"
@@ -252,3 +271,152 @@ class FakeSagemakerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class FakeHostingTest(ServerCase):
+    """Models, endpoint configurations, endpoints and InvokeEndpoint."""
+
+    def model(self, name, env=None):
+        container = {"Image": IMAGE, "ModelDataUrl": "s3://bucket/model.tar.gz"}
+        if env:
+            container["Environment"] = env
+        self.sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+
+    def settle(self, name, bound=10):
+        start = time.time()
+        while True:
+            d = self.sm.describe_endpoint(EndpointName=name)
+            if d["EndpointStatus"] not in ("Creating", "Updating", "RollingBack"):
+                return d
+            self.assertLess(time.time() - start, bound, d)
+
+    def endpoint(self, name="ep"):
+        self.model("ep-v1")
+        self.sm.create_endpoint_config(EndpointConfigName="ep-c1", ProductionVariants=[variant("v1")])
+        self.sm.create_endpoint(EndpointName=name, EndpointConfigName="ep-c1")
+
+    def test_an_endpoint_is_creating_then_in_service_and_updates_apply_a_new_config(self):
+        self.endpoint()
+        first = self.sm.describe_endpoint(EndpointName="ep")
+        self.assertEqual(first["EndpointStatus"], "Creating")
+        self.assertNotIn("ProductionVariants", first)
+        d = self.settle("ep")
+        self.assertEqual(d["EndpointStatus"], "InService")
+        self.assertEqual([v["VariantName"] for v in d["ProductionVariants"]], ["v1"])
+        self.assertEqual(d["ProductionVariants"][0]["DeployedImages"][0]["SpecifiedImage"], IMAGE)
+        self.model("ep-v2")
+        self.sm.create_endpoint_config(
+            EndpointConfigName="ep-c2", ProductionVariants=[variant("v1"), variant("v2", 0.0)]
+        )
+        self.sm.update_endpoint(EndpointName="ep", EndpointConfigName="ep-c2")
+        self.assertEqual(self.sm.describe_endpoint(EndpointName="ep")["EndpointStatus"], "Updating")
+        # A second update while the first runs is refused, as SageMaker does.
+        with self.assertRaises(ClientError) as ctx:
+            self.sm.update_endpoint(EndpointName="ep", EndpointConfigName="ep-c1")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationException")
+        self.assertIn("Cannot update in-progress endpoint", ctx.exception.response["Error"]["Message"])
+        d = self.settle("ep")
+        self.assertEqual(d["EndpointConfigName"], "ep-c2")
+        self.assertEqual({v["VariantName"]: v["CurrentWeight"] for v in d["ProductionVariants"]}, {"v1": 1.0, "v2": 0.0})
+        self.sm.update_endpoint_weights_and_capacities(
+            EndpointName="ep",
+            DesiredWeightsAndCapacities=[{"VariantName": "v1", "DesiredWeight": 50.0}, {"VariantName": "v2", "DesiredWeight": 50.0}],
+        )
+        d = self.settle("ep")
+        self.assertEqual({v["VariantName"]: v["CurrentWeight"] for v in d["ProductionVariants"]}, {"v1": 50.0, "v2": 50.0})
+        with self.assertRaises(ClientError) as ctx:
+            self.sm.update_endpoint_weights_and_capacities(
+                EndpointName="ep", DesiredWeightsAndCapacities=[{"VariantName": "v9", "DesiredWeight": 1.0}]
+            )
+        self.assertIn("v9", ctx.exception.response["Error"]["Message"])
+        self.assertEqual(self.violations(), [])
+
+    def test_configs_models_and_endpoints_are_described_listed_and_deleted(self):
+        self.endpoint()
+        c = self.sm.describe_endpoint_config(EndpointConfigName="ep-c1")
+        self.assertEqual(c["ProductionVariants"][0]["ModelName"], "ep-v1")
+        self.assertEqual(self.sm.describe_model(ModelName="ep-v1")["PrimaryContainer"]["Image"], IMAGE)
+        names = [x["EndpointConfigName"] for x in self.sm.list_endpoint_configs(NameContains="ep-c")["EndpointConfigs"]]
+        self.assertEqual(names, ["ep-c1"])
+        with self.assertRaises(ClientError) as ctx:
+            self.model("ep-v1")
+        self.assertIn("already existing model", ctx.exception.response["Error"]["Message"])
+        self.settle("ep")
+        self.sm.delete_endpoint(EndpointName="ep")
+        self.assertEqual(self.sm.describe_endpoint(EndpointName="ep")["EndpointStatus"], "Deleting")
+        with self.assertRaises(ClientError) as ctx:
+            for _ in range(5):
+                self.sm.describe_endpoint(EndpointName="ep")
+        self.assertIn("Could not find endpoint", ctx.exception.response["Error"]["Message"])
+        self.sm.delete_endpoint_config(EndpointConfigName="ep-c1")
+        self.sm.delete_model(ModelName="ep-v1")
+        with self.assertRaises(ClientError):
+            self.sm.describe_model(ModelName="ep-v1")
+        with self.assertRaises(ClientError) as ctx:
+            self.sm.create_endpoint_config(EndpointConfigName="ep-c3", ProductionVariants=[variant("v1")])
+        self.assertIn("Could not find model", ctx.exception.response["Error"]["Message"])
+        self.assertEqual(self.violations(), [])
+
+    def test_states_are_scripted_by_the_control_endpoint(self):
+        self.endpoint()
+        self.settle("ep")
+        self.control("POST", "/_fake/endpoint", {"name": "ep", "status": "Updating"})
+        for _ in range(5):
+            self.assertEqual(self.sm.describe_endpoint(EndpointName="ep")["EndpointStatus"], "Updating")
+        self.control("POST", "/_fake/endpoint", {"name": "ep", "status": "RollingBack", "describes": 2, "failure_reason": "alarm latency-high fired"})
+        d = self.sm.describe_endpoint(EndpointName="ep")
+        self.assertEqual(d["EndpointStatus"], "RollingBack")
+        d = self.settle("ep")
+        self.assertEqual(d["EndpointStatus"], "InService")
+        self.assertEqual(d["FailureReason"], "alarm latency-high fired")
+        self.control("POST", "/_fake/endpoint", {"name": "ep", "status": "Failed", "failure_reason": "image cannot be pulled"})
+        d = self.sm.describe_endpoint(EndpointName="ep")
+        self.assertEqual((d["EndpointStatus"], d["FailureReason"]), ("Failed", "image cannot be pulled"))
+        view = self.control("GET", "/_fake/endpoints")
+        self.assertEqual(view["ep"]["status"], "Failed")
+
+    def test_invoke_answers_per_variant_and_a_failing_model_is_a_model_error(self):
+        self.endpoint()
+        self.model("ep-bad", {"MODEL_FAIL_SMOKE": "true"})
+        self.settle("ep")
+        self.sm.create_endpoint_config(
+            EndpointConfigName="ep-c2", ProductionVariants=[variant("v1"), variant("bad", 0.0, "ep-bad")]
+        )
+        self.sm.update_endpoint(EndpointName="ep", EndpointConfigName="ep-c2")
+        self.settle("ep")
+        body = json.dumps({"instances": [[1, 2], [3, 4]]})
+        a = self.rt.invoke_endpoint(EndpointName="ep", Body=body, ContentType="application/json", TargetVariant="v1")
+        self.assertEqual(a["InvokedProductionVariant"], "v1")
+        self.assertEqual(json.loads(a["Body"].read())["predictions"], [0.5, 0.5])
+        with self.assertRaises(ClientError) as ctx:
+            self.rt.invoke_endpoint(EndpointName="ep", Body=body, ContentType="application/json", TargetVariant="bad")
+        err = ctx.exception.response
+        self.assertEqual(err["Error"]["Code"], "ModelError")
+        self.assertEqual(err["ResponseMetadata"]["HTTPStatusCode"], 424)
+        self.assertEqual(err["OriginalStatusCode"], 500)
+        with self.assertRaises(ClientError) as ctx:
+            self.rt.invoke_endpoint(EndpointName="ep", Body=body, TargetVariant="v9")
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+        recorded = [r for r in self.control("GET", "/_fake/requests") if r["operation"] == "InvokeEndpoint"]
+        self.assertEqual([r["body"].get("TargetVariant") for r in recorded], ["v1", "bad", "v9"])
+        self.assertEqual(recorded[0]["scope"]["service"], "sagemaker")
+        self.assertEqual(self.violations(), [])
+
+    def test_bad_hosting_requests_are_violations(self):
+        self.model("ep-v1")
+        status, out = self.raw(
+            "SageMaker.CreateEndpointConfig",
+            {"EndpointConfigName": "ep-c1", "ProductionVariants": [variant("v1"), variant("v1")], "Bogus": 1},
+        )
+        self.assertEqual(status, 403)  # unsigned: refused before validation
+        self.control("POST", "/_fake/reset")
+        self.model("ep-v1")
+        with self.assertRaises(ClientError) as ctx:
+            self.sm.create_endpoint_config(
+                EndpointConfigName="ep-c1",
+                ProductionVariants=[variant("v1", 0.0)],
+                ShadowProductionVariants=[variant("v1")],
+            )
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationException")
+        kinds = {v["kind"] for v in self.violations()}
+        self.assertEqual(kinds, {"semantic"})
