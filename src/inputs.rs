@@ -116,6 +116,7 @@ pub const INPUTS: &[InputSpec] = &[
         ..input("registry-password", "Container registry password or token (CLI: prefer the MLCD_REGISTRY_PASSWORD variable).")
     },
     modes(input("attach", "Train: a job id to wait for and collect instead of submitting a new job."), TRAIN),
+    modes(boolean(input("rollback", "Deploy: put the endpoint's previous version back with all the traffic (needs only the endpoint name).")), DEPLOY),
     InputSpec {
         action: false,
         ..input("output", "CLI only: `text` (default) or `json` on stdout.")
@@ -322,6 +323,8 @@ pub struct Request {
     pub output: OutputFormat,
     /// Act on a failed upstream `workflow_run`.
     pub allow_failed_upstream: bool,
+    /// Deploy: roll the endpoint back to its previous version.
+    pub rollback: bool,
     /// Report a check run.
     pub checks: bool,
     /// Build context override (`model-path`).
@@ -486,6 +489,7 @@ impl Request {
             attach: get("attach").map(|g| g.value.clone()),
             output,
             allow_failed_upstream: bool_of("allow-failed-upstream")?.unwrap_or(false),
+            rollback: bool_of("rollback")?.unwrap_or(false),
             checks: bool_of("checks")?.unwrap_or(true),
             model_path: get("model-path").map(|g| PathBuf::from(&g.value)),
             env_vars,

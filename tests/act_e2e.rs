@@ -160,16 +160,29 @@ fn act(
     repo: &Workspace,
     secrets: &[(&str, &str)],
 ) -> (Outputs, BTreeMap<String, String>, String) {
+    act_on(
+        env,
+        repo,
+        "push",
+        ".github/workflows/e2e.yml",
+        "event.json",
+        secrets,
+    )
+}
+
+/// Runs `workflow` under act for `event` (payload in `event_file`).
+fn act_on(
+    env: &BTreeMap<String, String>,
+    repo: &Workspace,
+    event: &str,
+    workflow: &str,
+    event_file: &str,
+    secrets: &[(&str, &str)],
+) -> (Outputs, BTreeMap<String, String>, String) {
     let mut cmd = Command::new("timeout");
     cmd.arg("600")
         .arg(&env["MLCD_TESTBED_ACT"])
-        .args([
-            "push",
-            "-W",
-            ".github/workflows/e2e.yml",
-            "-e",
-            "event.json",
-        ])
+        .args([event, "-W", workflow, "-e", event_file, "--actor", "mlcd"])
         .args([
             "-P",
             &format!("ubuntu-latest={}", env["MLCD_TESTBED_BASE_IMAGE"]),
@@ -431,4 +444,168 @@ fn collect(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, String)>)
             out.push((rel, text));
         }
     }
+}
+
+/// The three example workflows (examples/workflows) as a user copies them, with
+/// only what this machine needs changed: the action is `./`, no setup-python
+/// (no downloads here; the runner image has python3), the registry password is
+/// the test bed's (`secrets.GITHUB_TOKEN`, as GHCR takes it), canary intervals short.
+fn example_workflow(name: &str) -> String {
+    std::fs::read_to_string(root().join("examples/workflows").join(name))
+        .unwrap()
+        .replace("uses: mlcd-dev/mlcd@v0", "uses: ./")
+        .replace(
+            "      - uses: actions/setup-python@v5\n        with:\n          python-version: \"3.11\"\n",
+            "",
+        )
+        .replace("python -m ", "python3 -m ")
+}
+
+#[test]
+fn the_three_example_workflows_build_train_and_deploy_under_act() {
+    let env = testbed_env(&[
+        "DOCKER_HOST",
+        "MLCD_TESTBED_ACT",
+        "MLCD_TESTBED_BASE_IMAGE",
+        "MLCD_TESTBED_REGISTRY",
+        "MLCD_TESTBED_REGISTRY_USER",
+        "MLCD_TESTBED_REGISTRY_PASSWORD",
+    ]);
+    assert_eq!(
+        env["MLCD_TESTBED_REGISTRY_USER"], "mlcd",
+        "act's --actor is the registry user"
+    );
+    let image = action_image(&env);
+    let ns = format!("pipe{}", unique());
+    let endpoint = format!("churn-{ns}");
+    // The example model at the repository root, as a user's repository holds it.
+    let mut files: Vec<(String, String)> = Vec::new();
+    collect(&root().join("fixtures/example"), "", &mut files);
+    for (path, text) in files.iter_mut() {
+        *path = path.trim_start_matches('/').to_string();
+        if path == "mlcd.yml" {
+            *text = text
+                .replace(
+                    "registry: 127.0.0.1:15000/mlcd",
+                    &format!("registry: {}/{ns}", env["MLCD_TESTBED_REGISTRY"]),
+                )
+                .replace(
+                    "BASE_IMAGE: \"local/python:3.11\"",
+                    &format!("BASE_IMAGE: \"{}\"", env["MLCD_TESTBED_BASE_IMAGE"]),
+                )
+                .replace("  endpoint: churn\n", &format!("  endpoint: {endpoint}\n"))
+                .replace("  interval: 30s\n", "  interval: 1s\n");
+        }
+    }
+    let mut files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (ci, train, deploy) = (
+        example_workflow("ci.yml"),
+        example_workflow("train.yml"),
+        example_workflow("deploy.yml"),
+    );
+    files.push((".github/workflows/ci.yml", &ci));
+    files.push((".github/workflows/train.yml", &train));
+    files.push((".github/workflows/deploy.yml", &deploy));
+    let (repo, sha) = repository(
+        image,
+        &files,
+        "name: unused\non: workflow_dispatch\njobs: {}\n",
+    );
+    let secrets = [(
+        "GITHUB_TOKEN",
+        env["MLCD_TESTBED_REGISTRY_PASSWORD"].as_str(),
+    )];
+
+    // 1. CI on push: tests, then the image is built and pushed.
+    let (out, _, log) = act_on(
+        &env,
+        &repo,
+        "push",
+        ".github/workflows/ci.yml",
+        "event.json",
+        &secrets,
+    );
+    assert_eq!(get(&out, "build", "status"), "succeeded", "{log}");
+
+    // 2. Training on the workflow_run of a successful CI run for that commit:
+    //    one job submits (wait: false), the next attaches and collects.
+    let mut wr: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            root().join("fixtures/events/workflow_run.completed.success.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    wr["workflow_run"]["name"] = "CI".into();
+    wr["workflow_run"]["head_sha"] = sha.clone().into();
+    wr["workflow_run"]["head_branch"] = "main".into();
+    wr["workflow_run"]["event"] = "push".into();
+    repo.write("workflow_run.json", &wr.to_string());
+    let (out, summaries, log) = act_on(
+        &env,
+        &repo,
+        "workflow_run",
+        ".github/workflows/train.yml",
+        "workflow_run.json",
+        &secrets,
+    );
+    assert_eq!(get(&out, "train", "status"), "succeeded", "{log}");
+    assert_eq!(get(&out, "train", "model-version"), "1");
+    assert!(summaries["train"].contains("Completed"), "{summaries:?}");
+    let registered =
+        std::fs::read_to_string(repo.path().join(".mlcd/registry/churn/versions/1.json")).unwrap();
+    assert!(
+        registered.contains(&sha),
+        "trained for the upstream head_sha: {registered}"
+    );
+
+    // 3. Deploy on the merged pull request: shadow (nothing live yet: skipped),
+    //    then the canary creates the endpoint; a second merge shadows and promotes.
+    let mut pr: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/events/pull_request.closed.merged.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    pr["pull_request"]["merge_commit_sha"] = sha.clone().into();
+    pr["pull_request"]["base"]["ref"] = "main".into();
+    pr["repository"]["default_branch"] = "main".into();
+    repo.write("pr.json", &pr.to_string());
+    let (out, summaries, log) = act_on(
+        &env,
+        &repo,
+        "pull_request",
+        ".github/workflows/deploy.yml",
+        "pr.json",
+        &secrets,
+    );
+    assert_eq!(get(&out, "shadow", "status"), "succeeded", "{log}");
+    assert!(summaries["shadow"].contains("skipped"), "{summaries:?}");
+    assert_eq!(get(&out, "canary", "status"), "succeeded", "{log}");
+    assert_eq!(get(&out, "canary", "traffic"), "100");
+    let url = get(&out, "canary", "url");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(log.contains(&format!("serving at {url}")), "{log}");
+
+    let cleanup = || {
+        let names = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("name={endpoint}")])
+            .env("DOCKER_HOST", &env["DOCKER_HOST"])
+            .output()
+            .unwrap();
+        let ids: Vec<String> = String::from_utf8_lossy(&names.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .env("DOCKER_HOST", &env["DOCKER_HOST"])
+                .output();
+        }
+    };
+    cleanup();
 }

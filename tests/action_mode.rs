@@ -300,11 +300,23 @@ fn a_real_run_without_a_docker_engine_fails_clearly_and_still_reports_the_plan()
     ws.write("mlcd.yml", CONFIG);
     let r = action(
         &ws,
-        &[("INPUT_MODE", "train"), ("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        &[
+            ("INPUT_MODE", "train"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
     );
     r.assert_code(1);
-    assert!(r.stdout.contains("cannot connect to the Docker engine at unix:///nonexistent/docker.sock"), "{}", r.stdout);
-    assert!(r.stdout.contains("hint: start the Docker engine"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("cannot connect to the Docker engine at unix:///nonexistent/docker.sock"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("hint: start the Docker engine"),
+        "{}",
+        r.stdout
+    );
     let outputs = parse_outputs(&ws.read("out/output"));
     assert_eq!(outputs["status"], "failed");
     assert!(

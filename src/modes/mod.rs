@@ -2,6 +2,7 @@
 //! the engines live in image/ (and, with training and serving, train/ and serve/).
 
 pub mod build;
+pub mod deploy;
 pub mod train;
 
 use std::collections::BTreeMap;
@@ -31,9 +32,8 @@ pub struct ModeEnv<'a> {
 
 /// Executes a plan that is not a dry run.
 ///
-/// `build` runs on the Docker engine; `train` on its backend (its waits are
-/// bounded inside, by `timeout`). Serving is not in this release: rather than
-/// pretend, it fails with a clear message and exit code 1.
+/// `build` runs on the Docker engine; `train` and `deploy` on their backends
+/// (their waits are bounded inside, by `timeout` and `ready-timeout`).
 pub async fn run(
     plan: &Plan,
     env: &ModeEnv<'_>,
@@ -58,12 +58,6 @@ pub async fn run(
             }
         }
         Mode::Train => train::run(plan, env, reporter).await,
-        Mode::Deploy => Err(UserError::failed(format!(
-            "mlcd {} can plan `{}` runs but cannot execute them yet: nothing was trained or deployed",
-            env!("CARGO_PKG_VERSION"),
-            plan.mode
-        ))
-        .hint("run with `dry-run: true` (CLI: `mlcd plan MODE` or --dry-run) to see the plan")
-        .into()),
+        Mode::Deploy => deploy::run(plan, env, reporter).await,
     }
 }

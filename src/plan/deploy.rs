@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::paths::inside_workspace;
+use super::train::{RegistryPlan, SagemakerPlan};
 use super::Inputs;
 use crate::config::suggest;
 use crate::config::values::{
@@ -85,6 +86,18 @@ pub struct DeployPlan {
     pub environment: String,
     /// Wait for the rollout to finish.
     pub wait: bool,
+    /// Where the version to serve is found (the one trained for this commit).
+    pub registry: RegistryPlan,
+    /// SageMaker settings, for that backend or registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sagemaker: Option<SagemakerPlan>,
+    /// Batching as numbers: the largest batch and its longest wait.
+    #[serde(skip)]
+    pub batching_limits: Option<(u32, Duration)>,
+    /// Whether the image was named (input or `deploy.image`) rather than derived
+    /// from the commit.
+    #[serde(skip)]
+    pub image_given: bool,
 }
 
 /// One smoke test.
@@ -141,6 +154,8 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         .transpose()
     };
 
+    let image_given = req.image.is_some() || req.build_id.is_some() || cfg.image.is_some();
+    let registry = super::train::registry_plan(inputs, model)?;
     let image = match (&req.image, &req.build_id, &cfg.image) {
         (Some(i), _, _) => i.to_string(),
         (None, Some(b), _) => b.clone(),
@@ -194,6 +209,11 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
 
     let max_batch_size = u32_p("max-batch-size")?;
     let max_batch_latency = parse_p("max-batch-latency")?;
+    let batching_limits = match (&cfg.batching, max_batch_size, max_batch_latency) {
+        (_, Some(s), Some(l)) => Some((s, l.0)),
+        (Some(b), s, l) => Some((s.unwrap_or(b.max_batch_size), l.unwrap_or(b.max_latency).0)),
+        _ => None,
+    };
     let batching = match (&cfg.batching, max_batch_size, max_batch_latency) {
         (_, Some(s), Some(l)) => Some(format!("{s} requests or {l}")),
         (Some(b), s, l) => Some(format!(
@@ -296,6 +316,10 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             .or_else(|| cfg.environment.clone())
             .unwrap_or_else(|| "production".into()),
         wait: req.wait.unwrap_or(true),
+        registry: registry.clone(),
+        sagemaker: super::train::sagemaker_plan(inputs, backend, registry.kind, "serving")?,
+        batching_limits,
+        image_given,
     })
 }
 

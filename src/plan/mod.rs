@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use build::BuildPlan;
-pub use deploy::DeployPlan;
+pub use deploy::{DeployPlan, SmokePlan};
 pub use train::{ChampionPlan, RegistryPlan, SagemakerPlan, TrainPlan};
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};

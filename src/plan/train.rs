@@ -198,66 +198,8 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
 
     let job_name = job_name(inputs, model, &hyperparameters);
 
-    let reg = &inputs.cfg().registry;
-    let kind = reg.kind.unwrap_or(RegistryType::Local);
-    let registry = RegistryPlan {
-        kind,
-        model_name: reg.model_name.clone().unwrap_or_else(|| model.to_string()),
-        location: match kind {
-            RegistryType::Local => Some(reg.path.clone().unwrap_or_else(|| ".mlcd/registry".into())),
-            RegistryType::Mlflow => Some(
-                reg.tracking_uri
-                    .clone()
-                    .or_else(|| inputs.env.get("MLFLOW_TRACKING_URI").cloned())
-                    .ok_or_else(|| {
-                        inputs.config_error(&["registry", "type"], "`registry.type: mlflow` needs `registry.tracking-uri` or the MLFLOW_TRACKING_URI variable")
-                    })?,
-            ),
-            RegistryType::Sagemaker => None,
-        },
-        alias: reg.alias.clone(),
-    };
-
-    let sagemaker = if backend == Backend::Sagemaker || kind == RegistryType::Sagemaker {
-        let sm = &inputs.cfg().sagemaker;
-        let region = sm
-            .region
-            .clone()
-            .or_else(|| inputs.env.get("AWS_REGION").cloned())
-            .or_else(|| inputs.env.get("AWS_DEFAULT_REGION").cloned())
-            .ok_or_else(|| {
-                inputs
-                    .config_error(
-                        &["sagemaker"],
-                        "SageMaker needs a region: set `sagemaker.region` or AWS_REGION",
-                    )
-                    .hint("aws-actions/configure-aws-credentials sets AWS_REGION for you")
-            })?;
-        let role_arn = req
-            .iam_role_arn
-            .clone()
-            .or_else(|| sm.role_arn.clone())
-            .ok_or_else(|| {
-                inputs
-                    .config_error(&["sagemaker"], "SageMaker training needs an execution role: set `sagemaker.role-arn` or the `iam-role-arn` input")
-                    .hint("the role SageMaker assumes, like arn:aws:iam::123456789012:role/sagemaker-train")
-            })?;
-        if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
-            return Err(inputs.config_error(
-                &["sagemaker", "role-arn"],
-                format!("`{role_arn}` is not an IAM role ARN (expected arn:aws:iam::<account>:role/<name>)"),
-            ));
-        }
-        Some(SagemakerPlan {
-            region,
-            role_arn,
-            output_path: sm.output_path.clone().or_else(|| cfg.output.clone()),
-            subnets: sm.subnets.clone(),
-            security_groups: sm.security_groups.clone(),
-        })
-    } else {
-        None
-    };
+    let registry = registry_plan(inputs, model)?;
+    let sagemaker = sagemaker_plan(inputs, backend, registry.kind, "training")?;
 
     Ok(TrainPlan {
         image,
@@ -317,4 +259,82 @@ fn job_name(inputs: &Inputs, model: &ModelId, hp: &BTreeMap<String, String>) -> 
             format!("{model}-{sha}-{}", &hash[..6])
         }
     }
+}
+
+/// Where versions are recorded (train registers; deploy finds the version to serve).
+pub(super) fn registry_plan(inputs: &Inputs, model: &ModelId) -> Result<RegistryPlan, UserError> {
+    let reg = &inputs.cfg().registry;
+    let kind = reg.kind.unwrap_or(RegistryType::Local);
+    Ok(RegistryPlan {
+        kind,
+        model_name: reg.model_name.clone().unwrap_or_else(|| model.to_string()),
+        location: match kind {
+            RegistryType::Local => Some(reg.path.clone().unwrap_or_else(|| ".mlcd/registry".into())),
+            RegistryType::Mlflow => Some(
+                reg.tracking_uri
+                    .clone()
+                    .or_else(|| inputs.env.get("MLFLOW_TRACKING_URI").cloned())
+                    .ok_or_else(|| {
+                        inputs.config_error(&["registry", "type"], "`registry.type: mlflow` needs `registry.tracking-uri` or the MLFLOW_TRACKING_URI variable")
+                    })?,
+            ),
+            RegistryType::Sagemaker => None,
+        },
+        alias: reg.alias.clone(),
+    })
+}
+
+/// The SageMaker settings, when the backend or the registry is SageMaker.
+/// `what` names the use in errors (`training`, `serving`).
+pub(super) fn sagemaker_plan(
+    inputs: &Inputs,
+    backend: Backend,
+    registry: RegistryType,
+    what: &str,
+) -> Result<Option<SagemakerPlan>, UserError> {
+    if backend != Backend::Sagemaker && registry != RegistryType::Sagemaker {
+        return Ok(None);
+    }
+    let sm = &inputs.cfg().sagemaker;
+    let region = sm
+        .region
+        .clone()
+        .or_else(|| inputs.env.get("AWS_REGION").cloned())
+        .or_else(|| inputs.env.get("AWS_DEFAULT_REGION").cloned())
+        .ok_or_else(|| {
+            inputs
+                .config_error(
+                    &["sagemaker"],
+                    "SageMaker needs a region: set `sagemaker.region` or AWS_REGION",
+                )
+                .hint("aws-actions/configure-aws-credentials sets AWS_REGION for you")
+        })?;
+    let role_arn = inputs
+        .request
+        .iam_role_arn
+        .clone()
+        .or_else(|| sm.role_arn.clone())
+        .ok_or_else(|| {
+            inputs
+                .config_error(&["sagemaker"], format!("SageMaker {what} needs an execution role: set `sagemaker.role-arn` or the `iam-role-arn` input"))
+                .hint("the role SageMaker assumes, like arn:aws:iam::123456789012:role/sagemaker-train")
+        })?;
+    if !role_arn.starts_with("arn:aws") || !role_arn.contains(":role/") {
+        return Err(inputs.config_error(
+            &["sagemaker", "role-arn"],
+            format!(
+                "`{role_arn}` is not an IAM role ARN (expected arn:aws:iam::<account>:role/<name>)"
+            ),
+        ));
+    }
+    Ok(Some(SagemakerPlan {
+        region,
+        role_arn,
+        output_path: sm
+            .output_path
+            .clone()
+            .or_else(|| inputs.cfg().train.output.clone()),
+        subnets: sm.subnets.clone(),
+        security_groups: sm.security_groups.clone(),
+    }))
 }

@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod commands;
+pub mod deployments;
 pub mod files;
 pub mod names;
 

@@ -17,6 +17,7 @@ use crate::instance::Resolved;
 pub mod local;
 pub mod router;
 pub mod sagemaker;
+pub mod verify;
 
 /// One model version to put behind an endpoint.
 #[derive(Debug, Clone)]

@@ -1,0 +1,326 @@
+//! `mlcd deploy` on the local backend, the binary end to end against the real
+//! Docker engine of the test bed and the fake GitHub (every request validated
+//! against GitHub's OpenAPI description): the example model is trained (its
+//! version registered for the commit), deployed, then a second version goes out
+//! as a canary step by step; a version whose smoke tests fail is rolled back
+//! with the previous one still serving; a version that never becomes ready is
+//! rolled back within the bound; a shadow is reported; `rollback` restores the
+//! previous version.
+//!
+//! Needs `scripts/testbed up docker base-image` (scripts/test does it).
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::OnceLock;
+
+const IMAGE: &str = "mlcd-test/churn:train";
+
+fn example_image(tb: &BTreeMap<String, String>) {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", IMAGE, "--build-arg"])
+            .arg(format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]))
+            .arg(root().join("fixtures/example"))
+            .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+            .output()
+            .expect("docker runs");
+        assert!(
+            out.status.success(),
+            "building the example image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// A copy of the example, trained and deployed through the binary as a
+/// container action would run it.
+struct Pipeline {
+    ws: Workspace,
+    tb: BTreeMap<String, String>,
+    gh: FakeGitHub,
+    endpoint: String,
+}
+
+impl Pipeline {
+    fn new() -> Pipeline {
+        let tb = testbed_env(&[
+            "DOCKER_HOST",
+            "MLCD_TESTBED_BASE_IMAGE",
+            "MLCD_TESTBED_BUSYBOX_IMAGE",
+        ]);
+        example_image(&tb);
+        let ws = Workspace::with_example();
+        let endpoint = format!("churn-{}", unique());
+        let cfg = ws
+            .read("example/mlcd.yml")
+            .replace("  endpoint: churn\n", &format!("  endpoint: {endpoint}\n"))
+            .replace(
+                "  interval: 30s\n",
+                "  interval: 1s\n  ready-timeout: 60s\n",
+            );
+        ws.write("example/mlcd.yml", &cfg);
+        Pipeline {
+            ws,
+            tb,
+            gh: FakeGitHub::start(),
+            endpoint,
+        }
+    }
+
+    fn run(&self, mode: &str, extra: &[(&str, &str)]) -> (Run, BTreeMap<String, String>) {
+        let _ = std::fs::remove_file(self.ws.path().join("out/output"));
+        let _ = std::fs::remove_file(self.ws.path().join("out/summary"));
+        let mut env = actions_env(&self.ws);
+        env.retain(|(k, _)| k != "GITHUB_RUN_ID");
+        for (k, v) in [
+            ("GITHUB_RUN_ID", unique().to_string()),
+            ("GITHUB_API_URL", self.gh.url.clone()),
+            ("INPUT_GITHUB-TOKEN", "ghs_faketoken0123456789".into()),
+            ("DOCKER_HOST", self.tb["DOCKER_HOST"].clone()),
+            ("MLCD_POLL_INTERVAL_MS", "200".into()),
+            ("INPUT_MODE", mode.into()),
+            ("INPUT_CONFIG", "example/mlcd.yml".into()),
+            ("INPUT_IMAGE", IMAGE.into()),
+        ] {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v));
+        }
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let r = mlcd(self.ws.path(), &[], &env);
+        let out = parse_outputs(&self.ws.read("out/output"));
+        (r, out)
+    }
+
+    /// Serving containers of this endpoint (version containers and the router).
+    fn containers(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("name={}", self.endpoint))
+            .env("DOCKER_HOST", &self.tb["DOCKER_HOST"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Which version answers through the endpoint URL.
+    fn served_by(&self, url: &str) -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+            ])
+            .arg(format!(
+                "@{}",
+                self.ws.path().join("example/tests/sample.json").display()
+            ))
+            .arg(format!("{url}/invocations"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-mlcd-version:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    }
+
+    fn deployments(&self) -> Vec<serde_json::Value> {
+        self.gh.state()["deployments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn teardown(&self) {
+        let names = self.containers();
+        if !names.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&names)
+                .env("DOCKER_HOST", &self.tb["DOCKER_HOST"])
+                .output();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+#[test]
+fn train_deploy_canary_with_rollbacks_and_the_rollback_command() {
+    let p = Pipeline::new();
+    // v1: trained for this commit, registered, then deployed to a new endpoint.
+    let (r, out) = p.run("train", &[]);
+    r.assert_code(0);
+    assert_eq!(out["model-version"], "1");
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded");
+    assert_eq!(out["endpoint"], p.endpoint);
+    assert_eq!(out["traffic"], "100");
+    let url = out["url"].clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "{out:?}");
+    assert_eq!(p.served_by(&url), "v1");
+    let deps = p.deployments();
+    assert_eq!(deps.len(), 1, "{deps:?}");
+    let create = p
+        .gh
+        .requests()
+        .into_iter()
+        .find(|r| r["operation_id"] == "repos/create-deployment")
+        .expect("a deployment was created");
+    assert_eq!(create["body"]["required_contexts"], serde_json::json!([]));
+    assert_eq!(create["body"]["auto_merge"], false);
+    assert_eq!(create["body"]["ref"], SHA);
+    let states: Vec<&str> = deps[0]["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(out["deployment-id"], deps[0]["id"].to_string());
+
+    // v2: trained again (another run), rolled out as a canary 10 → 50 → 100.
+    let (r, out) = p.run("train", &[("INPUT_PARAM-LIST", "sleep=0")]);
+    r.assert_code(0);
+    assert_eq!(out["model-version"], "2");
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    assert_eq!(out["previous-version"], "v1");
+    assert_eq!(out["traffic"], "100");
+    assert_eq!(p.served_by(&out["url"]), "v2");
+    let summary = p.ws.read("out/summary");
+    for step in ["| 1 | 10% |", "| 2 | 50% |", "| 3 | 100% |"] {
+        assert!(summary.contains(step), "{summary}");
+    }
+    assert!(
+        r.stderr.contains("v2 takes 10% of the traffic"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !p.containers().iter().any(|c| c.ends_with("-v1")),
+        "v1 was retired: {:?}",
+        p.containers()
+    );
+
+    // v3 fails its smoke tests: rolled back, v2 still serving, deployment failure, exit 1.
+    let (r, _) = p.run("train", &[("INPUT_PARAM-LIST", "sleep=0")]);
+    r.assert_code(0);
+    let (r, out) = p.run("deploy", &[("INPUT_ENV-VARS", "MODEL_FAIL_SMOKE=true")]);
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    assert!(
+        r.stdout.contains("smoke tests failed on v3"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rolled back: v2 serves all the traffic again"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(p.served_by(&url), "v2");
+    let last = p.deployments().pop().unwrap();
+    assert_eq!(
+        last["statuses"].as_array().unwrap().last().unwrap()["state"],
+        "failure"
+    );
+
+    // v3 as an image that never serves: bounded wait, rolled back.
+    let busybox = p.tb["MLCD_TESTBED_BUSYBOX_IMAGE"].clone();
+    let (r, _) = p.run(
+        "deploy",
+        &[
+            ("INPUT_IMAGE", busybox.as_str()),
+            ("INPUT_PARAM-LIST", "ready-timeout=15s"),
+        ],
+    );
+    r.assert_code(1);
+    assert!(r.stdout.contains("rolled back: v2"), "{}", r.stdout);
+    assert_eq!(p.served_by(&url), "v2");
+
+    // The rollback command: v1 (the version before v2) serves again.
+    let (r, out) = p.run("deploy", &[("INPUT_ROLLBACK", "true")]);
+    r.assert_code(0);
+    assert_eq!(out["previous-version"], "v2");
+    assert_eq!(p.served_by(&out["url"]), "v1");
+    assert_eq!(p.gh.violations(), Vec::<serde_json::Value>::new());
+}
+
+#[test]
+fn a_shadow_runs_beside_the_live_version_and_is_reported() {
+    let p = Pipeline::new();
+    p.run("train", &[]).0.assert_code(0);
+    p.run("deploy", &[]).0.assert_code(0);
+    // Shadowing with no live version is refused; here v1 is live.
+    p.run("train", &[("INPUT_PARAM-LIST", "sleep=0")])
+        .0
+        .assert_code(0);
+    let (r, out) = p.run("deploy", &[("INPUT_STRATEGY", "shadow")]);
+    r.assert_code(0);
+    assert_eq!(out["traffic"], "0");
+    assert_eq!(p.served_by(&out["url"]), "v1", "the shadow answers nobody");
+    let summary = p.ws.read("out/summary");
+    assert!(summary.contains("### Shadow `v2` beside `v1`"), "{summary}");
+    assert!(summary.contains("p95 latency"), "{summary}");
+    assert!(summary.contains("Output agreement:"), "{summary}");
+    assert!(
+        p.containers().iter().any(|c| c.ends_with("-v2")),
+        "{:?}",
+        p.containers()
+    );
+}
+
+#[test]
+fn shadow_without_a_live_version_is_skipped_and_rollback_of_an_unknown_endpoint_refused() {
+    let p = Pipeline::new();
+    p.run("train", &[]).0.assert_code(0);
+    // A pipeline's first merge: shadow has nothing to compare with, says so, starts nothing.
+    let (r, out) = p.run("deploy", &[("INPUT_STRATEGY", "shadow")]);
+    r.assert_code(0);
+    assert!(
+        r.stdout
+            .contains("serves nothing yet, so there is nothing to shadow"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(out["traffic"], "0");
+    let (r, _) = p.run("deploy", &[("INPUT_ROLLBACK", "true")]);
+    r.assert_code(2);
+    assert!(
+        r.stdout
+            .contains(&format!("no endpoint named `{}`", p.endpoint)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        p.containers().is_empty(),
+        "nothing was started: {:?}",
+        p.containers()
+    );
+}
