@@ -86,6 +86,7 @@ struct VersionBox {
 struct RouterBox {
     container: String,
     port: u16,
+    image: String,
     state: ContainerSummaryStateEnum,
 }
 
@@ -397,6 +398,7 @@ impl LocalServing {
                     found.router = Some(RouterBox {
                         container,
                         port,
+                        image: label(LABEL_IMAGE),
                         state,
                     })
                 }
@@ -867,7 +869,14 @@ impl ServingBackend for LocalServing {
             Some(r) => {
                 url = Some(format!("http://127.0.0.1:{}", r.port));
                 if ended(r.state) {
-                    failures.insert(0, self.crash_reason("the router", &r.container).await);
+                    let reason = self.crash_reason("the router", &r.container).await;
+                    failures.insert(0, format!(
+                        "{reason}\n(the router runs the mlcd executable inside the first version's image, {}: that image needs a glibc-based Linux userland)",
+                        r.image
+                    ));
+                } else if r.state == ContainerSummaryStateEnum::CREATED {
+                    // Being set up by a deploy in another process.
+                    state = EndpointState::Creating;
                 } else if routes.is_none() {
                     failures.insert(
                         0,
