@@ -471,3 +471,72 @@ async fn preflight_refuses_what_cannot_be_served_here_before_anything_starts() {
     assert_eq!(containers_of(&bed.tb, &ep), "");
     assert!(backend.status(&ep).await.unwrap().is_none());
 }
+
+/// A serving image without glibc (busybox, static): its version starts, but the
+/// router (this mlcd executable) cannot run in it. The deploy or the status
+/// says so, and nothing of the endpoint is left serving half-way.
+#[tokio::test(flavor = "current_thread")]
+async fn a_router_that_cannot_run_in_the_serving_image_is_reported_with_the_reason() {
+    let bed = Bed::new().await;
+    let busybox = bed
+        .tb
+        .get("MLCD_TESTBED_BUSYBOX_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "local/busybox:latest".into());
+    let image = "mlcd-test/no-glibc:serve";
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_HOST", &bed.tb["DOCKER_HOST"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let dockerfile =
+            format!("FROM {busybox}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"sleep 300\", \"--\"]\n");
+        build
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let backend = bed.backend();
+    let ep = format!("noglibc{}", unique());
+    let _cleanup = bed.cleanup(&ep);
+    let mut s = spec(&ep, "v1");
+    s.image = image.into();
+    s.model_data = None;
+    match backend.deploy(&s, false).await {
+        Err(e) => {
+            // The engine refused to start the router: nothing is left behind.
+            assert!(
+                e.hint.unwrap_or_default().contains("glibc"),
+                "{}",
+                e.message
+            );
+            assert_eq!(containers_of(&bed.tb, &ep), "");
+        }
+        Ok(()) => {
+            let st = serve_conformance::until(&backend, &ep, "Failed", |s| {
+                s.state == EndpointState::Failed
+            })
+            .await;
+            let reason = st.failure_reason.unwrap_or_default();
+            assert!(
+                reason.contains("the router") && reason.contains("glibc"),
+                "{reason}"
+            );
+            teardown_leaves_nothing(&bed, &backend, &ep).await;
+        }
+    }
+}

@@ -52,6 +52,10 @@ const ROUTES_FILE: &str = "/mlcd/routes.json";
 
 /// How long a readiness probe or the router's accept check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Why a router may not run in an image.
+const GLIBC_NOTE: &str =
+    "the endpoint's router runs the mlcd executable inside the first version's image";
+
 /// How many log lines of a crashed container make its failure reason.
 const FAILURE_LOG_LINES: &str = "15";
 
@@ -730,6 +734,11 @@ impl LocalServing {
         };
         self.start_container(&Self::router_container(endpoint), body, files)
             .await
+            .map_err(|e| {
+                e.hint(format!(
+                    "{GLIBC_NOTE}, {image}: that image needs a glibc-based Linux userland"
+                ))
+            })
     }
 }
 
@@ -871,7 +880,7 @@ impl ServingBackend for LocalServing {
                 if ended(r.state) {
                     let reason = self.crash_reason("the router", &r.container).await;
                     failures.insert(0, format!(
-                        "{reason}\n(the router runs the mlcd executable inside the first version's image, {}: that image needs a glibc-based Linux userland)",
+                        "{reason}\n({GLIBC_NOTE}, {}: that image needs a glibc-based Linux userland)",
                         r.image
                     ));
                 } else if r.state == ContainerSummaryStateEnum::CREATED {
