@@ -19,17 +19,20 @@ use hyper_util::rt::TokioIo;
 use mlcd::serve::router::{RouteConfig, Upstream};
 use tokio::net::TcpListener;
 
+/// What a fake upstream received: each request's path and body.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A fake model server answering `<name> <path>` after `delay`, recording
 /// every request's path and body.
 struct Fake {
     url: String,
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    seen: Seen,
 }
 
 async fn fake(name: &'static str, delay: Duration, status: u16) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         loop {

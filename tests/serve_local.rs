@@ -132,10 +132,24 @@ impl Bed {
             .with_router_binary(PathBuf::from(env!("CARGO_BIN_EXE_mlcd")))
     }
 
-    /// Removes what a failed test left (the tests tear down themselves).
-    fn sweep(&self, endpoint: &str) {
-        let left = containers_of(&self.tb, endpoint);
-        for name in left.lines() {
+    /// Removes the endpoint's containers when the test ends, even by a panic
+    /// (a passing test has torn down already and checked it).
+    fn cleanup(&self, endpoint: &str) -> Cleanup {
+        Cleanup {
+            tb: self.tb.clone(),
+            endpoint: endpoint.to_string(),
+        }
+    }
+}
+
+struct Cleanup {
+    tb: BTreeMap<String, String>,
+    endpoint: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in containers_of(&self.tb, &self.endpoint).lines() {
             docker(&self.tb, &["rm", "-f", name]);
         }
     }
@@ -185,6 +199,7 @@ async fn the_local_backend_passes_the_conformance_suite() {
     let bed = Bed::new().await;
     let backend = bed.backend();
     let ep = format!("conf{}", unique());
+    let _cleanup = bed.cleanup(&ep);
     serve_conformance::run(&backend, &spec(&ep, "base"), &sample()).await;
     assert_eq!(
         containers_of(&bed.tb, &ep),
@@ -198,7 +213,7 @@ async fn live_traffic_follows_the_weights_and_shadows_get_copies() {
     let bed = Bed::new().await;
     let backend = bed.backend();
     let ep = format!("split{}", unique());
-    bed.sweep(&ep);
+    let _cleanup = bed.cleanup(&ep);
     backend.deploy(&spec(&ep, "v1"), false).await.unwrap();
     backend.deploy(&spec(&ep, "v2"), false).await.unwrap();
     // A re-run of the same deploy attaches instead of failing.
@@ -325,7 +340,7 @@ async fn a_version_answering_errors_is_an_answer_not_an_error() {
     let bed = Bed::new().await;
     let backend = bed.backend();
     let ep = format!("smoke{}", unique());
-    bed.sweep(&ep);
+    let _cleanup = bed.cleanup(&ep);
     backend.deploy(&spec(&ep, "v1"), false).await.unwrap();
     let mut bad = spec(&ep, "v2");
     bad.env.insert("MODEL_FAIL_SMOKE".into(), "true".into());
@@ -359,7 +374,7 @@ async fn a_version_that_cannot_start_fails_the_endpoint_with_its_log_and_rollbac
     let bed = Bed::new().await;
     let backend = bed.backend();
     let ep = format!("crash{}", unique());
-    bed.sweep(&ep);
+    let _cleanup = bed.cleanup(&ep);
     backend.deploy(&spec(&ep, "v1"), false).await.unwrap();
     serve_conformance::until(&backend, &ep, "v1 ready", |s| {
         s.state == EndpointState::InService && s.variants.iter().all(|v| v.ready)
@@ -455,4 +470,73 @@ async fn preflight_refuses_what_cannot_be_served_here_before_anything_starts() {
     );
     assert_eq!(containers_of(&bed.tb, &ep), "");
     assert!(backend.status(&ep).await.unwrap().is_none());
+}
+
+/// A serving image without glibc (busybox, static): its version starts, but the
+/// router (this mlcd executable) cannot run in it. The deploy or the status
+/// says so, and nothing of the endpoint is left serving half-way.
+#[tokio::test(flavor = "current_thread")]
+async fn a_router_that_cannot_run_in_the_serving_image_is_reported_with_the_reason() {
+    let bed = Bed::new().await;
+    let busybox = bed
+        .tb
+        .get("MLCD_TESTBED_BUSYBOX_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "local/busybox:latest".into());
+    let image = "mlcd-test/no-glibc:serve";
+    let mut build = Command::new("docker")
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_HOST", &bed.tb["DOCKER_HOST"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let dockerfile =
+            format!("FROM {busybox}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"sleep 300\", \"--\"]\n");
+        build
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dockerfile.as_bytes())
+            .unwrap();
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let backend = bed.backend();
+    let ep = format!("noglibc{}", unique());
+    let _cleanup = bed.cleanup(&ep);
+    let mut s = spec(&ep, "v1");
+    s.image = image.into();
+    s.model_data = None;
+    match backend.deploy(&s, false).await {
+        Err(e) => {
+            // The engine refused to start the router: nothing is left behind.
+            assert!(
+                e.hint.unwrap_or_default().contains("glibc"),
+                "{}",
+                e.message
+            );
+            assert_eq!(containers_of(&bed.tb, &ep), "");
+        }
+        Ok(()) => {
+            let st = serve_conformance::until(&backend, &ep, "Failed", |s| {
+                s.state == EndpointState::Failed
+            })
+            .await;
+            let reason = st.failure_reason.unwrap_or_default();
+            assert!(
+                reason.contains("the router") && reason.contains("glibc"),
+                "{reason}"
+            );
+            teardown_leaves_nothing(&bed, &backend, &ep).await;
+        }
+    }
 }

@@ -52,6 +52,10 @@ const ROUTES_FILE: &str = "/mlcd/routes.json";
 
 /// How long a readiness probe or the router's accept check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Why a router may not run in an image.
+const GLIBC_NOTE: &str =
+    "the endpoint's router runs the mlcd executable inside the first version's image";
+
 /// How many log lines of a crashed container make its failure reason.
 const FAILURE_LOG_LINES: &str = "15";
 
@@ -86,6 +90,7 @@ struct VersionBox {
 struct RouterBox {
     container: String,
     port: u16,
+    image: String,
     state: ContainerSummaryStateEnum,
 }
 
@@ -160,12 +165,21 @@ fn check_version(version: &str) -> Result<(), UserError> {
     }
 }
 
-/// A port nobody listens on now (bound and released; the engine takes it next).
-fn free_port() -> Result<u16, UserError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| UserError::failed(format!("cannot find a free port on 127.0.0.1: {e}")))
+/// A port nobody listens on now (bound and released; the container takes it
+/// next), and none of `taken` (ports promised to containers still starting).
+fn free_port(taken: &[u16]) -> Result<u16, UserError> {
+    for _ in 0..20 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| UserError::failed(format!("cannot find a free port on 127.0.0.1: {e}")))?;
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+    Err(UserError::failed(
+        "cannot find a free port on 127.0.0.1 that no mlcd container holds",
+    ))
 }
 
 fn dir_header() -> tar::Header {
@@ -397,6 +411,7 @@ impl LocalServing {
                     found.router = Some(RouterBox {
                         container,
                         port,
+                        image: label(LABEL_IMAGE),
                         state,
                     })
                 }
@@ -419,6 +434,26 @@ impl LocalServing {
         }
         found.versions.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(found)
+    }
+
+    /// The ports every mlcd serving container on the engine holds (a container
+    /// still starting does not listen yet, so a bind test alone would miss it).
+    async fn taken_ports(&self) -> Result<Vec<u16>, UserError> {
+        let filters: HashMap<&str, Vec<String>> =
+            HashMap::from([("label", vec![LABEL_PORT.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.engine_error("cannot list containers", e))?;
+        Ok(list
+            .iter()
+            .filter_map(|c| c.labels.as_ref()?.get(LABEL_PORT)?.parse().ok())
+            .collect())
     }
 
     /// The router's live routes (None when the file cannot be read back).
@@ -686,8 +721,9 @@ impl LocalServing {
         endpoint: &str,
         image: &str,
         routes: &RouteConfig,
+        taken: &[u16],
     ) -> Result<(), UserError> {
-        let port = free_port()?;
+        let port = free_port(taken)?;
         let binary = self.router_binary()?;
         let json = routes.to_json();
         let files = {
@@ -728,6 +764,11 @@ impl LocalServing {
         };
         self.start_container(&Self::router_container(endpoint), body, files)
             .await
+            .map_err(|e| {
+                e.hint(format!(
+                    "{GLIBC_NOTE}, {image}: that image needs a glibc-based Linux userland"
+                ))
+            })
     }
 }
 
@@ -867,7 +908,14 @@ impl ServingBackend for LocalServing {
             Some(r) => {
                 url = Some(format!("http://127.0.0.1:{}", r.port));
                 if ended(r.state) {
-                    failures.insert(0, self.crash_reason("the router", &r.container).await);
+                    let reason = self.crash_reason("the router", &r.container).await;
+                    failures.insert(0, format!(
+                        "{reason}\n({GLIBC_NOTE}, {}: that image needs a glibc-based Linux userland)",
+                        r.image
+                    ));
+                } else if r.state == ContainerSummaryStateEnum::CREATED {
+                    // Being set up by a deploy in another process.
+                    state = EndpointState::Creating;
                 } else if routes.is_none() {
                     failures.insert(
                         0,
@@ -941,7 +989,9 @@ impl ServingBackend for LocalServing {
             false => Some(self.routes_for_change(endpoint, &found).await?),
         };
         let weight = if creating { 100 } else { 0 };
-        let port = free_port()?;
+        let mut taken = self.taken_ports().await?;
+        let port = free_port(&taken)?;
+        taken.push(port);
         let files = {
             let m = spec.model_data.clone();
             tokio::task::spawn_blocking(move || model_tar(m.as_deref()))
@@ -971,7 +1021,8 @@ impl ServingBackend for LocalServing {
                     upstreams: vec![upstream],
                     timeout_ms: Some(timeout_ms.max(1)),
                 };
-                self.create_router(endpoint, &spec.image, &routes).await
+                self.create_router(endpoint, &spec.image, &routes, &taken)
+                    .await
             }
             Some((router, mut routes)) => {
                 routes.upstreams.push(upstream);
