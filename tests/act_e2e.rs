@@ -449,7 +449,8 @@ fn collect(dir: &std::path::Path, prefix: &str, out: &mut Vec<(String, String)>)
 /// The three example workflows (examples/workflows) as a user copies them, with
 /// only what this machine needs changed: the action is `./`, no setup-python
 /// (no downloads here; the runner image has python3), the registry password is
-/// the test bed's (`secrets.GITHUB_TOKEN`, as GHCR takes it), canary intervals short.
+/// the test bed's (`secrets.GITHUB_TOKEN`, as GHCR takes it), checkout without
+/// `ref`, canary intervals short.
 fn example_workflow(name: &str) -> String {
     std::fs::read_to_string(root().join("examples/workflows").join(name))
         .unwrap()
@@ -459,6 +460,12 @@ fn example_workflow(name: &str) -> String {
             "",
         )
         .replace("python -m ", "python3 -m ")
+        // act emulates actions/checkout from the local tree only without a `ref`
+        // (with one it clones the action from github.com); the tree is that commit.
+        .replace(
+            "      - uses: actions/checkout@v4\n        with:\n          ref: ${{ github.event.workflow_run.head_sha || github.sha }}\n",
+            "      - uses: actions/checkout@v4\n",
+        )
 }
 
 #[test]

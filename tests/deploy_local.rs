@@ -185,12 +185,11 @@ fn train_deploy_canary_with_rollbacks_and_the_rollback_command() {
     assert_eq!(p.served_by(&url), "v1");
     let deps = p.deployments();
     assert_eq!(deps.len(), 1, "{deps:?}");
-    let create = p
-        .gh
-        .requests()
-        .into_iter()
-        .find(|r| r["operation_id"] == "repos/create-deployment")
-        .expect("a deployment was created");
+    let create =
+        p.gh.requests()
+            .into_iter()
+            .find(|r| r["operation_id"] == "repos/create-deployment")
+            .expect("a deployment was created");
     assert_eq!(create["body"]["required_contexts"], serde_json::json!([]));
     assert_eq!(create["body"]["auto_merge"], false);
     assert_eq!(create["body"]["ref"], SHA);

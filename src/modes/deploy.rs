@@ -652,13 +652,22 @@ async fn rollout(
             ));
         }
     }
-    // Promoted: the old version goes (blue-green stops blue).
+    // Promoted: the old version goes (blue-green stops blue), and mlcd waits for
+    // that change too, so success is reported on a settled endpoint.
     if let Some(l) = live {
-        if let Err(e) = backend.retire(ep, l).await {
-            reporter.warn(format!(
+        match backend.retire(ep, l).await {
+            Ok(()) => {
+                if let Err(e) = settled(backend, ep, bound, reporter).await {
+                    reporter.warn(format!(
+                        "{v} serves, but retiring {l} did not settle: {}",
+                        e.message
+                    ));
+                }
+            }
+            Err(e) => reporter.warn(format!(
                 "{v} serves, but retiring {l} failed: {}",
                 e.message
-            ));
+            )),
         }
     }
     reporter.end_group();

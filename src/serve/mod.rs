@@ -167,8 +167,11 @@ pub trait ServingBackend: Send + Sync {
 
     /// Sets the live traffic of the endpoint's production versions: version →
     /// percent, summing to 100. Versions not named get 0.
-    async fn set_traffic(&self, endpoint: &str, weights: &BTreeMap<String, u8>)
-        -> Result<(), UserError>;
+    async fn set_traffic(
+        &self,
+        endpoint: &str,
+        weights: &BTreeMap<String, u8>,
+    ) -> Result<(), UserError>;
 
     /// Sends one request to one version directly (smoke tests, shadow replays).
     async fn invoke(

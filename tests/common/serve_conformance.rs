@@ -35,7 +35,10 @@ pub async fn until(
                 "endpoint {endpoint} never became {what}: {s:?}"
             );
         } else {
-            assert!(start.elapsed() < BOUND, "endpoint {endpoint} does not exist");
+            assert!(
+                start.elapsed() < BOUND,
+                "endpoint {endpoint} does not exist"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -59,11 +62,17 @@ fn weights(s: &EndpointStatus) -> BTreeMap<String, u8> {
 /// Runs the suite on a fresh endpoint name.
 pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invocation) {
     let ep = base.endpoint.clone();
-    assert!(backend.status(&ep).await.expect("status").is_none(), "a fresh endpoint does not exist");
+    assert!(
+        backend.status(&ep).await.expect("status").is_none(),
+        "a fresh endpoint does not exist"
+    );
     backend.preflight(base).await.expect("preflight");
 
     // A new endpoint: its first version takes all the traffic.
-    backend.deploy(&version(base, "v1"), false).await.expect("deploy v1");
+    backend
+        .deploy(&version(base, "v1"), false)
+        .await
+        .expect("deploy v1");
     let s = until(backend, &ep, "serving v1", |s| serving(s, &["v1"])).await;
     assert_eq!(weights(&s), BTreeMap::from([("v1".to_string(), 100)]));
     let a = backend.invoke(&ep, "v1", sample).await.expect("invoke v1");
@@ -71,8 +80,14 @@ pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invo
     assert!(a.latency > Duration::ZERO);
 
     // A second version beside it, at 0%, then half the traffic.
-    backend.deploy(&version(base, "v2"), false).await.expect("deploy v2");
-    let s = until(backend, &ep, "serving v1 and v2", |s| serving(s, &["v1", "v2"])).await;
+    backend
+        .deploy(&version(base, "v2"), false)
+        .await
+        .expect("deploy v2");
+    let s = until(backend, &ep, "serving v1 and v2", |s| {
+        serving(s, &["v1", "v2"])
+    })
+    .await;
     assert_eq!(
         weights(&s),
         BTreeMap::from([("v1".to_string(), 100), ("v2".to_string(), 0)])
@@ -96,11 +111,20 @@ pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invo
     assert_eq!(weights(&s), BTreeMap::from([("v1".to_string(), 100)]));
 
     // A shadow beside it takes no live traffic; retiring it leaves v1.
-    backend.deploy(&version(base, "v3"), true).await.expect("deploy shadow v3");
-    let s = until(backend, &ep, "serving a shadow", |s| serving(s, &["v1", "v3"])).await;
+    backend
+        .deploy(&version(base, "v3"), true)
+        .await
+        .expect("deploy shadow v3");
+    let s = until(backend, &ep, "serving a shadow", |s| {
+        serving(s, &["v1", "v3"])
+    })
+    .await;
     let shadow = s.variants.iter().find(|v| v.version == "v3").unwrap();
     assert!(shadow.shadow && shadow.weight == 0, "{s:?}");
-    let a = backend.invoke(&ep, "v3", sample).await.expect("invoke the shadow");
+    let a = backend
+        .invoke(&ep, "v3", sample)
+        .await
+        .expect("invoke the shadow");
     assert_eq!(a.status, 200);
     backend.retire(&ep, "v3").await.expect("retire v3");
     let s = until(backend, &ep, "v1 alone", |s| {
