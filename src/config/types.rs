@@ -235,6 +235,7 @@ pub struct RollbackConfig {
     #[serde(default)]
     pub alarms: Vec<String>,
     /// Roll back when the error rate exceeds this share (0 to 1) during a step.
+    /// Not applied in this release: mlcd warns when it is set.
     pub max_error_rate: Option<f64>,
 }
 

@@ -389,6 +389,14 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let d = plan.deploy.as_ref().expect("a deploy plan");
     let smokes = verify::load(env.workspace, &d.smoke)?;
+    if let Some(rate) = env
+        .config
+        .and_then(|c| c.config.deploy.rollback.max_error_rate)
+    {
+        reporter.warn(format!(
+            "`deploy.rollback.max-error-rate: {rate}` is not applied in this release (mlcd does not measure live error rates yet): the smoke tests after each step decide"
+        ));
+    }
     let backend = backend(plan, env).await?;
     reporter.set_output("endpoint", d.endpoint.clone());
     if env.request.rollback {
