@@ -327,6 +327,56 @@ impl Engine {
             .map_err(|e| UserError::failed(format!("tagging {image} as {repo}:{tag} failed: {e}")))
     }
 
+    /// Fails clearly, before anything runs, when `instance` asks for GPUs and the
+    /// engine has no GPU runtime. `what` is `train` or `serve`, for the hint.
+    pub async fn require_gpus(
+        &self,
+        instance: &crate::instance::Resolved,
+        what: &str,
+    ) -> Result<(), UserError> {
+        if instance.gpus == 0 {
+            return Ok(());
+        }
+        let info = self.docker.info().await.map_err(|e| {
+            UserError::failed(format!(
+                "Docker engine at {}: cannot read the engine's info: {e}",
+                self.host
+            ))
+        })?;
+        let has_gpu_runtime = info
+            .runtimes
+            .as_ref()
+            .is_some_and(|r| r.keys().any(|k| k.contains("nvidia")));
+        if has_gpu_runtime {
+            return Ok(());
+        }
+        Err(UserError::failed(format!(
+            "instance `{}` needs {} GPU(s), but the Docker engine at {} has no GPU runtime (no `nvidia` runtime is registered)",
+            instance.requested, instance.gpus, self.host
+        ))
+        .hint(format!("{what} on a cpu.* instance locally, install the NVIDIA Container Toolkit on this machine, or use `backend: sagemaker`")))
+    }
+
+    /// Makes sure `image` is on the engine, pulling it with `creds` (and the
+    /// shared retries) when it is not.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<(), UserError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        log::info!("the image {image} is not on the engine: pulling it");
+        self.pull(image, creds, &Backoff::from_env()).await.map_err(|e| {
+            UserError::failed(format!(
+                "the image `{image}` is not on the Docker engine at {} and pulling it failed: {e}",
+                self.host
+            ))
+            .hint("build it first (`mlcd build`, or `mode: build` in an earlier step), or give `registry-username`/`registry-password` (or `github-token` for ghcr.io) so it can be pulled")
+        })
+    }
+
     /// Pulls `image` (`repo:tag` or `repo@digest`), reading the stream to its
     /// end; transient failures are retried with backoff, refused credentials are not.
     pub async fn pull(

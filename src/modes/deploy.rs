@@ -593,45 +593,65 @@ async fn rollout(
     let mut all_results = Vec::new();
     // Verified before it takes any traffic.
     let first = verify::smoke(backend, ep, v, smokes).await;
-    let ok = first.iter().all(|r| r.passed);
     md.push_str(&format!(
         "| before traffic | 0% | {} | {} s |\n",
         passed(&first),
         started.elapsed().as_secs()
     ));
     all_results.extend(first.clone());
-    if !ok && d.rollback_on_smoke_failure {
-        let rb = roll_back(backend, ep, live, bound, reporter).await;
-        reporter.end_group();
-        reporter.add_summary(&md);
-        return Err(fail(
-            format!(
-                "smoke tests failed on {v} before it took traffic: {}; {rb}",
-                failures(&first)
-            ),
+    if !first.iter().all(|r| r.passed) {
+        let why = format!(
+            "smoke tests failed on {v} before it took traffic: {}",
+            failures(&first)
+        );
+        let roll = d.rollback_on_smoke_failure;
+        return Err(abort(
+            backend,
+            ep,
+            live,
+            bound,
+            reporter,
+            &md,
+            why,
             all_results,
-        ));
+            roll,
+        )
+        .await);
     }
     for (i, step) in steps.iter().enumerate() {
         if let Some(l) = live {
             let weights = BTreeMap::from([(l.to_string(), 100 - step), (v.clone(), *step)]);
             if let Err(e) = backend.set_traffic(ep, &weights).await {
-                let rb = roll_back(backend, ep, live, bound, reporter).await;
-                reporter.end_group();
-                reporter.add_summary(&md);
-                return Err(fail(
-                    format!(
-                        "setting {step}% of the traffic on {v} failed: {}; {rb}",
-                        e.message
-                    ),
+                let why = format!(
+                    "setting {step}% of the traffic on {v} failed: {}",
+                    e.message
+                );
+                return Err(abort(
+                    backend,
+                    ep,
+                    live,
+                    bound,
+                    reporter,
+                    &md,
+                    why,
                     all_results,
-                ));
+                    true,
+                )
+                .await);
             }
             if let Err(e) = settled(backend, ep, bound, reporter).await {
-                let rb = roll_back(backend, ep, live, bound, reporter).await;
-                reporter.end_group();
-                reporter.add_summary(&md);
-                return Err(fail(format!("{}; {rb}", e.message), all_results));
+                return Err(abort(
+                    backend,
+                    ep,
+                    live,
+                    bound,
+                    reporter,
+                    &md,
+                    e.message,
+                    all_results,
+                    true,
+                )
+                .await);
             }
         }
         reporter.info(&format!("{v} takes {step}% of the traffic"));
@@ -639,7 +659,6 @@ async fn rollout(
             tokio::time::sleep(d.interval.0).await;
         }
         let results = verify::smoke(backend, ep, v, smokes).await;
-        let ok = results.iter().all(|r| r.passed);
         md.push_str(&format!(
             "| {} | {step}% | {} | {} s |\n",
             i + 1,
@@ -647,17 +666,24 @@ async fn rollout(
             started.elapsed().as_secs()
         ));
         all_results.extend(results.clone());
-        if !ok && d.rollback_on_smoke_failure {
-            let rb = roll_back(backend, ep, live, bound, reporter).await;
-            reporter.end_group();
-            reporter.add_summary(&md);
-            return Err(fail(
-                format!(
-                    "smoke tests failed on {v} at {step}% of the traffic: {}; {rb}",
-                    failures(&results)
-                ),
+        if !results.iter().all(|r| r.passed) {
+            let why = format!(
+                "smoke tests failed on {v} at {step}% of the traffic: {}",
+                failures(&results)
+            );
+            let roll = d.rollback_on_smoke_failure;
+            return Err(abort(
+                backend,
+                ep,
+                live,
+                bound,
+                reporter,
+                &md,
+                why,
                 all_results,
-            ));
+                roll,
+            )
+            .await);
         }
     }
     // Promoted: the old version goes (blue-green stops blue), and mlcd waits for
@@ -686,6 +712,35 @@ async fn rollout(
     reporter.add_summary(&md);
     summary_smoke(reporter, &all_results);
     Ok(100)
+}
+
+/// Ends a failed rollout: rolls back (unless `roll` is false, when
+/// `rollback.on-smoke-failure: false` asks to leave the new version where it
+/// is — the step still fails), closes the log group and keeps the summary.
+#[allow(clippy::too_many_arguments)]
+async fn abort(
+    backend: &dyn ServingBackend,
+    ep: &str,
+    live: Option<&str>,
+    bound: Duration,
+    reporter: &mut Reporter,
+    md: &str,
+    why: String,
+    results: Vec<SmokeResult>,
+    roll: bool,
+) -> Failure {
+    let after = if roll {
+        roll_back(backend, ep, live, bound, reporter).await
+    } else {
+        "not rolled back (`rollback.on-smoke-failure: false`): the new version stays where it is"
+            .to_string()
+    };
+    reporter.end_group();
+    reporter.add_summary(md);
+    Failure {
+        message: format!("{why}; {after}"),
+        results,
+    }
 }
 
 /// Shadow: the candidate beside the live version, receiving a copy of the

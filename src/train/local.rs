@@ -432,39 +432,10 @@ impl TrainingBackend for LocalTraining {
                 Channel::Local(_) => {}
             }
         }
-        if spec.instance.gpus > 0 {
-            let info = self
-                .docker
-                .info()
-                .await
-                .map_err(|e| self.engine_error("cannot read the engine's info", e))?;
-            let has_gpu_runtime = info
-                .runtimes
-                .as_ref()
-                .is_some_and(|r| r.keys().any(|k| k.contains("nvidia")));
-            if !has_gpu_runtime {
-                return Err(UserError::failed(format!(
-                    "instance `{}` needs {} GPU(s), but the Docker engine at {} has no GPU runtime (no `nvidia` runtime is registered)",
-                    spec.instance.requested, spec.instance.gpus, self.host
-                ))
-                .hint("train on a cpu.* instance locally, install the NVIDIA Container Toolkit on this machine, or use `backend: sagemaker`"));
-            }
-        }
-        if self.docker.inspect_image(&spec.image).await.is_err() {
-            log::info!("the image {} is not on the engine: pulling it", spec.image);
-            let backoff = crate::cloud::retry::Backoff::from_env();
-            if let Err(e) = self
-                .engine
-                .pull(&spec.image, self.pull_credentials.as_ref(), &backoff)
-                .await
-            {
-                return Err(UserError::failed(format!(
-                    "the image `{}` is not on the Docker engine at {} and pulling it failed: {e}",
-                    spec.image, self.host
-                ))
-                .hint("build it first (`mlcd build`, or `mode: build` in an earlier step), or give `registry-username`/`registry-password` (or `github-token` for ghcr.io) so it can be pulled"));
-            }
-        }
+        self.engine.require_gpus(&spec.instance, "train").await?;
+        self.engine
+            .ensure_image(&spec.image, self.pull_credentials.as_ref())
+            .await?;
         Ok(())
     }
 
