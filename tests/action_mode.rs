@@ -143,7 +143,81 @@ fn workflow_run_acts_on_the_upstream_commit() {
         plan["train"]["image"],
         "ghcr.io/acme/churn:3484a3fb816e0859fd6e1cea078d76385ff50625"
     );
-    assert_eq!(plan["train"]["job-name"], "churn-4242-1");
+    let name = plan["train"]["job-name"].as_str().unwrap();
+    assert!(name.starts_with("churn-4242-1-"), "{name}");
+}
+
+/// The job name a dry run of `mode: train` derives in `ws` with `env`.
+fn planned_job_name(ws: &Workspace, env: &[(&str, &str)]) -> String {
+    let mut all = vec![("INPUT_MODE", "train"), ("INPUT_DRY-RUN", "true")];
+    all.extend_from_slice(env);
+    action(ws, &all).assert_code(0);
+    plan_json(ws)["train"]["job-name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn two_repositories_with_the_same_model_and_run_id_get_different_job_names() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let ours = planned_job_name(&ws, &[("GITHUB_REPOSITORY", "acme/churn")]);
+    let again = planned_job_name(&ws, &[("GITHUB_REPOSITORY", "acme/churn")]);
+    let theirs = planned_job_name(&ws, &[("GITHUB_REPOSITORY", "other/churn")]);
+    assert_eq!(
+        ours, again,
+        "a re-run of the same attempt derives the same name"
+    );
+    assert_ne!(ours, theirs, "another repository must not share the name");
+    for n in [&ours, &theirs] {
+        assert!(n.starts_with("churn-4242-1-"), "{n}");
+        assert!(n.len() <= 63, "{n}");
+    }
+    // Other hyperparameters (a matrix over param-list) get a name of their own.
+    let lr = planned_job_name(&ws, &[("INPUT_PARAM-LIST", "lr=0.5")]);
+    assert_ne!(ours, lr);
+    // A model id of the longest kind still fits SageMaker's and Kubernetes' 63.
+    let long = "m".repeat(40);
+    let n = planned_job_name(
+        &ws,
+        &[
+            ("INPUT_MODEL-ID", long.as_str()),
+            ("GITHUB_RUN_ID", "98765432109"),
+        ],
+    );
+    assert!(n.len() <= 63 && n.ends_with(&n[n.len() - 6..]), "{n}");
+    assert!(n.contains("-98765432109-1-"), "{n}");
+}
+
+#[test]
+fn two_workspaces_on_the_cli_get_different_job_names() {
+    let a = Workspace::new();
+    let b = Workspace::new();
+    for ws in [&a, &b] {
+        ws.write("mlcd.yml", CONFIG);
+    }
+    let name = |ws: &Workspace| {
+        let r = mlcd(
+            ws.path(),
+            &[
+                "plan",
+                "train",
+                "--config",
+                "mlcd.yml",
+                "--output",
+                "json",
+                "--image",
+                "x/churn:1",
+            ],
+            &[],
+        );
+        r.assert_code(0);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["plan"]["train"]["job-name"].as_str().unwrap().to_string()
+    };
+    assert_eq!(name(&a), name(&a), "stable in one workspace");
+    assert_ne!(name(&a), name(&b), "two checkouts on one machine differ");
 }
 
 #[test]

@@ -170,6 +170,7 @@ fn spec(endpoint: &str, version: &str) -> VersionSpec {
         request_timeout: Duration::from_secs(20),
         protocol: Protocol::Sagemaker,
         tags: BTreeMap::from([("model".to_string(), "churn".to_string())]),
+        identity: test_identity("github.com/acme/churn"),
     }
 }
 

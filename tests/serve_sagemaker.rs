@@ -66,6 +66,7 @@ fn base_spec(endpoint: &str) -> VersionSpec {
         request_timeout: Duration::from_secs(30),
         protocol: Protocol::Sagemaker,
         tags: vars(&[("mlcd:model", "churn")]),
+        identity: common::test_identity("github.com/acme/churn"),
     }
 }
 

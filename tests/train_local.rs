@@ -77,6 +77,7 @@ fn base_spec(image: &str) -> JobSpec {
         metric_definitions: BTreeMap::new(),
         output: None,
         tags: BTreeMap::new(),
+        identity: test_identity("github.com/acme/churn"),
     }
 }
 
@@ -174,6 +175,21 @@ impl Train {
         (r, outputs)
     }
 
+    /// The job name mlcd derives for this run (from a dry run with the same inputs).
+    fn job_name(&self, extra: &[(&str, &str)]) -> String {
+        let mut extra = extra.to_vec();
+        extra.push(("INPUT_DRY-RUN", "true"));
+        let (r, out) = self.run(&extra);
+        r.assert_code(0);
+        let plan: serde_json::Value = serde_json::from_str(&out["plan"]).unwrap();
+        let name = plan["train"]["job-name"].as_str().unwrap().to_string();
+        assert!(
+            name.starts_with(&format!("churn-{}-1-", self.run_id)),
+            "{name}"
+        );
+        name
+    }
+
     fn job(&self, name: &str) -> serde_json::Value {
         let p = self.ws.path().join(format!(".mlcd/jobs/{name}/job.json"));
         serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_default()).unwrap_or_default()
@@ -191,7 +207,7 @@ fn trains_the_example_reports_metrics_registers_it_and_a_rerun_attaches() {
     let t = Train::new("");
     let (r, out) = t.run(&[]);
     r.assert_code(0);
-    let job = format!("churn-{}-1", t.run_id);
+    let job = t.job_name(&[]);
     assert_eq!(out["job-id"], job);
     assert_eq!(out["status"], "succeeded");
     let metrics: serde_json::Value = serde_json::from_str(&out["metrics"]).unwrap();
@@ -336,7 +352,7 @@ fn sigterm_while_waiting_stops_the_job_and_reports_cancelled() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(4), "{seen}{}", rest.join("\n"));
-    let job = format!("churn-{}-1", t.run_id);
+    let job = t.job_name(&[]);
     // The job was asked to stop; describing it (as an attach would) settles it as Stopped.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -400,7 +416,7 @@ fn a_gpu_instance_fails_clearly_on_an_engine_without_gpus_before_anything_runs()
         "{}",
         r.stdout
     );
-    let job = format!("churn-{}-1", t.run_id);
+    let job = t.job_name(&[]);
     let any = docker(
         &t.tb,
         &[

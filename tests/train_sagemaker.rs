@@ -73,6 +73,7 @@ fn base_spec(name: &str) -> JobSpec {
                 "https://github.com/acme/churn/actions/runs/4242",
             ),
         ]),
+        identity: common::test_identity("github.com/acme/churn"),
     }
 }
 
@@ -115,7 +116,15 @@ async fn the_backend_passes_the_conformance_suite_against_the_scripted_fake() {
         body["AlgorithmSpecification"]["MetricDefinitions"][0]["Regex"],
         "epoch=[0-9]+ loss=([0-9.]+)"
     );
-    assert_eq!(body["Tags"].as_array().unwrap().len(), 3);
+    // model, commit and run url, plus the identity (source, image, config,
+    // hyperparameters): the tags a re-run compares before it attaches.
+    let tags = body["Tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 7, "{tags:?}");
+    assert!(
+        tags.iter()
+            .any(|t| t["Key"] == "mlcd:source" && t["Value"] == "github.com/acme/churn"),
+        "{tags:?}"
+    );
     for r in fake.requests() {
         let expected = if r["service"] == "SageMaker" {
             "sagemaker"

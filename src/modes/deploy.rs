@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::ModeEnv;
 use crate::config::values::{Backend, Strategy};
 use crate::error::{Outcome, UserError};
+use crate::identity::{Identity, Purpose};
 use crate::plan::{DeployPlan, Plan};
 use crate::registry::{self, ModelRegistry};
 use crate::report::deployments::{self, Deployment};
@@ -141,11 +142,34 @@ async fn choose(
     }
 }
 
-fn spec(plan: &Plan, d: &DeployPlan, c: &Candidate) -> VersionSpec {
-    let mut tags = BTreeMap::from([("mlcd:model".to_string(), plan.model_id.to_string())]);
-    if let Some(commit) = &c.commit {
-        tags.insert("mlcd:commit".into(), commit.clone());
+/// The identity this run records on an endpoint it creates and on each version.
+fn identity(plan: &Plan, d: &DeployPlan, c: Option<&Candidate>) -> Identity {
+    use crate::identity::tag_safe;
+    Identity {
+        source: d.source.clone(),
+        model: tag_safe(plan.model_id.as_str()),
+        commit: c
+            .and_then(|c| c.commit.as_deref())
+            .or(plan.source.commit.as_deref())
+            .map(tag_safe),
+        image: tag_safe(c.map_or(d.image.as_str(), |c| c.image.as_str())),
+        config: tag_safe(plan.config.as_ref().map_or("none", |c| c.digest.as_str())),
+        hyperparameters: "none".into(),
     }
+}
+
+/// Refuses to touch an endpoint another repository (or workspace) created.
+async fn check_owner(
+    backend: &dyn ServingBackend,
+    plan: &Plan,
+    d: &DeployPlan,
+) -> Result<(), UserError> {
+    let recorded = backend.owner(&d.endpoint).await?;
+    identity(plan, d, None).check("endpoint", &d.endpoint, &recorded, Purpose::Endpoint)
+}
+
+fn spec(plan: &Plan, d: &DeployPlan, c: &Candidate) -> VersionSpec {
+    let identity = identity(plan, d, Some(c));
     VersionSpec {
         endpoint: d.endpoint.clone(),
         version: c.version.clone(),
@@ -159,7 +183,8 @@ fn spec(plan: &Plan, d: &DeployPlan, c: &Candidate) -> VersionSpec {
         batching: d.batching_limits,
         request_timeout: d.request_timeout.0,
         protocol: d.protocol,
-        tags,
+        tags: BTreeMap::new(),
+        identity,
     }
 }
 
@@ -399,6 +424,7 @@ pub async fn run(
     }
     let backend = backend(plan, env).await?;
     reporter.set_output("endpoint", d.endpoint.clone());
+    check_owner(&*backend, plan, d).await?;
     if env.request.rollback {
         return rollback(plan, d, env, &*backend, reporter).await;
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::ModeEnv;
 use crate::config::values::{Backend, Gate, OnStop};
 use crate::error::{Outcome, UserError};
+use crate::identity::{Purpose, Recorded};
 use crate::image::auth::{self, Sources};
 use crate::image::engine::Engine;
 use crate::plan::{Plan, TrainPlan};
@@ -95,10 +96,7 @@ pub fn job_spec(plan: &Plan, t: &TrainPlan, env: &ModeEnv<'_>) -> JobSpec {
             (k.clone(), ch)
         })
         .collect();
-    let mut tags = BTreeMap::from([("mlcd:model".to_string(), plan.model_id.to_string())]);
-    if let Some(c) = &plan.source.commit {
-        tags.insert("mlcd:commit".into(), c.clone());
-    }
+    let mut tags = BTreeMap::new();
     if let Some(r) = &plan.source.repository {
         tags.insert("mlcd:repository".into(), r.clone());
     }
@@ -114,6 +112,7 @@ pub fn job_spec(plan: &Plan, t: &TrainPlan, env: &ModeEnv<'_>) -> JobSpec {
         metric_definitions: t.metrics.clone(),
         output: t.output.clone(),
         tags,
+        identity: t.identity.clone(),
     }
 }
 
@@ -155,45 +154,59 @@ pub async fn run(
         registry::open(&t.registry, env.workspace, t.sagemaker.as_ref(), env.env).await?;
     let spec = job_spec(plan, t, env);
     let name = spec.name.clone();
+
+    // Submit, or attach: an `attach` id, or a job of this name (a re-run). A job
+    // found by name is attached to only when it was started for this run.
+    let purpose = if t.attach.is_some() {
+        Purpose::Attach
+    } else {
+        Purpose::Rerun
+    };
+    let recorded = backend.identity(&name).await?;
+    if let (Some(id), Recorded::Absent) = (&t.attach, &recorded) {
+        return Err(UserError::invalid(format!(
+            "input `attach`: no training job named `{id}` on backend {}",
+            backend.name()
+        ))
+        .hint("attach takes the `job-id` output of the step that submitted the job")
+        .into());
+    }
+    t.identity
+        .check("training job", &name, &recorded, purpose)?;
     reporter.set_output("job-id", name.clone());
     if let Some(url) = backend.job_url(&name) {
         reporter.set_output("job-url", url);
     }
-
-    // Submit, or attach: an `attach` id, or a job of this name (a re-run).
-    let existing = backend.describe(&name).await?;
-    match (&t.attach, existing) {
-        (Some(id), None) => {
-            return Err(UserError::invalid(format!(
-                "input `attach`: no training job named `{id}` on backend {}",
-                backend.name()
-            ))
-            .hint("attach takes the `job-id` output of the step that submitted the job")
-            .into())
-        }
-        (Some(_), Some(s)) => {
-            reporter.info(&format!("attaching to training job {name} ({})", s.state));
-        }
-        (None, Some(s)) => {
-            reporter.info(&format!(
-                "training job {name} exists already ({}): a re-run of the same attempt attaches to it instead of training again",
-                s.state
-            ));
-        }
-        (None, None) => {
-            backend.preflight(&spec).await?;
-            match backend.submit(&spec).await? {
-                Submitted::Created => reporter.info(&format!(
-                    "submitted training job {name} on {} ({} × {}, image {})",
-                    backend.name(),
-                    spec.count,
-                    spec.instance.native,
-                    spec.image
-                )),
-                Submitted::AlreadyExists => reporter.info(&format!(
-                    "training job {name} was started meanwhile by another run: attaching to it"
-                )),
+    if recorded == Recorded::Absent {
+        backend.preflight(&spec).await?;
+        match backend.submit(&spec).await? {
+            Submitted::Created => reporter.info(&format!(
+                "submitted training job {name} on {} ({} × {}, image {})",
+                backend.name(),
+                spec.count,
+                spec.instance.native,
+                spec.image
+            )),
+            Submitted::AlreadyExists => {
+                let recorded = backend.identity(&name).await?;
+                t.identity
+                    .check("training job", &name, &recorded, Purpose::Rerun)?;
+                reporter.info(&format!(
+                    "training job {name} was started meanwhile by another run of this attempt: attaching to it"
+                ));
             }
+        }
+    } else {
+        let state = backend
+            .describe(&name)
+            .await?
+            .map_or("state unknown".to_string(), |s| s.state.to_string());
+        if t.attach.is_some() {
+            reporter.info(&format!("attaching to training job {name} ({state})"));
+        } else {
+            reporter.info(&format!(
+                "training job {name} exists already ({state}) and was started for this run: a re-run of the same attempt attaches to it instead of training again"
+            ));
         }
     }
 

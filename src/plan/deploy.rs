@@ -46,6 +46,10 @@ pub struct DeployPlan {
     pub image: String,
     /// The endpoint's name.
     pub endpoint: String,
+    /// Where this run comes from (`github.com/owner/repo`, or a machine's
+    /// workspace): recorded as the owner of an endpoint this run creates, and
+    /// compared before this run changes an existing one.
+    pub source: String,
     /// The variation's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variation: Option<String>,
@@ -280,6 +284,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
             .map(str::to_string)
             .or_else(|| cfg.endpoint.clone())
             .unwrap_or_else(|| model.to_string()),
+        source: crate::identity::source_of(inputs.context),
         variation: p("variation-name")
             .map(str::to_string)
             .or_else(|| cfg.variation.clone()),

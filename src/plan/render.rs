@@ -103,6 +103,9 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
     if let Value::Object(m) = section {
         for (k, v) in m {
             let text = match (k.as_str(), &v) {
+                // Commit, image and config show in their own rows: the source
+                // is what the identity adds (whose job or endpoint this is).
+                ("identity", Value::Object(o)) => scalar(o.get("source").unwrap_or(&Value::Null)),
                 ("instance", Value::Object(o)) => format!(
                     "{} → {}",
                     scalar(o.get("requested").unwrap_or(&Value::Null)),

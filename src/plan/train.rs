@@ -12,6 +12,7 @@ use super::Inputs;
 use crate::config::types::Better;
 use crate::config::values::{Backend, DurationSpec, ModelId, OnStop, RegistryType};
 use crate::error::UserError;
+use crate::identity::{self as ident, Identity};
 use crate::instance::{self, Resolved};
 
 /// What `mode: train` will run.
@@ -22,6 +23,9 @@ pub struct TrainPlan {
     pub image: String,
     /// The job's name: derived from model, run and attempt, so a re-run attaches.
     pub job_name: String,
+    /// The run this job is for, recorded with the job and compared before
+    /// attaching to a job found by name.
+    pub identity: Identity,
     /// A job to attach to instead of submitting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attach: Option<String>,
@@ -196,7 +200,14 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         .unwrap_or(DurationSpec(Duration::from_secs(3600)));
     let max_runtime = cfg.max_runtime.unwrap_or(timeout);
 
-    let job_name = job_name(inputs, model, &hyperparameters);
+    let identity = Identity::new(
+        ctx,
+        model.as_str(),
+        &image,
+        inputs.config.map(|c| c.digest.as_str()),
+        Some(&hyperparameters),
+    );
+    let job_name = job_name(inputs, model, &identity);
 
     let registry = registry_plan(inputs, model)?;
     let sagemaker = sagemaker_plan(inputs, backend, registry.kind, "training")?;
@@ -204,6 +215,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
     Ok(TrainPlan {
         image,
         job_name,
+        identity,
         attach: req.attach.clone(),
         instance,
         count: cfg.count.unwrap_or(1).max(1),
@@ -239,26 +251,24 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
     })
 }
 
-/// `<model>-<run id>-<attempt>` in GitHub (a re-run of the same attempt attaches);
-/// outside GitHub `<model>-<short sha>-<hash of the hyperparameters>`.
-fn job_name(inputs: &Inputs, model: &ModelId, hp: &BTreeMap<String, String>) -> String {
-    use sha2::{Digest, Sha256};
+/// The longest job name every backend takes (SageMaker and Kubernetes: 63).
+const MAX_JOB_NAME: usize = 63;
+
+/// `<model>-<run id>-<attempt>-<h>` in GitHub (a re-run of the same attempt
+/// attaches); outside GitHub `<model>-<short sha>-<h>`. `h` tells apart the
+/// sources (repository, or machine and workspace) and the hyperparameters, so
+/// two repositories with the same model id and run id never share a name.
+fn job_name(inputs: &Inputs, model: &ModelId, identity: &Identity) -> String {
     let ctx = inputs.context;
-    match (&ctx.run_id, &ctx.run_attempt) {
-        (Some(run), attempt) => format!("{model}-{run}-{}", attempt.as_deref().unwrap_or("1")),
-        (None, _) => {
-            let mut h = Sha256::new();
-            for (k, v) in hp {
-                h.update(k.as_bytes());
-                h.update([0]);
-                h.update(v.as_bytes());
-                h.update([0]);
-            }
-            let hash = format!("{:x}", h.finalize());
+    let h = ident::short_hash(&[&identity.source, &identity.hyperparameters]);
+    let suffix = match &ctx.run_id {
+        Some(run) => format!("{run}-{}-{h}", ctx.run_attempt.as_deref().unwrap_or("1")),
+        None => {
             let sha = inputs.short_sha().unwrap_or_else(|| "nocommit".into());
-            format!("{model}-{sha}-{}", &hash[..6])
+            format!("{sha}-{h}")
         }
-    }
+    };
+    ident::fit_name(model.as_str(), &suffix, MAX_JOB_NAME)
 }
 
 /// Where versions are recorded (train registers; deploy finds the version to serve).

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::config::values::Protocol;
 use crate::error::UserError;
+use crate::identity::{Identity, Recorded};
 use crate::image::engine::Engine;
 use crate::image::registry::Credentials;
 
@@ -41,6 +42,8 @@ const LABEL_SHADOW: &str = "dev.mlcd.shadow";
 const LABEL_IMAGE: &str = "dev.mlcd.image";
 const LABEL_PROTOCOL: &str = "dev.mlcd.protocol";
 const LABEL_MODEL_NAME: &str = "dev.mlcd.model-name";
+/// Prefix of the labels that carry a version's tags (its identity among them).
+const LABEL_TAG: &str = "dev.mlcd.tag.";
 const LABEL_TIMEOUT_MS: &str = "dev.mlcd.request-timeout-ms";
 
 const ROLE_ROUTER: &str = "router";
@@ -672,9 +675,9 @@ impl LocalServing {
             );
         }
         let mut labels: HashMap<String, String> = spec
-            .tags
-            .iter()
-            .map(|(k, v)| (format!("dev.mlcd.tag.{k}"), v.clone()))
+            .all_tags()
+            .into_iter()
+            .map(|(k, v)| (format!("{LABEL_TAG}{k}"), v))
             .collect();
         for (k, v) in [
             (LABEL_ENDPOINT, spec.endpoint.clone()),
@@ -813,6 +816,42 @@ impl ServingBackend for LocalServing {
             .ensure_image(&spec.image, self.pull_credentials.as_ref())
             .await?;
         Ok(())
+    }
+
+    async fn owner(&self, endpoint: &str) -> Result<Recorded, UserError> {
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_ENDPOINT}={endpoint}"),
+                format!("{LABEL_ROLE}={ROLE_VERSION}"),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.engine_error("cannot list containers", e))?;
+        if list.is_empty() {
+            return Ok(Recorded::Absent);
+        }
+        // Every version of an endpoint is deployed by its owner (others are
+        // refused), so any version's identity names it.
+        Ok(list
+            .iter()
+            .filter_map(|c| {
+                Identity::from_tags(
+                    c.labels
+                        .iter()
+                        .flatten()
+                        .filter_map(|(k, v)| Some((k.strip_prefix(LABEL_TAG)?, v.as_str()))),
+                )
+            })
+            .next()
+            .map_or(Recorded::Unknown, Recorded::Run))
     }
 
     async fn status(&self, endpoint: &str) -> Result<Option<EndpointStatus>, UserError> {

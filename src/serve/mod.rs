@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::values::Protocol;
 use crate::error::UserError;
+use crate::identity::{Identity, Recorded};
 use crate::instance::Resolved;
 
 pub mod local;
@@ -51,6 +52,19 @@ pub struct VersionSpec {
     pub protocol: Protocol,
     /// Tags/labels recorded on what the backend creates (lineage).
     pub tags: BTreeMap<String, String>,
+    /// The run deploying this version; its tags are merged into `tags`, and an
+    /// endpoint this spec creates records it as the endpoint's owner.
+    pub identity: Identity,
+}
+
+impl VersionSpec {
+    /// The tags a backend records on what it creates: `tags` with the identity's
+    /// tags (which win), so that [`ServingBackend::owner`] can read it back.
+    pub fn all_tags(&self) -> BTreeMap<String, String> {
+        let mut t = self.tags.clone();
+        t.extend(self.identity.tags());
+        t
+    }
 }
 
 /// An endpoint's state, as SageMaker names them (every backend maps onto these).
@@ -155,6 +169,12 @@ pub trait ServingBackend: Send + Sync {
 
     /// Checks, before anything changes, that the spec can be served here.
     async fn preflight(&self, spec: &VersionSpec) -> Result<(), UserError>;
+
+    /// Who created the endpoint: absent, an endpoint without an mlcd identity, or
+    /// the [`Identity`] of the run that created it (only its `source` is
+    /// compared: versions from other commits of the same repository are normal).
+    /// Checked before a rollout or rollback changes anything.
+    async fn owner(&self, endpoint: &str) -> Result<Recorded, UserError>;
 
     /// The endpoint as it is now; `None` when it does not exist.
     async fn status(&self, endpoint: &str) -> Result<Option<EndpointStatus>, UserError>;

@@ -24,9 +24,10 @@ use crate::cloud::aws::{self, AwsClient, AwsCredentials, AwsError, ToSign};
 use crate::cloud::sts;
 use crate::config::values::Protocol;
 use crate::error::UserError;
+use crate::identity::Recorded;
 use crate::plan::SagemakerPlan;
 use crate::train::poll_interval_from_env;
-use crate::train::sagemaker::{check_role, is_s3_uri, sagemaker_tags};
+use crate::train::sagemaker::{check_role, is_s3_uri, recorded_from_tags, sagemaker_tags};
 
 /// How often an endpoint under change is described by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -217,7 +218,7 @@ impl SagemakerServing {
             "PrimaryContainer": container,
             "ExecutionRoleArn": self.role_arn,
         });
-        let tags = sagemaker_tags(&spec.tags)?;
+        let tags = sagemaker_tags(&spec.all_tags())?;
         if !tags.is_empty() {
             body["Tags"] = Value::Array(tags);
         }
@@ -277,7 +278,7 @@ impl SagemakerServing {
             .hint("use `protocol: sagemaker` with backend sagemaker, or serve v2 with the local or kubernetes backend"));
         }
         environment(spec)?;
-        sagemaker_tags(&spec.tags)?;
+        sagemaker_tags(&spec.all_tags())?;
         Ok(())
     }
 
@@ -544,6 +545,21 @@ impl ServingBackend for SagemakerServing {
         self.check(spec)
     }
 
+    async fn owner(&self, endpoint: &str) -> Result<Recorded, UserError> {
+        let Some(d) = self.describe(endpoint).await? else {
+            return Ok(Recorded::Absent);
+        };
+        let arn = d["EndpointArn"].as_str().unwrap_or_default();
+        let tags = self
+            .call(
+                "ListTags",
+                &json!({ "ResourceArn": arn, "MaxResults": 100 }),
+            )
+            .await
+            .map_err(|e| self.error("ListTags", endpoint, e))?;
+        Ok(recorded_from_tags(&tags))
+    }
+
     async fn status(&self, endpoint: &str) -> Result<Option<EndpointStatus>, UserError> {
         let Some(d) = self.describe(endpoint).await? else {
             return Ok(None);
@@ -615,7 +631,7 @@ impl ServingBackend for SagemakerServing {
         self.check(spec)?;
         let endpoint = spec.endpoint.as_str();
         let current = self.current(endpoint).await?;
-        let tags = sagemaker_tags(&spec.tags)?;
+        let tags = sagemaker_tags(&spec.all_tags())?;
         let mut new = Slot {
             version: spec.version.clone(),
             model: model_name(endpoint, &spec.version),

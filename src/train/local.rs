@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Channel, JobSpec, JobState, JobStatus, LogCursor, Submitted, TrainingBackend};
 use crate::error::UserError;
+use crate::identity::{Identity, Recorded};
 use crate::image::engine::Engine;
 use crate::image::registry::Credentials;
 
@@ -35,6 +36,25 @@ const LABEL_JOB: &str = "dev.mlcd.job";
 const LABEL_HP: &str = "dev.mlcd.hyperparameters";
 const LABEL_IMAGE: &str = "dev.mlcd.image";
 const LABEL_MAX_RUNTIME: &str = "dev.mlcd.max-runtime-seconds";
+/// Prefix of the labels that carry a job's tags (its identity among them).
+const LABEL_TAG: &str = "dev.mlcd.tag.";
+
+/// The identity a container's labels carry.
+fn identity_of(labels: &HashMap<String, String>) -> Option<Identity> {
+    Identity::from_tags(
+        labels
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(LABEL_TAG)?, v.as_str()))),
+    )
+}
+
+/// How a training container ended, as the engine reports it.
+struct Exit {
+    code: Option<i64>,
+    oom: bool,
+    /// When it exited (the engine's clock).
+    finished_at: Option<String>,
+}
 
 /// The local Docker engine as a training backend.
 pub struct LocalTraining {
@@ -55,6 +75,9 @@ struct Record {
     finished_at: Option<String>,
     /// When mlcd collected it.
     collected_at: String,
+    /// The run the job was started for (from its container's labels).
+    #[serde(default)]
+    identity: Option<Identity>,
 }
 
 impl LocalTraining {
@@ -174,10 +197,14 @@ impl LocalTraining {
         name: &str,
         container: &str,
         mut status: JobStatus,
-        exit_code: Option<i64>,
-        oom: bool,
-        finished_at: Option<String>,
+        exit: Exit,
+        identity: Option<Identity>,
     ) -> Result<JobStatus, UserError> {
+        let Exit {
+            code: exit_code,
+            oom,
+            finished_at,
+        } = exit;
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| UserError::failed(format!("cannot create {}: {e}", dir.display())))?;
@@ -235,6 +262,7 @@ impl LocalTraining {
             exit_code,
             finished_at,
             collected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            identity,
         };
         let json = serde_json::to_vec_pretty(&record).expect("a record serializes");
         write_atomic(&dir.join("job.json"), &json)?;
@@ -440,15 +468,15 @@ impl TrainingBackend for LocalTraining {
     }
 
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError> {
-        if self.describe(&spec.name).await?.is_some() {
+        if self.identity(&spec.name).await? != Recorded::Absent {
             return Ok(Submitted::AlreadyExists);
         }
         let container = Self::container(&spec.name);
         let hp = serde_json::to_string(&spec.hyperparameters).expect("strings serialize");
         let mut labels: HashMap<String, String> = spec
-            .tags
-            .iter()
-            .map(|(k, v)| (format!("dev.mlcd.tag.{k}"), v.clone()))
+            .all_tags()
+            .into_iter()
+            .map(|(k, v)| (format!("{LABEL_TAG}{k}"), v))
             .collect();
         labels.insert(LABEL_JOB.into(), spec.name.clone());
         labels.insert(LABEL_HP.into(), hp);
@@ -513,6 +541,23 @@ impl TrainingBackend for LocalTraining {
         Ok(Submitted::Created)
     }
 
+    async fn identity(&self, name: &str) -> Result<Recorded, UserError> {
+        let container = Self::container(name);
+        match self.docker.inspect_container(&container, None).await {
+            Ok(i) => {
+                let labels = i.config.and_then(|c| c.labels).unwrap_or_default();
+                Ok(identity_of(&labels).map_or(Recorded::Unknown, Recorded::Run))
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(match self.read_record(name)? {
+                None => Recorded::Absent,
+                Some(r) => r.identity.map_or(Recorded::Unknown, Recorded::Run),
+            }),
+            Err(e) => Err(self.engine_error("cannot inspect the training container", e)),
+        }
+    }
+
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError> {
         let container = Self::container(name);
         let inspect = match self.docker.inspect_container(&container, None).await {
@@ -548,9 +593,12 @@ impl TrainingBackend for LocalTraining {
                         name,
                         &container,
                         status,
-                        state.exit_code,
-                        oom,
-                        state.finished_at,
+                        Exit {
+                            code: state.exit_code,
+                            oom,
+                            finished_at: state.finished_at,
+                        },
+                        identity_of(&labels),
                     )
                     .await
                     .map(Some);

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::UserError;
+use crate::identity::{Identity, Recorded};
 use crate::instance::Resolved;
 
 pub mod local;
@@ -42,6 +43,19 @@ pub struct JobSpec {
     pub output: Option<String>,
     /// Tags/labels recorded on the job (lineage: model, commit, run URL).
     pub tags: BTreeMap<String, String>,
+    /// The run this job is for; recorded with the job (its tags are merged into
+    /// `tags`) and read back by [`TrainingBackend::identity`].
+    pub identity: Identity,
+}
+
+impl JobSpec {
+    /// The tags a backend records on the job: `tags` with the identity's tags
+    /// (which win), so that [`TrainingBackend::identity`] can read it back.
+    pub fn all_tags(&self) -> BTreeMap<String, String> {
+        let mut t = self.tags.clone();
+        t.extend(self.identity.tags());
+        t
+    }
 }
 
 /// Where an input channel's data is.
@@ -159,6 +173,13 @@ pub trait TrainingBackend: Send + Sync {
 
     /// Starts the job, or reports that a job of that name exists already.
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError>;
+
+    /// What the backend recorded about who started the job `name`: absent, a job
+    /// without an mlcd identity, or the [`Identity`] it was started for. Called
+    /// before mlcd attaches to a job it found by name, and before `describe`
+    /// (which may collect a finished job), so that another run's job is never
+    /// touched. Must not change the job.
+    async fn identity(&self, name: &str) -> Result<Recorded, UserError>;
 
     /// The job's status; `None` when no job has that name.
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError>;

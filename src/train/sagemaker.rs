@@ -17,6 +17,7 @@ use super::{
 use crate::cloud::aws::{self, AwsClient, AwsError};
 use crate::cloud::sts;
 use crate::error::UserError;
+use crate::identity::{Identity, Recorded};
 use crate::plan::SagemakerPlan;
 
 /// How often a running SageMaker job is described by default.
@@ -169,7 +170,7 @@ impl SagemakerTraining {
         let hyperparameters = check_hyperparameters(&spec.hyperparameters)?;
         let environment = check_environment(&spec.env)?;
         let metrics = metric_definitions(&spec.metric_definitions)?;
-        let tags = sagemaker_tags(&spec.tags)?;
+        let tags = sagemaker_tags(&spec.all_tags())?;
 
         let mut algorithm = json!({
             "TrainingImage": spec.image,
@@ -571,6 +572,16 @@ pub(crate) fn sagemaker_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Valu
         .collect())
 }
 
+/// The identity a ListTags answer carries (its first page: mlcd's tags are few).
+pub(crate) fn recorded_from_tags(answer: &Value) -> Recorded {
+    let pairs = answer["Tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t["Key"].as_str()?, t["Value"].as_str()?)));
+    Identity::from_tags(pairs).map_or(Recorded::Unknown, Recorded::Run)
+}
+
 /// `MaxRuntimeInSeconds`: at least 1 (rounded up), at most SageMaker's default
 /// ceiling of 28 days (a longer one is capped, with a warning).
 fn max_runtime_seconds(max_runtime: Duration) -> u64 {
@@ -655,6 +666,26 @@ impl TrainingBackend for SagemakerTraining {
             Err(e) if e.code() == Some("ResourceInUse") => Ok(Submitted::AlreadyExists),
             Err(e) => Err(self.error("CreateTrainingJob", &spec.name, e)),
         }
+    }
+
+    async fn identity(&self, name: &str) -> Result<Recorded, UserError> {
+        let answer = match self
+            .call("DescribeTrainingJob", &json!({ "TrainingJobName": name }))
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if is_not_found(&e) => return Ok(Recorded::Absent),
+            Err(e) => return Err(self.error("DescribeTrainingJob", name, e)),
+        };
+        let arn = answer["TrainingJobArn"].as_str().unwrap_or_default();
+        let tags = self
+            .call(
+                "ListTags",
+                &json!({ "ResourceArn": arn, "MaxResults": 100 }),
+            )
+            .await
+            .map_err(|e| self.error("ListTags", name, e))?;
+        Ok(recorded_from_tags(&tags))
     }
 
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError> {
@@ -823,6 +854,14 @@ mod tests {
                 ("aws:reserved".to_string(), "x".to_string()),
             ]
             .into(),
+            identity: crate::identity::Identity {
+                source: "github.com/acme/churn".into(),
+                model: "churn".into(),
+                commit: Some("abc".into()),
+                image: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:abc".into(),
+                config: "none".into(),
+                hyperparameters: "sha256:0123456789abcdef".into(),
+            },
         }
     }
 
@@ -850,7 +889,12 @@ mod tests {
             "loss"
         );
         let tags = r["Tags"].as_array().unwrap();
-        assert_eq!(tags.len(), 2, "the aws: key is left out: {tags:?}");
+        // model and run url, plus the identity's source, commit, image, config and
+        // hyperparameters (model is shared): the aws: key is left out.
+        assert_eq!(tags.len(), 7, "the aws: key is left out: {tags:?}");
+        assert!(tags
+            .iter()
+            .any(|t| t["Key"] == "mlcd:source" && t["Value"] == "github.com/acme/churn"));
         assert!(tags
             .iter()
             .any(|t| t["Value"] == "https://github.com/acme/churn/actions/runs/1_x=1"));

@@ -13,6 +13,18 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// An identity for backend-level tests: a run of `source` for the model `churn`.
+pub fn test_identity(source: &str) -> mlcd::identity::Identity {
+    mlcd::identity::Identity {
+        source: source.to_string(),
+        model: "churn".into(),
+        commit: Some(SHA.into()),
+        image: "127.0.0.1:15000/mlcd/churn:test".into(),
+        config: "none".into(),
+        hyperparameters: "sha256:0123456789abcdef".into(),
+    }
+}
+
 /// What a run printed and how it exited.
 pub struct Run {
     pub code: i32,

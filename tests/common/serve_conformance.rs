@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use mlcd::identity::Recorded;
 use mlcd::serve::{EndpointState, EndpointStatus, Invocation, ServingBackend, VersionSpec};
 
 const BOUND: Duration = Duration::from_secs(180);
@@ -66,6 +67,11 @@ pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invo
         backend.status(&ep).await.expect("status").is_none(),
         "a fresh endpoint does not exist"
     );
+    assert_eq!(
+        backend.owner(&ep).await.expect("owner"),
+        Recorded::Absent,
+        "a fresh endpoint has no owner"
+    );
     backend.preflight(base).await.expect("preflight");
 
     // A new endpoint: its first version takes all the traffic.
@@ -74,6 +80,13 @@ pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invo
         .await
         .expect("deploy v1");
     let s = until(backend, &ep, "serving v1", |s| serving(s, &["v1"])).await;
+    match backend.owner(&ep).await.expect("owner") {
+        Recorded::Run(i) => assert_eq!(
+            i.source, base.identity.source,
+            "the endpoint records the run that created it"
+        ),
+        other => panic!("the endpoint records no owner: {other:?}"),
+    }
     assert_eq!(weights(&s), BTreeMap::from([("v1".to_string(), 100)]));
     let a = backend.invoke(&ep, "v1", sample).await.expect("invoke v1");
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use mlcd::identity::Recorded;
 use mlcd::train::{JobSpec, JobState, JobStatus, LogCursor, Submitted, TrainingBackend};
 
 /// How long any one job may take in the suite.
@@ -57,6 +58,15 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
         None
     );
 
+    // Identity: nothing recorded for an unknown job.
+    assert_eq!(
+        backend
+            .identity(&format!("{prefix}-never-submitted"))
+            .await
+            .expect("identity of an unknown job"),
+        Recorded::Absent
+    );
+
     backend
         .preflight(base)
         .await
@@ -73,7 +83,19 @@ pub async fn run(backend: &dyn TrainingBackend, base: &JobSpec, prefix: &str) {
         Submitted::AlreadyExists,
         "a second submit of the same name must not start another job"
     );
+    // The job carries the identity of the run that started it, while it runs…
+    assert_eq!(
+        backend.identity(&ok.name).await.expect("identity"),
+        Recorded::Run(ok.identity.clone()),
+        "a job records the identity it was started for"
+    );
     let done = until(backend, &ok.name, "terminal", |s| s.state.is_terminal()).await;
+    // …and after it finished (and, locally, was collected).
+    assert_eq!(
+        backend.identity(&ok.name).await.expect("identity"),
+        Recorded::Run(ok.identity.clone()),
+        "a finished job still names the run it was started for"
+    );
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     assert_eq!(done.name, ok.name);
     assert!(done.failure_reason.is_none(), "{done:?}");

@@ -163,8 +163,16 @@ class Hosting:
             "failure": None,
             "created": time.time(),
             "deployment": None,
+            "tags": list(body.get("Tags", [])),
         }
         return {"EndpointArn": arn(region, "endpoint", name)}
+
+    def tags_of(self, resource_arn):
+        """The tags of the endpoint `resource_arn` names, or None."""
+        for e in self.endpoints.values():
+            if arn(e["region"], "endpoint", e["name"]) == resource_arn:
+                return e["tags"]
+        return None
 
     def refuse_unless_in_service(self, e, region):
         if e["status"] != "InService":

@@ -398,6 +398,17 @@ class Fake:
             out["FinalMetricDataList"] = metrics
         return out
 
+    def op_list_tags(self, body, region):
+        """ListTags of a training job (tags as created) or an endpoint."""
+        target = body["ResourceArn"]
+        for job in self.jobs.values():
+            if self.arn(job["region"], job["name"]) == target:
+                return {"Tags": job["request"].get("Tags", [])}
+        tags = self.hosting.tags_of(target)
+        if tags is not None:
+            return {"Tags": tags}
+        raise AwsFault(400, "ValidationException", f"Resource {target} not found.")
+
     def op_stop(self, body, region):
         job = self.job(body["TrainingJobName"])
         status, _ = self.status(job)
@@ -462,6 +473,7 @@ class Fake:
         ("SageMaker", "CreateTrainingJob"): op_create,
         ("SageMaker", "DescribeTrainingJob"): op_describe,
         ("SageMaker", "StopTrainingJob"): op_stop,
+        ("SageMaker", "ListTags"): op_list_tags,
         ("Logs_20140328", "DescribeLogStreams"): op_describe_log_streams,
         ("Logs_20140328", "GetLogEvents"): op_get_log_events,
         ("SageMaker", "CreateModel"): lambda self, b, r: self.hosting.create_model(b, r),
