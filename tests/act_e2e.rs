@@ -188,6 +188,9 @@ fn act_on(
             &format!("ubuntu-latest={}", env["MLCD_TESTBED_BASE_IMAGE"]),
         ])
         .args(["--pull=false", "-b", "--rm", "--no-cache-server", "--json"])
+        // A run id of this repository's own: two act runs side by side on one
+        // engine must not derive the same job names (act's default is 1).
+        .args(["--env", &format!("GITHUB_RUN_ID={}", repo.run_id)])
         .current_dir(repo.path())
         .env("DOCKER_HOST", &env["DOCKER_HOST"])
         .env("ACT_DISABLE_VERSION_CHECK", "1");
@@ -322,7 +325,7 @@ fn the_example_builds_pushes_and_trains_under_act_and_a_rerun_repeats_neither() 
     ]);
     let image = action_image(&env);
     // The bundled example, pushing to a namespace of its own in the test bed registry.
-    let ns = format!("act{}", std::process::id());
+    let ns = format!("act{}", unique());
     let mut files: Vec<(String, String)> = Vec::new();
     collect(&root().join("fixtures/example"), "example", &mut files);
     for (path, text) in files.iter_mut() {

@@ -123,6 +123,7 @@ fn workflow_run_acts_on_the_upstream_commit() {
         &[
             ("INPUT_MODE", "train"),
             ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_RUN_ID", "4242"),
             ("GITHUB_EVENT_NAME", "workflow_run"),
             (
                 "GITHUB_EVENT_PATH",
@@ -149,7 +150,11 @@ fn workflow_run_acts_on_the_upstream_commit() {
 
 /// The job name a dry run of `mode: train` derives in `ws` with `env`.
 fn planned_job_name(ws: &Workspace, env: &[(&str, &str)]) -> String {
-    let mut all = vec![("INPUT_MODE", "train"), ("INPUT_DRY-RUN", "true")];
+    let mut all = vec![
+        ("INPUT_MODE", "train"),
+        ("INPUT_DRY-RUN", "true"),
+        ("GITHUB_RUN_ID", "4242"),
+    ];
     all.extend_from_slice(env);
     action(ws, &all).assert_code(0);
     plan_json(ws)["train"]["job-name"]

@@ -323,3 +323,50 @@ fn shadow_without_a_live_version_is_skipped_and_rollback_of_an_unknown_endpoint_
         p.containers()
     );
 }
+
+#[test]
+fn an_endpoint_of_another_repository_is_never_changed() {
+    let p = Pipeline::new();
+    let (r, _) = p.run("train", &[]);
+    r.assert_code(0);
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let url = out["url"].clone();
+    let serving = p.served_by(&url);
+    assert!(!serving.is_empty(), "the endpoint answers");
+    let before = p.containers();
+
+    // Another repository with an endpoint of the same name on the same engine.
+    let theirs = [("GITHUB_REPOSITORY", "other/churn")];
+    let (r, out) = p.run("deploy", &theirs);
+    r.assert_code(1);
+    assert!(
+        r.stdout
+            .contains(&format!("endpoint `{}` belongs to another run", p.endpoint)),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("source `github.com/acme/churn` (this run: `github.com/other/churn`)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("deploy.endpoint"),
+        "the fix is named: {}",
+        r.stdout
+    );
+    assert_eq!(out.get("previous-version"), None, "nothing of it reported");
+    // Its rollback input is refused the same way.
+    let (r, _) = p.run("deploy", &[theirs[0], ("INPUT_ROLLBACK", "true")]);
+    r.assert_code(1);
+    assert!(r.stdout.contains("belongs to another run"), "{}", r.stdout);
+    // Nothing changed: the same containers, the same version answering.
+    let mut after = p.containers();
+    let mut b = before.clone();
+    after.sort();
+    b.sort();
+    assert_eq!(after, b);
+    assert_eq!(p.served_by(&url), serving);
+}

@@ -11,6 +11,7 @@ fn plan(mode: &str, extra: &[(&str, &str)]) -> serde_json::Value {
         ("INPUT_MODE", mode),
         ("INPUT_CONFIG", "example/mlcd.yml"),
         ("INPUT_DRY-RUN", "true"),
+        ("GITHUB_RUN_ID", "4242"),
     ];
     env.extend_from_slice(extra);
     action(&ws, &env).assert_code(0);

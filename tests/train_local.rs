@@ -175,7 +175,8 @@ impl Train {
         (r, outputs)
     }
 
-    /// The job name mlcd derives for this run (from a dry run with the same inputs).
+    /// The job name mlcd derives for this run (from a dry run with the same
+    /// inputs; call it before a real run: it replaces out/output and out/summary).
     fn job_name(&self, extra: &[(&str, &str)]) -> String {
         let mut extra = extra.to_vec();
         extra.push(("INPUT_DRY-RUN", "true"));
@@ -205,9 +206,9 @@ impl Train {
 #[test]
 fn trains_the_example_reports_metrics_registers_it_and_a_rerun_attaches() {
     let t = Train::new("");
+    let job = t.job_name(&[]);
     let (r, out) = t.run(&[]);
     r.assert_code(0);
-    let job = t.job_name(&[]);
     assert_eq!(out["job-id"], job);
     assert_eq!(out["status"], "succeeded");
     let metrics: serde_json::Value = serde_json::from_str(&out["metrics"]).unwrap();
@@ -321,6 +322,7 @@ fn wait_false_submits_and_a_later_attach_collects_the_results() {
 #[test]
 fn sigterm_while_waiting_stops_the_job_and_reports_cancelled() {
     let t = Train::new("");
+    let job = t.job_name(&[("INPUT_PARAM-LIST", "sleep=120")]);
     let env = t.inputs(&[("INPUT_PARAM-LIST", "sleep=120")]);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mlcd"));
     cmd.current_dir(t.ws.path())
@@ -352,7 +354,6 @@ fn sigterm_while_waiting_stops_the_job_and_reports_cancelled() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(4), "{seen}{}", rest.join("\n"));
-    let job = t.job_name(&[]);
     // The job was asked to stop; describing it (as an attach would) settles it as Stopped.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -508,4 +509,58 @@ fn an_image_missing_from_the_engine_is_pulled_with_the_registry_credentials() {
         r.stderr.replace(pw, "<PASSWORD>")
     );
     docker_in(&["rmi", &remote], None);
+}
+
+#[test]
+fn a_job_of_another_workspace_with_the_same_name_is_never_taken_for_ours() {
+    // Two checkouts on one engine with the same model id and run id (what two
+    // act runs of run id 1 were): the second must not attach to the first's job.
+    let first = Train::new("");
+    let mut second = Train::new("");
+    second.run_id = first.run_id.clone();
+    let slow = [("INPUT_PARAM-LIST", "sleep=120"), ("INPUT_WAIT", "false")];
+    let (r1, out1) = first.run(&slow);
+    r1.assert_code(0);
+    let job = out1["job-id"].clone();
+
+    let other_sha = "fedcba9876543210fedcba9876543210fedcba98";
+    let (r2, out2) = second.run(&[("INPUT_PARAM-LIST", "sleep=120"), ("GITHUB_SHA", other_sha)]);
+    r2.assert_code(1);
+    assert!(
+        r2.stdout
+            .contains(&format!("training job `{job}` belongs to another run")),
+        "{}",
+        r2.stdout
+    );
+    assert!(
+        r2.stdout
+            .contains(&format!("commit `{SHA}` (this run: `{other_sha}`)")),
+        "{}",
+        r2.stdout
+    );
+    assert_eq!(out2.get("metrics"), None, "none of its results reported");
+    assert_eq!(second.versions(), 0, "nothing registered");
+    assert!(
+        !second.ws.path().join(format!(".mlcd/jobs/{job}")).exists(),
+        "the other job is not collected into this workspace"
+    );
+    // The first run's job was left alone: still running, and its own run attaches.
+    let running = docker(
+        &first.tb,
+        &["ps", "-q", "--filter", &format!("name=mlcd-train-{job}")],
+    );
+    assert!(!running.trim().is_empty(), "the first job keeps running");
+    let (r3, out3) = first.run(&[
+        ("INPUT_ATTACH", job.as_str()),
+        ("INPUT_TIMEOUT", "1s"),
+        ("INPUT_PARAM-LIST", "sleep=120"),
+    ]);
+    assert_eq!(out3["job-id"], job, "{}", r3.stderr);
+    assert!(
+        r3.stderr.contains("attaching to training job"),
+        "{}",
+        r3.stderr
+    );
+    // timed out → the job is stopped (on-timeout: stop), nothing left running.
+    r3.assert_code(3);
 }

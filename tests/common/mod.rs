@@ -72,12 +72,17 @@ pub fn mlcd(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 /// A scratch workspace (a temp dir) with files written into it.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// The GitHub run id runs in this workspace get (unique per workspace, so
+    /// that tests running side by side never derive the same job names; the
+    /// same for every run in it, so a re-run is a re-run).
+    pub run_id: String,
 }
 
 impl Workspace {
     pub fn new() -> Self {
         Workspace {
             dir: tempfile::tempdir().unwrap(),
+            run_id: unique().to_string(),
         }
     }
 
@@ -135,7 +140,7 @@ pub fn actions_env(ws: &Workspace) -> Vec<(String, String)> {
         ("GITHUB_REPOSITORY".into(), "acme/churn".into()),
         ("GITHUB_SHA".into(), SHA.into()),
         ("GITHUB_REF".into(), "refs/heads/main".into()),
-        ("GITHUB_RUN_ID".into(), "4242".into()),
+        ("GITHUB_RUN_ID".into(), ws.run_id.clone()),
         ("GITHUB_RUN_ATTEMPT".into(), "1".into()),
         ("GITHUB_SERVER_URL".into(), "https://github.com".into()),
         ("GITHUB_OUTPUT".into(), p("out/output")),
