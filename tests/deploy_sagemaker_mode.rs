@@ -520,3 +520,46 @@ fn a_first_deploy_creates_an_endpoint_on_moto() {
     assert!(summary.contains("| 1 | 100% |"), "{summary}");
     assert_eq!(bed.last_deployment_states(), ["in_progress", "success"]);
 }
+
+#[test]
+fn an_endpoint_of_another_repository_is_refused_and_one_without_an_owner_is_taken_with_a_warning() {
+    let fake = FakeSagemaker::start();
+    let bed = Bed::new(&fake.url);
+    bed.deploy("v1", &[]).0.assert_code(0);
+    let updates = fake.calls("UpdateEndpoint").len();
+    let models = fake.calls("CreateModel").len();
+
+    // Another repository deploying to an endpoint of the same name: refused
+    // before anything is created or changed.
+    let (r, _) = bed.deploy("v2", &[("GITHUB_REPOSITORY", "other/churn")]);
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains(&format!(
+            "endpoint `{}` belongs to another run",
+            bed.endpoint
+        )) && r
+            .stdout
+            .contains("source `github.com/acme/churn` (this run: `github.com/other/churn`)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(fake.calls("UpdateEndpoint").len(), updates);
+    assert_eq!(fake.calls("CreateModel").len(), models);
+
+    // An endpoint that records no owner (made before mlcd recorded one): changed,
+    // with a warning that says so.
+    control(
+        &fake,
+        "POST",
+        "/_fake/endpoint",
+        Some(serde_json::json!({"name": bed.endpoint, "tags": []})),
+    );
+    let (r, _) = bed.deploy("v2", &[("INPUT_STRATEGY", "all-at-once")]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("records no owner"), "{}", r.stdout);
+    assert_eq!(
+        production(&fake, &bed.endpoint),
+        [("i-v2".to_string(), 100.0)]
+    );
+    fake.assert_no_violations();
+}

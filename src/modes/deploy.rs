@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::ModeEnv;
 use crate::config::values::{Backend, Strategy};
 use crate::error::{Outcome, UserError};
-use crate::identity::{Identity, Purpose};
+use crate::identity::{Identity, Purpose, Recorded};
 use crate::plan::{DeployPlan, Plan};
 use crate::registry::{self, ModelRegistry};
 use crate::report::deployments::{self, Deployment};
@@ -158,13 +158,24 @@ fn identity(plan: &Plan, d: &DeployPlan, c: Option<&Candidate>) -> Identity {
     }
 }
 
-/// Refuses to touch an endpoint another repository (or workspace) created.
+/// Refuses to touch an endpoint another repository (or workspace) created. An
+/// endpoint that records no owner (made before mlcd recorded one, or by hand) is
+/// changed with a warning: refusing would strand every endpoint made by an
+/// earlier release, and its name was given on purpose in `deploy.endpoint`.
 async fn check_owner(
     backend: &dyn ServingBackend,
     plan: &Plan,
     d: &DeployPlan,
+    reporter: &mut Reporter,
 ) -> Result<(), UserError> {
     let recorded = backend.owner(&d.endpoint).await?;
+    if recorded == Recorded::Unknown {
+        reporter.warn(format!(
+            "endpoint `{}` records no owner (it was made before mlcd recorded one, or by hand): mlcd changes it as `deploy.endpoint` asks; versions deployed now record {} as its owner",
+            d.endpoint, d.source
+        ));
+        return Ok(());
+    }
     identity(plan, d, None).check("endpoint", &d.endpoint, &recorded, Purpose::Endpoint)
 }
 
@@ -424,7 +435,7 @@ pub async fn run(
     }
     let backend = backend(plan, env).await?;
     reporter.set_output("endpoint", d.endpoint.clone());
-    check_owner(&*backend, plan, d).await?;
+    check_owner(&*backend, plan, d, reporter).await?;
     if env.request.rollback {
         return rollback(plan, d, env, &*backend, reporter).await;
     }

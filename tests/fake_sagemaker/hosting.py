@@ -269,7 +269,8 @@ class Hosting:
         return out
 
     def control(self, spec):
-        """POST /_fake/endpoint {name, status, failure_reason, describes}: script a state."""
+        """POST /_fake/endpoint {name, status, failure_reason, describes}: script a state;
+        {name, tags: [...]} replaces its tags (an endpoint made by hand, or by an older mlcd)."""
         if "default_describes" in spec:
             self.describes = max(1, int(spec["default_describes"]))
             if "name" not in spec:
@@ -277,6 +278,9 @@ class Hosting:
         e = self.endpoints.get(spec.get("name"))
         if e is None:
             raise ValueError(f"no endpoint {spec.get('name')!r}")
+        if "tags" in spec and "status" not in spec:
+            e["tags"] = list(spec["tags"])
+            return self.view()[e["name"]]
         status = spec.get("status")
         if status not in ("InService", "Updating", "RollingBack", "Failed", "UpdateRollbackFailed", "OutOfService"):
             raise ValueError(f"status {status!r} cannot be scripted")
