@@ -179,8 +179,11 @@ fn act_on(
     event_file: &str,
     secrets: &[(&str, &str)],
 ) -> (Outputs, BTreeMap<String, String>, String) {
+    // Bounded, with room for a loaded machine: one act run builds and trains the
+    // example in vfs-copied containers (about 2-4 minutes on an idle machine; it
+    // took over 10 minutes while other checkouts compiled and tested beside it).
     let mut cmd = Command::new("timeout");
-    cmd.arg("600")
+    cmd.arg("1500")
         .arg(&env["MLCD_TESTBED_ACT"])
         .args([event, "-W", workflow, "-e", event_file, "--actor", "mlcd"])
         .args([
