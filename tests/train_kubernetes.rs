@@ -415,6 +415,85 @@ fn a_timeout_suspends_the_job_and_fails_the_step() {
 }
 
 #[test]
+fn a_job_that_cannot_be_scheduled_says_why_and_is_suspended_on_timeout() {
+    let fake = FakeKube::start();
+    let ws = kube_workspace("");
+    let (r, out) = run_train(
+        &ws,
+        &fake,
+        &unique().to_string(),
+        &[("INPUT_PARAM-LIST", "stuck=true"), ("INPUT_TIMEOUT", "3s")],
+    );
+    r.assert_code(3);
+    assert_eq!(out["status"], "timed_out", "{out:?}");
+    // The scheduler's Warning Event is what the user sees while it waits.
+    assert!(
+        r.stderr.contains(
+            "Pending (FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu"
+        ),
+        "{}",
+        r.stderr
+    );
+    let tj = fake.get(&format!(
+        "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs/{}",
+        out["job-id"]
+    ));
+    assert_eq!(tj["spec"]["suspend"], true, "{tj}");
+    fake.assert_no_violations();
+}
+
+#[test]
+fn sigterm_suspends_the_pytorchjob_and_reports_cancelled() {
+    let fake = FakeKube::start();
+    let ws = kube_workspace("  trainer: pytorchjob\n");
+    let mut env = actions_env(&ws);
+    let kubeconfig = fake.kubeconfig().display().to_string();
+    let run_id = unique().to_string();
+    for (k, v) in [
+        ("INPUT_MODE", "train"),
+        ("INPUT_PARAM-LIST", "sleep=600"),
+        ("GITHUB_RUN_ID", run_id.as_str()),
+        ("KUBECONFIG", kubeconfig.as_str()),
+        ("MLCD_POLL_INTERVAL_MS", "200"),
+    ] {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.into(), v.into()));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlcd"))
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains(": InProgress") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(4), "{seen}{}", rest.join("\n"));
+    let out = parse_outputs(&ws.read("out/output"));
+    let job = fake.get(&format!(
+        "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/{}",
+        out["job-id"]
+    ));
+    assert_eq!(job["spec"]["runPolicy"]["suspend"], true, "{job}");
+    fake.assert_no_violations();
+}
+
+#[test]
 fn a_rerun_attaches_to_its_own_job_and_never_to_another_runs() {
     let fake = FakeKube::start();
     let ws = kube_workspace("");

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Map, Value};
@@ -620,6 +620,44 @@ impl KubernetesTraining {
         }
     }
 
+    /// Why a job that has not started waits: the newest Warning Event about
+    /// the job or its pods (`FailedScheduling: 0/3 nodes are available: …`).
+    async fn waiting_reason(&self, name: &str) -> Option<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.plan.namespace);
+        let mut subjects = vec![name.to_string()];
+        if let Ok(pods) = self.pods(name).await {
+            subjects.extend(pods.into_iter().filter_map(|p| p.metadata.name));
+        }
+        let mut newest: Option<Event> = None;
+        for subject in subjects {
+            let lp = ListParams::default().fields(&format!("involvedObject.name={subject}"));
+            let Ok(list) = api.list(&lp).await else {
+                continue;
+            };
+            for ev in list.items {
+                if ev.type_.as_deref() != Some("Warning") {
+                    continue;
+                }
+                let newer = match &newest {
+                    None => true,
+                    Some(n) => {
+                        ev.last_timestamp.as_ref().map(|t| t.0)
+                            >= n.last_timestamp.as_ref().map(|t| t.0)
+                    }
+                };
+                if newer {
+                    newest = Some(ev);
+                }
+            }
+        }
+        let ev = newest?;
+        Some(format!(
+            "{}: {}",
+            ev.reason.unwrap_or_else(|| "Warning".into()),
+            ev.message.unwrap_or_default().trim()
+        ))
+    }
+
     async fn hyperparameters(&self, name: &str) -> BTreeMap<String, String> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.plan.namespace);
         match api.get_opt(&hyperparameters_config_map(name)).await {
@@ -814,7 +852,12 @@ impl TrainingBackend for KubernetesTraining {
         let Some(obj) = self.get_job(name).await? else {
             return Ok(None);
         };
-        let (state, detail) = state_of(self.plan.trainer, &obj);
+        let (state, mut detail) = state_of(self.plan.trainer, &obj);
+        if state == JobState::Pending {
+            if let Some(why) = self.waiting_reason(name).await {
+                detail = Some(why);
+            }
+        }
         let failure_reason = match state {
             JobState::Failed => Some(self.failure_reason(name, &obj).await),
             _ => None,

@@ -42,8 +42,8 @@ Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   success. A PyTorchJob container whose terminationMessagePath is
   /opt/ml/output/failure gets the failure reason as its termination message (what
   the kubelet reads from that file). Suspending a job deletes its pods and sets
-  Suspended; activeDeadlineSeconds fails it with DeadlineExceeded; `stuck` never
-  makes pods and records a FailedScheduling Event.
+  Suspended; activeDeadlineSeconds fails it with DeadlineExceeded; `stuck` leaves
+  its pods Pending with a FailedScheduling Warning Event from the scheduler.
 
 Control endpoints (not validated, not recorded):
   GET  /_fake/violations   [{seq, method, path, kind, object, errors}]
@@ -151,6 +151,11 @@ class Invalid(Exception):
         self.code = code
 
 
+def json_type(value):
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), "null")
+
+
 def check_schema(schema, value, path, errs, old, counters):
     """A structural-schema check of `value` (JSON) against a CRD schema node."""
     if value is None:
@@ -169,7 +174,7 @@ def check_schema(schema, value, path, errs, old, counters):
     t = schema.get("type")
     if t == "object":
         if not isinstance(value, dict):
-            errs.append(f"{path}: Invalid value: \"{type(value).__name__}\": {path} in body must be of type object: {json.dumps(value)[:60]}")
+            errs.append(f"{path}: Invalid value: \"{json_type(value)}\": {path} in body must be of type object: {json.dumps(value)[:60]}")
             return
         props = schema.get("properties")
         addl = schema.get("additionalProperties")
@@ -192,7 +197,7 @@ def check_schema(schema, value, path, errs, old, counters):
                 errs.append(f"{path}: Invalid value: {bound} {schema[bound]}")
     elif t == "array":
         if not isinstance(value, list):
-            errs.append(f"{path}: Invalid value: \"{type(value).__name__}\": {path} in body must be of type array")
+            errs.append(f"{path}: Invalid value: \"{json_type(value)}\": {path} in body must be of type array")
             return
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             errs.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
@@ -212,7 +217,7 @@ def check_schema(schema, value, path, errs, old, counters):
             check_schema(items, item, f"{path}[{i}]", errs, None, counters)
     elif t == "string":
         if not isinstance(value, str):
-            errs.append(f"{path}: Invalid value: \"{type(value).__name__}\": {path} in body must be of type string: {json.dumps(value)}")
+            errs.append(f"{path}: Invalid value: \"{json_type(value)}\": {path} in body must be of type string: {json.dumps(value)}")
             return
         if "enum" in schema and value not in schema["enum"]:
             errs.append(f"{path}: Unsupported value: {json.dumps(value)}: supported values: {', '.join(json.dumps(e) for e in schema['enum'])}")
@@ -224,7 +229,7 @@ def check_schema(schema, value, path, errs, old, counters):
             errs.append(f"{path}: Invalid value: {json.dumps(value)}: {path} in body should match '{schema['pattern']}'")
     elif t == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
-            errs.append(f"{path}: Invalid value: \"{type(value).__name__}\": {path} in body must be of type integer: {json.dumps(value)}")
+            errs.append(f"{path}: Invalid value: \"{json_type(value)}\": {path} in body must be of type integer: {json.dumps(value)}")
             return
         if "minimum" in schema and value < schema["minimum"]:
             errs.append(f"{path}: Invalid value: {value}: {path} in body should be greater than or equal to {schema['minimum']}")
@@ -235,7 +240,7 @@ def check_schema(schema, value, path, errs, old, counters):
             errs.append(f"{path}: Invalid value: {path} in body must be of type number")
     elif t == "boolean":
         if not isinstance(value, bool):
-            errs.append(f"{path}: Invalid value: \"{type(value).__name__}\": {path} in body must be of type boolean: {json.dumps(value)}")
+            errs.append(f"{path}: Invalid value: \"{json_type(value)}\": {path} in body must be of type boolean: {json.dumps(value)}")
 
 
 def check_metadata(res, obj, errs):
@@ -310,6 +315,16 @@ def matches(reqs, values):
     return True
 
 
+def field_values(obj):
+    """The fields a fieldSelector may name (metadata; an Event's involvedObject)."""
+    v = {"metadata.name": obj["metadata"]["name"], "metadata.namespace": obj["metadata"].get("namespace", "")}
+    for k, x in (obj.get("involvedObject") or {}).items():
+        v[f"involvedObject.{k}"] = x
+    if "type" in obj and obj.get("kind") == "Event":
+        v["type"], v["reason"] = obj.get("type"), obj.get("reason")
+    return v
+
+
 def merge_patch(target, patch):
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -328,6 +343,10 @@ def status(code, reason, message, details=None):
     if details:
         s["details"] = details
     return s
+
+
+def s_msg(script):
+    return script.get("message") or "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
 
 
 class HttpError(Exception):
@@ -423,7 +442,7 @@ class Fake:
             schema.get("properties", {}).pop("metadata", None)
             old_body = {k: v for k, v in (old or {}).items() if k != "metadata"} if old else None
             check_schema(schema, body, "", errs, old_body, self.counters)
-            errs = [e[1:] if e.startswith(".") else e for e in errs]
+            errs = [re.sub(r"(^|\s)\.(\w)", r"\1\2", e) for e in errs]
             for rule in r.schema.get("x-kubernetes-validations") or []:
                 name = obj.get("metadata", {}).get("name", "")
                 if "matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')" in rule.get("rule", "") and not re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", name):
@@ -515,6 +534,8 @@ class Fake:
                 s.setdefault("message", "fail requested by hyperparameter")
             elif str(hp.get("oom", "")).lower() == "true":
                 s["outcome"] = "oom"
+            elif str(hp.get("stuck", "")).lower() == "true":
+                s["outcome"] = "stuck"
             else:
                 s["outcome"] = "complete"
         s.setdefault("seconds", float(hp.get("sleep", 0.5) or 0.5))
@@ -688,23 +709,24 @@ class Fake:
             created = "JobsCreationSucceeded" if r.kind == "TrainJob" else "PyTorchJobCreated"
             self.set_status(r, key, {"conditions": [{"type": "Created", "status": "True", "reason": created,
                                                        "message": f"{r.kind} {name} is created."}]})
-            if run["script"]["outcome"] == "stuck":
-                ev = {"apiVersion": "v1", "kind": "Event",
-                      "metadata": {"name": f"{name}.{uuid.uuid4().hex[:12]}", "namespace": ns},
-                      "involvedObject": {"apiVersion": r.api_version, "kind": r.kind, "name": name, "namespace": ns,
-                                         "uid": job["metadata"]["uid"]},
-                      "reason": "FailedScheduling", "type": "Warning", "count": 1,
-                      "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-                      "firstTimestamp": now(), "lastTimestamp": now(), "source": {"component": "default-scheduler"}}
-                self.write(self.by_path[("", "v1", "events")], ns, ev, method="CONTROLLER", path="events")
-                run["phase"] = "stuck"
-                return
             for pod_name, labels, spec in templates:
                 if self.make_pod(ns, pod_name, labels, spec, job):
                     run["pods"].append(pod_name)
                     self.logs[(ns, pod_name)] = []
             run["phase"] = "pending"
             run["since"] = time.time()
+            if run["script"]["outcome"] == "stuck" and run["pods"]:
+                # The scheduler cannot place the pod: it stays Pending, with an Event.
+                pod = run["pods"][0]
+                ev = {"apiVersion": "v1", "kind": "Event",
+                      "metadata": {"name": f"{pod}.{uuid.uuid4().hex[:12]}", "namespace": ns},
+                      "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": ns,
+                                         "uid": self.objects[("", "pods", ns, pod)]["metadata"]["uid"]},
+                      "reason": "FailedScheduling", "type": "Warning", "count": 1,
+                      "message": s_msg(run["script"]),
+                      "firstTimestamp": now(), "lastTimestamp": now(), "source": {"component": "default-scheduler"}}
+                self.write(self.by_path[("", "v1", "events")], ns, ev, method="CONTROLLER", path="events")
+                run["phase"] = "stuck"
             return
         if run["phase"] == "stuck":
             return
@@ -1047,7 +1069,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             items = [o for k, o in sorted(f.objects.items())
                      if k[0] == r.group and k[1] == r.plural and (ns is None or k[2] == ns)
                      and matches(labels, o["metadata"].get("labels") or {})
-                     and matches(fields, {"metadata.name": o["metadata"]["name"], "metadata.namespace": o["metadata"].get("namespace", "")})]
+                     and matches(fields, field_values(o))]
             rv = str(f.rv)
         limit = int(query.get("limit") or 0)
         if limit:
@@ -1065,7 +1087,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         def wanted(key, obj):
             return (key[0] == r.group and key[1] == r.plural and (ns is None or key[2] == ns)
                     and matches(labels, obj["metadata"].get("labels") or {})
-                    and matches(fields, {"metadata.name": obj["metadata"]["name"], "metadata.namespace": obj["metadata"].get("namespace", "")}))
+                    and matches(fields, field_values(obj)))
 
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
