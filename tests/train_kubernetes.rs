@@ -25,7 +25,7 @@ use mlcd::config::types::KubeTrainer;
 use mlcd::config::values::Backend;
 use mlcd::plan::KubernetesPlan;
 use mlcd::train::kubernetes::KubernetesTraining;
-use mlcd::train::{Channel, JobSpec};
+use mlcd::train::{Channel, JobSpec, TrainingBackend};
 
 /// The fake API server and a kubeconfig for it; stopped when dropped.
 struct FakeKube {
@@ -228,6 +228,48 @@ async fn the_kubernetes_backend_passes_the_conformance_suite_with_trainjobs() {
 #[tokio::test]
 async fn the_kubernetes_backend_passes_the_conformance_suite_with_pytorchjobs() {
     conformance_for(KubeTrainer::Pytorchjob, "conf-pt").await;
+}
+
+#[tokio::test]
+async fn waiting_on_a_running_job_costs_two_requests_per_poll() {
+    let fake = FakeKube::start();
+    let backend = KubernetesTraining::new(&plan(KubeTrainer::Trainjob), &fake.env())
+        .await
+        .unwrap();
+    let mut spec = base_spec("github.com/acme/churn");
+    spec.name = "quiet-1".into();
+    spec.hyperparameters.insert("sleep".into(), "60".into());
+    backend.submit(&spec).await.unwrap();
+    let mut cursor = mlcd::train::LogCursor::default();
+    // Until it runs and its first lines were read.
+    for _ in 0..100 {
+        let s = backend.describe(&spec.name).await.unwrap().unwrap();
+        let lines = backend.logs(&spec.name, &mut cursor).await.unwrap();
+        if s.state == mlcd::train::JobState::InProgress && !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = fake.requests().len();
+    for _ in 0..5 {
+        let s = backend.describe(&spec.name).await.unwrap().unwrap();
+        assert_eq!(s.state, mlcd::train::JobState::InProgress);
+        assert!(backend
+            .logs(&spec.name, &mut cursor)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let calls = fake.requests().len() - before;
+    assert_eq!(
+        calls,
+        10,
+        "requests for 5 polls: {:#?}",
+        &fake.requests()[before..]
+    );
+    // Quiet polls back off to 15 s: at most 8 requests a minute once settled.
+    assert_eq!(backend.max_poll_interval(), Duration::from_secs(15));
+    fake.assert_no_violations();
 }
 
 /// A workspace whose mlcd.yml trains on the fake cluster.

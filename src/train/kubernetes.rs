@@ -37,6 +37,10 @@ use crate::plan::KubernetesPlan;
 /// How often a running job is described by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The longest the interval grows to while nothing changes: a quiet wait costs
+/// two requests (the job, its log) every 15 s.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Label on every object mlcd makes, and on the job's pods: the job's name.
 pub const LABEL_JOB: &str = "mlcd.dev/job";
 /// Label: the model.
@@ -558,6 +562,11 @@ impl KubernetesTraining {
     }
 
     async fn pod_log(&self, pod: &str) -> Result<Vec<String>, UserError> {
+        Ok(self.pod_log_opt(pod).await?.unwrap_or_default())
+    }
+
+    /// The pod's log; `None` when the pod is gone.
+    async fn pod_log_opt(&self, pod: &str) -> Result<Option<Vec<String>>, UserError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.plan.namespace);
         let lp = LogParams {
             container: Some(
@@ -570,11 +579,10 @@ impl KubernetesTraining {
             ..LogParams::default()
         };
         match api.logs(pod, &lp).await {
-            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
-            // Not started yet (400 "waiting to start") or gone: no lines.
-            Err(e) if matches!(k::failure(&e), ApiFailure::Invalid | ApiFailure::NotFound) => {
-                Ok(Vec::new())
-            }
+            Ok(text) => Ok(Some(text.lines().map(str::to_string).collect())),
+            Err(e) if k::failure(&e) == ApiFailure::NotFound => Ok(None),
+            // Not started yet (400 "waiting to start"): no lines.
+            Err(e) if k::failure(&e) == ApiFailure::Invalid => Ok(Some(Vec::new())),
             Err(e) => Err(self.err(format!("reading the log of pod {pod}"), &e)),
         }
     }
@@ -872,23 +880,40 @@ impl TrainingBackend for KubernetesTraining {
                 .then(|| artifact_of(self.plan.trainer, &obj))
                 .flatten(),
             image: image_of(self.plan.trainer, &obj),
-            hyperparameters: self.hyperparameters(name).await,
+            // Read once the job has ended: a running job's poll stays one request.
+            hyperparameters: if state.is_terminal() {
+                self.hyperparameters(name).await
+            } else {
+                BTreeMap::new()
+            },
         }))
     }
 
     async fn logs(&self, name: &str, cursor: &mut LogCursor) -> Result<Vec<String>, UserError> {
-        let Some(pod) = self.lead_pod(name).await? else {
-            return Ok(Vec::new());
-        };
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        // The cursor: the pod read and how many of its lines were returned.
+        // The cursor: the pod read and how many of its lines were returned. The
+        // pods are listed again only when there is none yet or it is gone.
         let (seen_pod, seen): (String, usize) = cursor
             .0
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
-        let skip = if seen_pod == pod_name { seen } else { 0 };
-        let lines = self.pod_log(&pod_name).await?;
+        let known = if seen_pod.is_empty() {
+            None
+        } else {
+            self.pod_log_opt(&seen_pod).await?
+        };
+        let (pod_name, skip, lines) = match known {
+            Some(lines) => (seen_pod, seen, lines),
+            None => {
+                let Some(pod) = self.lead_pod(name).await? else {
+                    return Ok(Vec::new());
+                };
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                let skip = if pod_name == seen_pod { seen } else { 0 };
+                let lines = self.pod_log(&pod_name).await?;
+                (pod_name, skip, lines)
+            }
+        };
         let new: Vec<String> = lines.iter().skip(skip).cloned().collect();
         cursor.0 = Some(
             serde_json::to_string(&(pod_name, lines.len().max(skip))).expect("a tuple serializes"),
@@ -932,6 +957,10 @@ impl TrainingBackend for KubernetesTraining {
 
     fn poll_interval(&self) -> Duration {
         self.poll_interval
+    }
+
+    fn max_poll_interval(&self) -> Duration {
+        MAX_POLL_INTERVAL.max(self.poll_interval)
     }
 }
 
