@@ -763,6 +763,74 @@ fn kubectl_applies_what_render_prints_and_sees_the_job_through() {
 }
 
 #[test]
+fn kubectl_suspends_with_a_patch_and_a_stale_replace_conflicts() {
+    let fake = FakeKube::start();
+    let ws = kube_workspace("");
+    ws.write(
+        "mlcd.yml",
+        &ws.read("mlcd.yml")
+            .replace("epochs: 4", "epochs: 4, sleep: 300"),
+    );
+    let file = rendered(&ws, "trainjob").display().to_string();
+    let name = job_name_in(Path::new(&file));
+    let tj = format!("trainjob.trainer.kubeflow.org/{name}");
+    kubectl_ok(
+        &fake,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "mlcd",
+            "-f",
+            &file,
+        ],
+    );
+    // A merge patch, as mlcd's stop sends it: the job suspends and its pods go.
+    kubectl_ok(
+        &fake,
+        &[
+            "patch",
+            &tj,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    );
+    let waited = kubectl_ok(
+        &fake,
+        &["wait", "--for=condition=Suspended", &tj, "--timeout=30s"],
+    );
+    assert!(waited.contains("condition met"), "{waited}");
+    let pods = kubectl_ok(
+        &fake,
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("mlcd.dev/job={name}"),
+            "-o",
+            "name",
+        ],
+    );
+    assert!(pods.trim().is_empty(), "{pods}");
+    // An update from a stale read is refused with a conflict.
+    let current = kubectl_ok(&fake, &["get", &tj, "-o", "json"]);
+    let stale = ws.write("stale.json", &current);
+    let mut changed: serde_json::Value = serde_json::from_str(&current).unwrap();
+    changed["metadata"]["labels"]["team"] = "ml".into();
+    let fresh = ws.write("fresh.json", &changed.to_string());
+    kubectl_ok(&fake, &["replace", "-f", &fresh.display().to_string()]);
+    let r = fake.kubectl(&["replace", "-f", &stale.display().to_string()]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("the object has been modified"),
+        "{}",
+        r.stderr
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
 fn the_fake_refuses_an_invalid_trainjob_as_a_cluster_would() {
     let fake = FakeKube::start();
     let ws = kube_workspace("");
