@@ -231,14 +231,14 @@ async fn the_kubernetes_backend_passes_the_conformance_suite_with_pytorchjobs() 
 }
 
 #[tokio::test]
-async fn waiting_on_a_running_job_costs_two_requests_per_poll() {
+async fn waiting_on_a_running_job_is_a_watch_and_a_log_read_every_10_seconds() {
     let fake = FakeKube::start();
     let backend = KubernetesTraining::new(&plan(KubeTrainer::Trainjob), &fake.env())
         .await
         .unwrap();
     let mut spec = base_spec("github.com/acme/churn");
     spec.name = "quiet-1".into();
-    spec.hyperparameters.insert("sleep".into(), "60".into());
+    spec.hyperparameters.insert("sleep".into(), "4".into());
     backend.submit(&spec).await.unwrap();
     let mut cursor = mlcd::train::LogCursor::default();
     // Until it runs and its first lines were read.
@@ -250,25 +250,44 @@ async fn waiting_on_a_running_job_costs_two_requests_per_poll() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Polls every 100 ms until it completes: answered from the watch.
     let before = fake.requests().len();
-    for _ in 0..5 {
+    let started = std::time::Instant::now();
+    let done = loop {
         let s = backend.describe(&spec.name).await.unwrap().unwrap();
-        assert_eq!(s.state, mlcd::train::JobState::InProgress);
-        assert!(backend
-            .logs(&spec.name, &mut cursor)
-            .await
-            .unwrap()
-            .is_empty());
-    }
-    let calls = fake.requests().len() - before;
+        let lines = backend.logs(&spec.name, &mut cursor).await.unwrap();
+        if s.state.is_terminal() {
+            break (s, lines);
+        }
+        assert!(lines.is_empty(), "no new lines while it sleeps: {lines:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
-        calls,
-        10,
-        "requests for 5 polls: {:#?}",
-        &fake.requests()[before..]
+        done.0.state,
+        mlcd::train::JobState::Completed,
+        "{:?}",
+        done.0
     );
-    // Quiet polls back off to 15 s: at most 8 requests a minute once settled.
-    assert_eq!(backend.max_poll_interval(), Duration::from_secs(15));
+    let during: Vec<_> = fake.requests()[before..].to_vec();
+    // Tens of polls; the requests: the final log read and the hyperparameters.
+    let reads: Vec<String> = during
+        .iter()
+        .map(|r| format!("{} {}", r["method"], r["path"]))
+        .collect();
+    assert!(
+        during.len() <= 3,
+        "a watched job must not be read on every poll: {reads:#?}"
+    );
+    let watches = fake
+        .requests()
+        .iter()
+        .filter(|r| r["query"]["watch"] == "true" || r["query"]["watch"] == "1")
+        .count();
+    assert_eq!(watches, 1, "one watch request");
     fake.assert_no_violations();
 }
 

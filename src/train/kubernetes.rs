@@ -13,12 +13,17 @@
 //!
 //! [`stop`]: KubernetesTraining::stop
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams, WatchEvent,
+    WatchParams,
+};
 use kube::Client;
 use serde_json::{json, Map, Value};
 
@@ -34,12 +39,43 @@ use crate::instance;
 use crate::plan::kubernetes::parse_pvc;
 use crate::plan::KubernetesPlan;
 
-/// How often a running job is described by default.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How often mlcd looks at a job by default. Cheap: `describe` answers from the
+/// job's watch, so a change is seen within this interval without a request.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The longest the interval grows to while nothing changes: a quiet wait costs
-/// two requests (the job, its log) every 15 s.
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(15);
+/// How often a running job's log (and a pending job's Events) is read at most;
+/// the rest of the log is read as soon as the job has ended.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How long one watch request stays open before it is renewed.
+const WATCH_SECONDS: u32 = 290;
+
+/// What the watch of one job knows, and when its log and Events were last read.
+#[derive(Debug, Default)]
+struct Watched {
+    /// The job as last seen (`None`: deleted).
+    latest: Option<Value>,
+    /// The watch runs: `latest` is current.
+    live: bool,
+    /// When the log was last read.
+    log_read: Option<Instant>,
+    /// When the Events were last read, and the reason they gave.
+    reason: Option<(Instant, Option<String>)>,
+}
+
+type WatchMap = Arc<Mutex<HashMap<String, Watched>>>;
+
+/// Stops the watches when the last clone of the backend goes.
+#[derive(Debug, Default)]
+struct Watches(Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for h in self.0.lock().expect("not poisoned").drain(..) {
+            h.abort();
+        }
+    }
+}
 
 /// Label on every object mlcd makes, and on the job's pods: the job's name.
 pub const LABEL_JOB: &str = "mlcd.dev/job";
@@ -464,6 +500,8 @@ pub struct KubernetesTraining {
     client: Client,
     plan: KubernetesPlan,
     poll_interval: Duration,
+    watched: WatchMap,
+    watches: Arc<Watches>,
 }
 
 impl KubernetesTraining {
@@ -488,6 +526,104 @@ impl KubernetesTraining {
             client,
             plan: plan.clone(),
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
+            watched: WatchMap::default(),
+            watches: Arc::default(),
+        }
+    }
+
+    /// The job as its watch last saw it, or read now (and watched from then on).
+    async fn current_job(&self, name: &str) -> Result<Option<Value>, UserError> {
+        let cached = {
+            let map = self.watched.lock().expect("not poisoned");
+            map.get(name).filter(|w| w.live).map(|w| w.latest.clone())
+        };
+        if let Some(obj) = cached {
+            return Ok(obj);
+        }
+        let obj = self.get_job(name).await?;
+        if let Some(rv) = obj
+            .as_ref()
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str())
+        {
+            self.watch(name, rv.to_string(), obj.clone());
+        }
+        Ok(obj)
+    }
+
+    /// Follows the job `name` from `rv` in the background: every change lands in
+    /// `watched`; on any error the watch ends and `describe` reads the job again.
+    fn watch(&self, name: &str, rv: String, now: Option<Value>) {
+        {
+            let mut map = self.watched.lock().expect("not poisoned");
+            let w = map.entry(name.to_string()).or_default();
+            w.latest = now;
+            w.live = true;
+        }
+        let api = self.jobs();
+        let map = self.watched.clone();
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            let set = |latest: Option<Option<Value>>, live: bool| {
+                let mut m = map.lock().expect("not poisoned");
+                let w = m.entry(name.clone()).or_default();
+                if let Some(l) = latest {
+                    w.latest = l;
+                }
+                w.live = live;
+            };
+            let mut rv = rv;
+            loop {
+                let wp = WatchParams::default()
+                    .fields(&format!("metadata.name={name}"))
+                    .timeout(WATCH_SECONDS);
+                let Ok(stream) = api.watch(&wp, &rv).await else {
+                    break;
+                };
+                let mut stream = Box::pin(stream);
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
+                            if let Some(v) = &o.metadata.resource_version {
+                                rv = v.clone();
+                            }
+                            set(Some(serde_json::to_value(o).ok()), true);
+                        }
+                        Ok(WatchEvent::Deleted(_)) => set(Some(None), true),
+                        Ok(WatchEvent::Bookmark(b)) => rv = b.metadata.resource_version,
+                        Ok(WatchEvent::Error(_)) | Err(_) => {
+                            set(None, false);
+                            return;
+                        }
+                    }
+                }
+            }
+            set(None, false);
+        });
+        self.watches
+            .0
+            .lock()
+            .expect("not poisoned")
+            .push(task.abort_handle());
+    }
+
+    /// Whether a read of `what` for `name` is due: always once the job ended or
+    /// when it is not watched, else every [`LOG_EVERY`].
+    fn due(&self, name: &str, pick: impl Fn(&mut Watched) -> &mut Option<Instant>) -> bool {
+        let mut map = self.watched.lock().expect("not poisoned");
+        let Some(w) = map.get_mut(name) else {
+            return true;
+        };
+        let ended = w
+            .latest
+            .as_ref()
+            .is_none_or(|o| state_of(self.plan.trainer, o).0.is_terminal());
+        let live = w.live;
+        let last = pick(w);
+        if !live || ended || last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            *last = Some(Instant::now());
+            true
+        } else {
+            false
         }
     }
 
@@ -857,12 +993,28 @@ impl TrainingBackend for KubernetesTraining {
     }
 
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError> {
-        let Some(obj) = self.get_job(name).await? else {
+        let Some(obj) = self.current_job(name).await? else {
             return Ok(None);
         };
         let (state, mut detail) = state_of(self.plan.trainer, &obj);
         if state == JobState::Pending {
-            if let Some(why) = self.waiting_reason(name).await {
+            let cached = {
+                let map = self.watched.lock().expect("not poisoned");
+                map.get(name)
+                    .and_then(|w| w.reason.clone())
+                    .filter(|(t, _)| t.elapsed() < LOG_EVERY)
+            };
+            let why = match cached {
+                Some((_, why)) => why,
+                None => {
+                    let why = self.waiting_reason(name).await;
+                    let mut map = self.watched.lock().expect("not poisoned");
+                    map.entry(name.to_string()).or_default().reason =
+                        Some((Instant::now(), why.clone()));
+                    why
+                }
+            };
+            if let Some(why) = why {
                 detail = Some(why);
             }
         }
@@ -890,6 +1042,9 @@ impl TrainingBackend for KubernetesTraining {
     }
 
     async fn logs(&self, name: &str, cursor: &mut LogCursor) -> Result<Vec<String>, UserError> {
+        if !self.due(name, |w| &mut w.log_read) {
+            return Ok(Vec::new());
+        }
         // The cursor: the pod read and how many of its lines were returned. The
         // pods are listed again only when there is none yet or it is gone.
         let (seen_pod, seen): (String, usize) = cursor
@@ -960,7 +1115,7 @@ impl TrainingBackend for KubernetesTraining {
     }
 
     fn max_poll_interval(&self) -> Duration {
-        MAX_POLL_INTERVAL.max(self.poll_interval)
+        self.poll_interval
     }
 }
 
