@@ -48,7 +48,8 @@ Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
 Control endpoints (not validated, not recorded):
   GET  /_fake/violations   [{seq, method, path, kind, object, errors}]
   POST /_fake/violations/clear
-  GET  /_fake/requests     [{seq, method, path, query, content_type}]
+  GET  /_fake/requests     [{seq, method, path, query, content_type, time}]
+  GET  /_fake/runs         {"ns/job": {"phase", "ended": epoch seconds of the terminal condition}}
   GET  /_fake/health       {"ok": true, "crds": [...], "cel_not_evaluated": N}
   POST /_fake/script       {"name": job, "outcome": "complete|fail|oom|stuck",
                             "message": "...", "logs": ["..."], "seconds": 1.0}
@@ -767,6 +768,7 @@ class Fake:
             for p in run["pods"]:
                 self.pod_status(ns, p, "Succeeded" if code == 0 else "Failed", (code, reason), message)
             run["phase"] = "done"
+            run["ended"] = time.time()
             n = len(run["pods"])
             if r.kind == "TrainJob":
                 js = [{"name": "node", "active": 0, "ready": 0, "succeeded": n if code == 0 else 0,
@@ -846,7 +848,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with self.fake.lock:
                 self.fake.seq += 1
                 self.fake.requests.append({"seq": self.fake.seq, "method": method, "path": url.path, "query": query,
-                                           "content_type": self.headers.get("Content-Type", "")})
+                                           "content_type": self.headers.get("Content-Type", ""),
+                                           "time": time.time()})
             self.api(method, url.path, query, raw)
         except HttpError as e:
             self.send_json(e.code, e.body)
@@ -865,6 +868,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, {})
             if path == "/_fake/requests":
                 return self.send_json(200, f.requests)
+            if path == "/_fake/runs":
+                return self.send_json(200, {f"{k[2]}/{k[3]}": {"phase": v["phase"], "ended": v.get("ended")}
+                                            for k, v in f.runs.items()})
             if path == "/_fake/health":
                 return self.send_json(200, {"ok": True, "crds": sorted({r.kind for r in f.resources if r.schema}),
                                             "cel_not_evaluated": f.counters.get("cel", 0),
