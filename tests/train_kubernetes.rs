@@ -404,6 +404,12 @@ fn a_trainjob_completes_with_metrics_and_is_registered() {
 fn a_failed_job_fails_the_step_with_the_containers_reason() {
     let fake = FakeKube::start();
     let ws = kube_workspace("  trainer: pytorchjob\n");
+    // A master and a worker: the reason is the master's.
+    ws.write(
+        "mlcd.yml",
+        &ws.read("mlcd.yml")
+            .replace("instance: gpu.t4.xl", "instance: gpu.t4.xl\n  count: 2"),
+    );
     let (r, out) = run_train(
         &ws,
         &fake,
@@ -428,6 +434,12 @@ fn a_failed_job_fails_the_step_with_the_containers_reason() {
 fn an_oom_killed_trainjob_says_so() {
     let fake = FakeKube::start();
     let ws = kube_workspace("");
+    // Two nodes: the first node's pod is the one read.
+    ws.write(
+        "mlcd.yml",
+        &ws.read("mlcd.yml")
+            .replace("instance: gpu.t4.xl", "instance: gpu.t4.xl\n  count: 2"),
+    );
     let (r, out) = run_train(
         &ws,
         &fake,
@@ -441,6 +453,11 @@ fn an_oom_killed_trainjob_says_so() {
         "{}",
         r.stdout
     );
+    let job = &out["job-id"];
+    let pods = fake.get(&format!(
+        "/api/v1/namespaces/ml/pods?labelSelector=mlcd.dev/job%3D{job}"
+    ));
+    assert_eq!(pods["items"].as_array().unwrap().len(), 2, "{pods}");
     fake.assert_no_violations();
 }
 
