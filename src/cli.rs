@@ -114,6 +114,21 @@ pub fn command() -> Clap {
                 ),
         )
         .subcommand(
+            Clap::new("render")
+                .about("Print the Kubernetes objects a mode would apply (YAML) and touch nothing")
+                .arg(
+                    Arg::new("MODE")
+                        .required(true)
+                        .help("train")
+                        .value_parser(["train"]),
+                )
+                .args(
+                    input_args(None, None)
+                        .into_iter()
+                        .filter(|a| a.get_id() != "dry-run"),
+                ),
+        )
+        .subcommand(
             Clap::new("validate")
                 .about("Check the config file; exit non-zero on any error")
                 .args(input_args(
@@ -194,6 +209,14 @@ pub fn parse(
                 .parse()
                 .expect("clap checked the value");
             Command::Plan(mode)
+        }
+        "render" => {
+            let mode: Mode = sub
+                .get_one::<String>("MODE")
+                .expect("required")
+                .parse()
+                .expect("clap checked the value");
+            Command::Render(mode)
         }
         other => Command::Run(other.parse().expect("subcommands are modes")),
     };

@@ -183,6 +183,9 @@ pub enum Command {
     Plan(Mode),
     /// Check the config file.
     Validate,
+    /// Print the Kubernetes objects a mode would apply (`mlcd render MODE`),
+    /// touching nothing.
+    Render(Mode),
 }
 
 /// Raw values keyed by canonical input name.
@@ -482,7 +485,8 @@ impl Request {
             timeout,
             strategy: parsed(get("strategy"))?,
             traffic: parsed(get("traffic"))?,
-            dry_run: bool_of("dry-run")?.unwrap_or(false) || matches!(command, Command::Plan(_)),
+            dry_run: bool_of("dry-run")?.unwrap_or(false)
+                || matches!(command, Command::Plan(_) | Command::Render(_)),
             github_token: get("github-token").map(|g| Secret::new(g.value.clone())),
             registry_username: get("registry-username").map(|g| g.value.clone()),
             registry_password: get("registry-password").map(|g| Secret::new(g.value.clone())),
@@ -503,7 +507,7 @@ impl Request {
     /// The mode this request acts in, if any.
     pub fn mode(&self) -> Option<Mode> {
         match self.command {
-            Command::Run(m) | Command::Plan(m) => Some(m),
+            Command::Run(m) | Command::Plan(m) | Command::Render(m) => Some(m),
             Command::Validate => None,
         }
     }

@@ -134,7 +134,8 @@ pub fn resolve(instance: &InstanceType, backend: Backend) -> Result<Resolved, St
         Backend::Local => false,
         Backend::Sagemaker => name.starts_with("ml.") || name == "local" || name == "local_gpu",
         Backend::Vertex => name.contains('-') && !name.starts_with("ml."),
-        Backend::Kubernetes => true,
+        // Kubernetes has no instance types: a portable name says the resources.
+        Backend::Kubernetes => false,
     };
     if !native_ok {
         return Err(match backend {
@@ -142,6 +143,7 @@ pub fn resolve(instance: &InstanceType, backend: Backend) -> Result<Resolved, St
                 "`{name}` is not a portable instance name: the local backend takes one of {}",
                 names.join(", ")
             ),
+            Backend::Kubernetes => format!("`{name}` is not a portable instance name: on Kubernetes an instance is the CPU, memory and GPUs of one of {}", names.join(", ")),
             Backend::Sagemaker => format!("`{name}` is not a SageMaker instance type (they start with `ml.`, like `ml.m5.xlarge`) nor one of {}", names.join(", ")),
             _ => unknown(backend.as_str()),
         });
@@ -153,6 +155,36 @@ pub fn resolve(instance: &InstanceType, backend: Backend) -> Result<Resolved, St
         cpus: None,
         memory_gib: None,
     })
+}
+
+/// The container resources a Kubernetes instance stands for: the resolved
+/// native string (`cpu=4 memory=16Gi nvidia.com/gpu=1`, separated by spaces or
+/// commas) as resource name → quantity.
+pub fn kubernetes_resources(native: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for part in native.split([' ', ',']).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` in `{native}` is not `resource=quantity`"))?;
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+        let qty_ok = !v.is_empty()
+            && v.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        if !name_ok || !qty_ok {
+            return Err(format!(
+                "`{part}` in `{native}` is not `resource=quantity` (like `memory=16Gi`)"
+            ));
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    if out.is_empty() {
+        return Err(format!("`{native}` names no resources"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -178,6 +210,20 @@ mod tests {
                 .native,
             "ml.g5.2xlarge"
         );
+    }
+
+    #[test]
+    fn kubernetes_instances_are_resource_lists() {
+        let r = resolve(&it("gpu.t4.xl"), Backend::Kubernetes).unwrap();
+        assert_eq!(
+            kubernetes_resources(&r.native).unwrap(),
+            vec![
+                ("cpu".to_string(), "4".to_string()),
+                ("memory".to_string(), "16Gi".to_string()),
+                ("nvidia.com/gpu".to_string(), "1".to_string())
+            ]
+        );
+        assert!(resolve(&it("m5.large"), Backend::Kubernetes).is_err());
     }
 
     #[test]

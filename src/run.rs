@@ -67,6 +67,7 @@ fn command_name(cmd: Command) -> String {
     match cmd {
         Command::Run(m) => format!("mlcd {m}"),
         Command::Plan(m) => format!("mlcd plan {m}"),
+        Command::Render(m) => format!("mlcd render {m}"),
         Command::Validate => "mlcd validate".into(),
     }
 }
@@ -91,7 +92,7 @@ async fn run_command(cmd: Command, raw: RawInputs, env: &BTreeMap<String, String
         ));
     }
     if let Some(mode) = match cmd {
-        Command::Run(m) | Command::Plan(m) => Some(m),
+        Command::Run(m) | Command::Plan(m) | Command::Render(m) => Some(m),
         Command::Validate => None,
     } {
         for name in inputs::inapplicable(&raw, mode) {
@@ -236,7 +237,7 @@ async fn execute(
 
     let mode = match cmd {
         Command::Validate => return validate(&request, loaded.as_ref(), ctx, env, reporter),
-        Command::Run(m) | Command::Plan(m) => m,
+        Command::Run(m) | Command::Plan(m) | Command::Render(m) => m,
     };
 
     if matches!(mode, Mode::Train | Mode::Deploy) {
@@ -262,6 +263,29 @@ async fn execute(
     };
     let plan = plan::make(mode, &inputs).with_context(|| format!("planning {mode}"))?;
     set_plan_outputs(reporter, &plan);
+
+    if let Command::Render(mode) = cmd {
+        let mode_env = modes::ModeEnv {
+            workspace: &ctx.workspace,
+            request: &request,
+            env,
+            config: loaded.as_ref(),
+        };
+        let yaml = match mode {
+            Mode::Train => modes::train::render(&plan, &mode_env)?,
+            other => {
+                return Err(UserError::invalid(format!(
+                    "`mlcd render {other}` is not available: render prints the Kubernetes objects of `train`"
+                ))
+                .into())
+            }
+        };
+        print!("{yaml}");
+        return Ok((
+            Outcome::Planned,
+            format!("Rendered: {}", render::headline(&plan)),
+        ));
+    }
 
     if request.dry_run {
         let text = render::text(&plan);

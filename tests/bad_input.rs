@@ -262,12 +262,12 @@ fn training_on_a_backend_without_training_support_is_refused() {
     let ws = Workspace::new();
     ws.write(
         "mlcd.yml",
-        "model: churn\nbackend: kubernetes\ntrain:\n  image: 127.0.0.1:5000/churn:1\n",
+        "model: churn\nbackend: vertex\ntrain:\n  image: 127.0.0.1:5000/churn:1\n",
     );
     let r = mlcd(ws.path(), &["train"], &[]);
     r.assert_code(2);
     assert!(
-        r.stderr.contains("backend: kubernetes") && r.stderr.contains("not available"),
+        r.stderr.contains("backend: vertex") && r.stderr.contains("not available"),
         "{}",
         r.stderr
     );

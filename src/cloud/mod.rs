@@ -1,8 +1,9 @@
 //! Shared cloud plumbing: retries with backoff (used by every HTTP client and by
 //! image pushes), the AWS client (SigV4, JSON protocol, errors), AWS credential resolution
-//! (static keys or web identity through STS), and, with the
+//! (static keys or web identity through STS), Kubernetes cluster access (`kube`), and, with the
 //! train and deploy backends, GCP tokens.
 
 pub mod aws;
+pub mod kube;
 pub mod retry;
 pub mod sts;

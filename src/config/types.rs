@@ -298,6 +298,23 @@ pub struct KubernetesConfig {
     pub context: Option<String>,
     /// The service account jobs and predictors run as.
     pub service_account: Option<String>,
-    /// Where model artifacts are stored (`s3://…`, `gs://…`, `pvc://…`).
+    /// Where model artifacts are stored (`pvc://claim/path`; `s3://…` and `gs://…`
+    /// are not written by the training backend in this release).
     pub storage_uri: Option<String>,
+    /// Which training CRD jobs are: `trainjob` (Kubeflow Trainer v2, the default)
+    /// or `pytorchjob` (Training Operator v1, for clusters that still run it).
+    pub trainer: Option<KubeTrainer>,
+    /// The `ClusterTrainingRuntime` a TrainJob runs on. Default: `torch-distributed`.
+    pub runtime: Option<String>,
+}
+
+/// The Kubernetes training CRD mlcd creates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeTrainer {
+    /// Kubeflow Trainer v2 `TrainJob` (trainer.kubeflow.org/v1alpha1).
+    #[default]
+    Trainjob,
+    /// Training Operator v1 `PyTorchJob` (kubeflow.org/v1).
+    Pytorchjob,
 }

@@ -66,11 +66,21 @@ pub async fn backend(
                 crate::train::sagemaker::SagemakerTraining::new(sm, env.env).await?,
             ))
         }
+        Backend::Kubernetes => {
+            let t = plan.train.as_ref().expect("a train plan");
+            let k = t
+                .kubernetes
+                .as_ref()
+                .expect("a Kubernetes plan for backend: kubernetes");
+            Ok(Box::new(
+                crate::train::kubernetes::KubernetesTraining::new(k, env.env).await?,
+            ))
+        }
         other => Err(UserError::invalid(format!(
             "training on `backend: {other}` is not available in mlcd {}",
             env!("CARGO_PKG_VERSION")
         ))
-        .hint("train with `backend: local` or `backend: sagemaker`")),
+        .hint("train with `backend: local`, `sagemaker` or `kubernetes`")),
     }
 }
 
@@ -114,6 +124,23 @@ pub fn job_spec(plan: &Plan, t: &TrainPlan, env: &ModeEnv<'_>) -> JobSpec {
         tags,
         identity: t.identity.clone(),
     }
+}
+
+/// The Kubernetes objects `backend: kubernetes` would apply for this plan, as
+/// a YAML stream: the same [`manifests`](crate::train::kubernetes::manifests)
+/// `submit` applies. Needs no cluster.
+pub fn render(plan: &Plan, env: &ModeEnv<'_>) -> Result<String, UserError> {
+    let t = plan.train.as_ref().expect("a train plan");
+    let Some(k) = t.kubernetes.as_ref() else {
+        return Err(UserError::invalid(format!(
+            "`mlcd render train` prints Kubernetes objects, but the backend is `{}`",
+            plan.backend
+        ))
+        .hint("set `backend: kubernetes` in mlcd.yml, or pass --backend kubernetes"));
+    };
+    let spec = job_spec(plan, t, env);
+    let objects = crate::train::kubernetes::manifests(&spec, k)?;
+    Ok(crate::train::kubernetes::to_yaml(&objects))
 }
 
 /// How the wait ended.

@@ -3,6 +3,7 @@
 
 mod build;
 mod deploy;
+pub mod kubernetes;
 pub(crate) mod paths;
 pub mod render;
 pub mod tags;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 pub use build::BuildPlan;
 pub use deploy::{DeployPlan, SmokePlan};
+pub use kubernetes::KubernetesPlan;
 pub use train::{ChampionPlan, RegistryPlan, SagemakerPlan, TrainPlan};
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};

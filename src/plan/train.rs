@@ -68,6 +68,9 @@ pub struct TrainPlan {
     /// SageMaker settings, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sagemaker: Option<SagemakerPlan>,
+    /// Kubernetes settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<super::KubernetesPlan>,
 }
 
 /// The champion/challenger comparison: the new model must be at least as good
@@ -211,6 +214,10 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
 
     let registry = registry_plan(inputs, model)?;
     let sagemaker = sagemaker_plan(inputs, backend, registry.kind, "training")?;
+    let kubernetes = match backend {
+        Backend::Kubernetes => Some(super::kubernetes::plan(inputs)?),
+        _ => None,
+    };
 
     Ok(TrainPlan {
         image,
@@ -248,6 +255,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
             .or_else(|| inputs.cfg().sagemaker.output_path.clone()),
         registry,
         sagemaker,
+        kubernetes,
     })
 }
 

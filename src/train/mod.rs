@@ -14,6 +14,7 @@ use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
 use crate::instance::Resolved;
 
+pub mod kubernetes;
 pub mod local;
 pub mod metrics;
 pub mod sagemaker;

@@ -1,0 +1,146 @@
+//! The Kubernetes settings a training plan carries (`kubernetes:` in mlcd.yml,
+//! checked here so that a bad namespace or storage URI fails before any cluster
+//! is contacted).
+
+use serde::Serialize;
+
+use super::Inputs;
+use crate::config::types::KubeTrainer;
+use crate::error::UserError;
+
+/// The runtime a TrainJob uses when `kubernetes.runtime` is not set.
+pub const DEFAULT_RUNTIME: &str = "torch-distributed";
+
+/// The Kubernetes settings a job needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KubernetesPlan {
+    /// The namespace jobs are created in.
+    pub namespace: String,
+    /// The kubeconfig context; none: the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// `trainjob` or `pytorchjob`.
+    pub trainer: KubeTrainer,
+    /// The ClusterTrainingRuntime (TrainJob only).
+    pub runtime: String,
+    /// Where `/opt/ml/model` is kept (`pvc://claim/path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_uri: Option<String>,
+    /// The service account training pods run as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// Whether `s` is a DNS-1123 label (namespaces, runtime names): lowercase
+/// letters, digits and `-`, starting and ending alphanumeric, at most 63.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// The `kubernetes:` block as a plan, for `backend: kubernetes`.
+pub(super) fn plan(inputs: &Inputs) -> Result<KubernetesPlan, UserError> {
+    let k = &inputs.cfg().kubernetes;
+    let namespace = k.namespace.clone().unwrap_or_else(|| "default".into());
+    if !is_dns_label(&namespace) {
+        return Err(inputs
+            .config_error(
+                &["kubernetes", "namespace"],
+                format!("`kubernetes.namespace` is `{namespace}`, which is not a Kubernetes namespace name (lowercase letters, digits and `-`, at most 63 characters)"),
+            )
+            .hint("set `kubernetes.namespace` to the namespace your jobs run in, like `ml`"));
+    }
+    let runtime = k.runtime.clone().unwrap_or_else(|| DEFAULT_RUNTIME.into());
+    if !is_dns_label(&runtime) {
+        return Err(inputs
+            .config_error(
+                &["kubernetes", "runtime"],
+                format!("`kubernetes.runtime` is `{runtime}`, which is not a ClusterTrainingRuntime name (lowercase letters, digits and `-`)"),
+            )
+            .hint("list the runtimes your cluster has with `kubectl get clustertrainingruntimes`"));
+    }
+    let storage_uri = k
+        .storage_uri
+        .clone()
+        .or_else(|| inputs.cfg().train.output.clone());
+    if let Some(u) = &storage_uri {
+        parse_pvc(u).map_err(|e| {
+            inputs
+                .config_error(
+                    &["kubernetes", "storage-uri"],
+                    format!("`kubernetes.storage-uri`: {e}"),
+                )
+                .hint("give a PersistentVolumeClaim and a path in it, like `pvc://models/churn`")
+        })?;
+    }
+    Ok(KubernetesPlan {
+        namespace,
+        context: k.context.clone().filter(|c| !c.trim().is_empty()),
+        trainer: k.trainer.unwrap_or_default(),
+        runtime,
+        storage_uri,
+        service_account: k.service_account.clone(),
+    })
+}
+
+/// A `pvc://claim/path` URI: the claim and the path inside it (may be empty).
+pub fn parse_pvc(uri: &str) -> Result<(String, String), String> {
+    let Some(rest) = uri.strip_prefix("pvc://") else {
+        let scheme = uri.split("://").next().unwrap_or(uri);
+        return Err(if uri.contains("://") {
+            format!("`{uri}`: the Kubernetes training backend writes models to a PersistentVolumeClaim (`pvc://claim/path`); `{scheme}://` uploads are not available in this release")
+        } else {
+            format!("`{uri}` is not a URI: expected `pvc://claim/path`")
+        });
+    };
+    let (claim, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let subdomain = !claim.is_empty()
+        && claim.len() <= 253
+        && claim
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !subdomain {
+        return Err(format!(
+            "`{uri}`: `{claim}` is not a PersistentVolumeClaim name"
+        ));
+    }
+    if path.split('/').any(|p| p == "..") {
+        return Err(format!("`{uri}`: the path may not contain `..`"));
+    }
+    Ok((claim.to_string(), path.trim_matches('/').to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvc_uris_split_into_claim_and_path() {
+        assert_eq!(
+            parse_pvc("pvc://models/churn/v1").unwrap(),
+            ("models".into(), "churn/v1".into())
+        );
+        assert_eq!(
+            parse_pvc("pvc://models").unwrap(),
+            ("models".into(), "".into())
+        );
+        assert!(parse_pvc("s3://bucket/x")
+            .unwrap_err()
+            .contains("not available"));
+        assert!(parse_pvc("pvc://Models/x").is_err());
+        assert!(parse_pvc("pvc://m/../x").is_err());
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("torch-distributed"));
+        assert!(!is_dns_label("Torch"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}
