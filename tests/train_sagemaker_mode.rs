@@ -77,11 +77,13 @@ fn the_example_config_on_sagemaker_trains_and_registers_a_model_package_on_moto(
         &sagemaker_config("registry:\n  type: sagemaker\n"),
     );
     let moto = &tb["MLCD_TESTBED_MOTO_URL"];
-    let (r, out) = run_train(&ws, moto, &[]);
+    // A model (package group) of this test's own: moto outlives one test run.
+    let model = format!("churn-{}", unique());
+    let (r, out) = run_train(&ws, moto, &[("INPUT_MODEL-ID", model.as_str())]);
     r.assert_code(0);
     assert_eq!(out["status"], "succeeded");
     let job = &out["job-id"];
-    assert!(job.starts_with("churn-"), "{out:?}");
+    assert!(job.starts_with(&format!("{model}-")), "{out:?}");
     assert!(out["job-url"].contains(&format!("#/jobs/{job}")), "{out:?}");
     assert!(out["artifact"].starts_with("s3://"), "{out:?}");
     assert_eq!(out["model-version"], "1");
