@@ -379,19 +379,24 @@ impl LocalServing {
         ))
     }
 
-    /// The endpoint's containers, read from their labels.
-    async fn find(&self, endpoint: &str) -> Result<Found, UserError> {
-        let filters: HashMap<&str, Vec<String>> =
-            HashMap::from([("label", vec![format!("{LABEL_ENDPOINT}={endpoint}")])]);
+    /// Every container (running or not) carrying all of `labels` (`key=value`).
+    async fn labelled(&self, labels: Vec<String>) -> Result<Vec<ContainerSummary>, UserError> {
+        let filters: HashMap<&str, Vec<String>> = HashMap::from([("label", labels)]);
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
-        let list = self
-            .docker
+        self.docker
             .list_containers(Some(opts))
             .await
-            .map_err(|e| self.engine_error("cannot list containers", e))?;
+            .map_err(|e| self.engine_error("cannot list containers", e))
+    }
+
+    /// The endpoint's containers, read from their labels.
+    async fn find(&self, endpoint: &str) -> Result<Found, UserError> {
+        let list = self
+            .labelled(vec![format!("{LABEL_ENDPOINT}={endpoint}")])
+            .await?;
         let mut found = Found::default();
         for c in list {
             let ContainerSummary {
@@ -819,22 +824,12 @@ impl ServingBackend for LocalServing {
     }
 
     async fn owner(&self, endpoint: &str) -> Result<Recorded, UserError> {
-        let filters: HashMap<&str, Vec<String>> = HashMap::from([(
-            "label",
-            vec![
+        let list = self
+            .labelled(vec![
                 format!("{LABEL_ENDPOINT}={endpoint}"),
                 format!("{LABEL_ROLE}={ROLE_VERSION}"),
-            ],
-        )]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| self.engine_error("cannot list containers", e))?;
+            ])
+            .await?;
         if list.is_empty() {
             return Ok(Recorded::Absent);
         }
