@@ -190,7 +190,11 @@ pub fn parse(
     if args.len() <= 1 && in_actions {
         return Ok(action_invocation(env));
     }
-    let m = command().try_get_matches_from(args)?;
+    let args = join_bool_values(args);
+    let m = match command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return bad_bool_value(&args, &e).map(Err).ok_or(e),
+    };
     let (name, sub) = m.subcommand().expect("a subcommand is required");
     let cmd = match name {
         "schema" => return Ok(Ok(Invocation::Schema)),
@@ -221,6 +225,77 @@ pub fn parse(
         other => Command::Run(other.parse().expect("subcommands are modes")),
     };
     Ok(raw_from_matches(sub).map(|raw| Invocation::Run(cmd, raw)))
+}
+
+/// The names (and aliases) of the boolean flags.
+fn bool_flags() -> impl Iterator<Item = &'static str> {
+    INPUTS
+        .iter()
+        .filter(|s| s.cli && s.kind == InputKind::Bool)
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
+}
+
+/// The boolean flag `arg` spells without a value (`--wait`), if it is one.
+fn bare_bool_flag(arg: &OsString) -> Option<&'static str> {
+    let name = arg.to_str()?.strip_prefix("--")?;
+    bool_flags().find(|f| *f == name)
+}
+
+/// `--wait true` becomes `--wait=true`, for every boolean flag and every spelling
+/// of a boolean the inputs take. Boolean flags take a value only after `=` for clap
+/// (so that a bare `--dry-run` before a positional argument stays bare); a word
+/// that is not a boolean is left for clap to refuse. `--` ends the flags.
+fn join_bool_values(args: Vec<OsString>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = args.into_iter().peekable();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(rest);
+            break;
+        }
+        let value = bare_bool_flag(&arg).and_then(|_| {
+            rest.peek()
+                .and_then(|next| next.to_str())
+                .filter(|next| crate::config::values::parse_bool(next).is_ok())
+                .map(str::to_string)
+        });
+        match value {
+            Some(v) => {
+                rest.next();
+                let mut joined = arg;
+                joined.push("=");
+                joined.push(v);
+                out.push(joined);
+            }
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+/// When clap refuses a stray word that follows a boolean flag (`--wait yes`), the
+/// error says what the flag takes instead of "unexpected argument".
+fn bad_bool_value(args: &[OsString], e: &clap::Error) -> Option<UserError> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let word = match e.get(clap::error::ContextKind::InvalidArg)? {
+        clap::error::ContextValue::String(s) => s.clone(),
+        _ => return None,
+    };
+    let flag = args
+        .windows(2)
+        .find(|w| w[1].to_str() == Some(word.as_str()))
+        .and_then(|w| bare_bool_flag(&w[0]))?;
+    Some(
+        UserError::invalid(format!(
+            "`--{flag}` takes `true` or `false`, not `{word}`"
+        ))
+        .hint(format!(
+            "write `--{flag}` or `--{flag} true` to turn it on, `--{flag} false` or `--{flag}=false` to turn it off (also `True`, `TRUE`, `False`, `FALSE`)"
+        )),
+    )
 }
 
 fn action_invocation(env: &BTreeMap<String, String>) -> Result<Invocation, UserError> {
@@ -277,6 +352,66 @@ mod tests {
         assert_eq!(raw.get("model-id").unwrap().value, "churn");
         assert_eq!(raw.get("wait").unwrap().value, "false");
         assert_eq!(raw.get("dry-run").unwrap().value, "true");
+    }
+
+    fn run_inputs(a: &[&str]) -> RawInputs {
+        match parse(args(a), &BTreeMap::new()) {
+            Ok(Ok(Invocation::Run(_, raw))) => raw,
+            Ok(Ok(other)) => panic!("{other:?}"),
+            Ok(Err(e)) => panic!("{}", e.message),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_boolean_flag_takes_true_or_false_as_the_next_word() {
+        for flag in bool_flags() {
+            let Some(cmd) = ["train", "deploy", "build"].into_iter().find(|c| {
+                command()
+                    .find_subcommand(c)
+                    .is_some_and(|s| s.get_arguments().any(|a| a.get_long() == Some(flag)))
+            }) else {
+                continue;
+            };
+            let long = format!("--{flag}");
+            for (words, want) in [
+                (vec![long.as_str(), "true"], "true"),
+                (vec![long.as_str(), "FALSE"], "FALSE"),
+                (vec![long.as_str(), "False", "--model-id", "m"], "False"),
+                (vec![long.as_str()], "true"),
+            ] {
+                let mut a = vec!["mlcd", cmd];
+                a.extend(words.iter().copied());
+                let raw = run_inputs(&a);
+                let canonical = INPUTS
+                    .iter()
+                    .find(|s| s.name == flag || s.aliases.contains(&flag))
+                    .unwrap()
+                    .name;
+                assert_eq!(
+                    raw.get(canonical).map(|g| g.value.as_str()),
+                    Some(want),
+                    "{a:?}"
+                );
+            }
+        }
+        // A bare flag before a positional argument stays bare.
+        let inv = parse(args(&["mlcd", "plan", "--wait", "train"]), &BTreeMap::new());
+        let Ok(Ok(Invocation::Run(Command::Plan(Mode::Train), raw))) = inv else {
+            panic!("{inv:?}")
+        };
+        assert_eq!(raw.get("wait").unwrap().value, "true");
+    }
+
+    #[test]
+    fn a_word_after_a_boolean_flag_that_is_not_a_boolean_says_what_the_flag_takes() {
+        let e = parse(args(&["mlcd", "train", "--wait", "yes"]), &BTreeMap::new())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.message, "`--wait` takes `true` or `false`, not `yes`");
+        assert!(e.hint.unwrap().contains("`--wait false`"));
+        // Anything else stray is clap's own error.
+        assert!(parse(args(&["mlcd", "train", "stray"]), &BTreeMap::new()).is_err());
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub enum Trigger {
     },
     /// Another workflow's run completed.
     WorkflowRun {
-        /// The upstream workflow's name.
+        /// The upstream workflow's name: the run's name, else the workflow's name,
+        /// else its file (`.github/workflows/ci.yml`).
         workflow: String,
         /// The upstream run's conclusion (`success`, `failure`, `cancelled`, …).
         conclusion: String,
@@ -209,7 +210,22 @@ impl GitHubContext {
                     .map(str::to_string);
                 tag = None;
                 Trigger::WorkflowRun {
-                    workflow: s(run, "/name"),
+                    // A run can have an empty name (a workflow file without
+                    // `name:`, or a `run-name:` that evaluated to nothing): then the
+                    // workflow's name, else its file.
+                    workflow: [
+                        s(run, "/name"),
+                        s(&payload, "/workflow/name"),
+                        s(run, "/path"),
+                        s(&payload, "/workflow/path"),
+                    ]
+                    .into_iter()
+                    .map(|n| n.trim().to_string())
+                    .find(|n| !n.is_empty())
+                    .unwrap_or_else(|| {
+                        let id = run.get("id").and_then(Value::as_u64).unwrap_or(0);
+                        format!("#{id}")
+                    }),
                     conclusion: run
                         .get("conclusion")
                         .and_then(Value::as_str)
@@ -316,4 +332,45 @@ pub fn read_event(path: &Path) -> Result<Value, UserError> {
             column: Some(e.column()),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(payload: serde_json::Value) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, payload.to_string()).unwrap();
+        let env: BTreeMap<String, String> = [
+            ("GITHUB_EVENT_NAME", "workflow_run"),
+            ("GITHUB_EVENT_PATH", path.to_str().unwrap()),
+            ("GITHUB_WORKSPACE", dir.path().to_str().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        GitHubContext::from_env(&env)
+            .unwrap()
+            .upstream_failure()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_upstream_run_without_a_name_is_called_by_its_workflow_name_or_file() {
+        let run = |name: &str| {
+            serde_json::json!({"id": 7, "name": name, "conclusion": "failure",
+                "path": ".github/workflows/ci.yml", "html_url": "https://github.com/a/b/actions/runs/7"})
+        };
+        assert_eq!(
+            upstream(serde_json::json!({"workflow_run": run("CI"), "workflow": {"name": "Build"}})),
+            "the upstream workflow run `CI` ended `failure` (https://github.com/a/b/actions/runs/7)"
+        );
+        assert!(upstream(
+            serde_json::json!({"workflow_run": run(""), "workflow": {"name": "Build"}})
+        )
+        .contains("run `Build` ended"));
+        assert!(upstream(serde_json::json!({"workflow_run": run("  ")}))
+            .contains("run `.github/workflows/ci.yml` ended"));
+    }
 }

@@ -243,7 +243,13 @@ fn a_failed_upstream_run_is_refused_unless_allowed() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("ended `failure`"), "{}", r.stdout);
+    // The example payload's run has an empty `name`: the workflow's name stands in.
+    assert!(
+        r.stdout
+            .contains("the upstream workflow run `test` ended `failure`"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(parse_outputs(&ws.read("out/output"))["status"], "failed");
 
     let mut allowed = base.to_vec();

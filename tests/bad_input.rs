@@ -272,3 +272,37 @@ fn training_on_a_backend_without_training_support_is_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn a_boolean_flag_takes_true_or_false_as_the_next_word() {
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", "model: churn\n");
+    for (words, wait) in [
+        (&["--dry-run", "--wait", "false"][..], false),
+        (&["--wait", "False", "--dry-run", "true"][..], false),
+        (&["--dry-run=TRUE", "--wait=false"][..], false),
+        (&["--dry-run", "true", "--wait", "true"][..], true),
+        (&["--wait", "--dry-run"][..], true),
+    ] {
+        let mut args = vec!["train", "--output", "json"];
+        args.extend_from_slice(words);
+        let r = mlcd(ws.path(), &args, &[("GITHUB_SHA", SHA)]);
+        r.assert_code(0);
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON object");
+        assert_eq!(v["plan"]["train"]["wait"], wait, "{words:?}: {}", r.stdout);
+    }
+
+    let r = mlcd(
+        ws.path(),
+        &["train", "--wait", "yes"],
+        &[("GITHUB_SHA", SHA)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("`--wait` takes `true` or `false`, not `yes`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("`--wait false`"), "{}", r.stderr);
+}

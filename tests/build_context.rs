@@ -96,7 +96,7 @@ fn read_tar(tar: &[u8]) -> BTreeMap<String, Item> {
 }
 
 fn paths(ctx: &BuildContext) -> Vec<String> {
-    read_tar(&ctx.tar).into_keys().collect()
+    read_tar(&ctx.tar().unwrap()).into_keys().collect()
 }
 
 fn file(content: &str) -> Item {
@@ -142,7 +142,7 @@ fn ignored_files_are_absent_from_the_tar() {
     );
     assert_eq!(packed.dockerfile, "Dockerfile");
     assert_eq!(packed.files, 6);
-    let items = read_tar(&packed.tar);
+    let items = read_tar(&packed.tar().unwrap());
     assert_eq!(items["data/keep.csv"], file("kept\n"));
     let sent: u64 = items
         .values()
@@ -178,7 +178,8 @@ fn digest_is_stable_across_packs_and_mtime_changes() {
     let second = ctx.pack();
     assert_eq!(first.digest, second.digest);
     assert_eq!(
-        first.tar, second.tar,
+        first.tar().unwrap(),
+        second.tar().unwrap(),
         "the tar itself is byte-for-byte the same"
     );
 
@@ -193,7 +194,63 @@ fn digest_is_stable_across_packs_and_mtime_changes() {
     }
     let touched = ctx.pack();
     assert_eq!(first.digest, touched.digest);
-    assert_eq!(first.tar, touched.tar);
+    // The context hashed before the touch still streams: only the content counts.
+    assert_eq!(first.tar().unwrap(), touched.tar().unwrap());
+}
+
+#[test]
+fn a_file_changed_after_hashing_stops_the_stream_naming_the_file() {
+    let ctx = Ctx::new(MODEL);
+    let packed = ctx.pack();
+    // Same size, other content: the tar would not match the build id.
+    let before = fs::read_to_string(ctx.path("train.py")).unwrap();
+    ctx.write("train.py", &before.replace("train", "TRAIN"));
+    let err = packed.tar().unwrap_err();
+    assert!(
+        err.message.contains("`train.py` in the build context")
+            && err.message.contains("changed while mlcd read it"),
+        "{}",
+        err.message
+    );
+    assert!(err.hint.unwrap().contains("run the build again"));
+
+    // Shorter than when it was hashed: refused as well.
+    let packed = ctx.pack();
+    ctx.write("pkg/model.py", "x");
+    let err = packed.tar().unwrap_err();
+    assert!(err.message.contains("`pkg/model.py`"), "{}", err.message);
+}
+
+#[test]
+fn the_streamed_tar_is_the_tar() {
+    let ctx = Ctx::new(MODEL);
+    // A file larger than the stream's chunks and read buffer.
+    let big: String = (0..300_000).map(|i| format!("{i}\n")).collect();
+    ctx.write("models/big.txt", &big);
+    let packed = std::sync::Arc::new(ctx.pack());
+    let whole = packed.tar().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let streamed = rt.block_on(async {
+        use futures_util::StreamExt;
+        let (stream, task) = mlcd::image::context::spawn_tar(packed.clone());
+        let chunks: Vec<_> = stream.collect().await;
+        task.await
+            .unwrap()
+            .map_err(mlcd::error::UserError::from)
+            .unwrap();
+        let mut out = Vec::new();
+        for c in chunks {
+            let c = c.unwrap();
+            assert!(c.len() <= 512 << 10, "chunks are bounded: {}", c.len());
+            out.extend_from_slice(&c);
+        }
+        out
+    });
+    assert_eq!(streamed, whole);
+    assert_eq!(read_tar(&whole)["models/big.txt"], file(&big));
+    assert!(packed.bytes > big.len() as u64, "{}", packed.bytes);
 }
 
 #[test]
@@ -252,7 +309,7 @@ fn dockerfile_outside_the_context_is_sent_as_mlcd_dockerfile() {
 
     let packed = pack(&ctx.root(), &outside).unwrap();
     assert_eq!(packed.dockerfile, ".mlcd/Dockerfile");
-    let items = read_tar(&packed.tar);
+    let items = read_tar(&packed.tar().unwrap());
     assert_eq!(items[".mlcd/Dockerfile"], file("FROM python:3.11\n"));
     // Listed in the sent .dockerignore, so `COPY . .` does not put it in the image.
     assert_eq!(items[".dockerignore"], file("*.log\n\n.mlcd/Dockerfile\n"));
@@ -271,7 +328,7 @@ fn dockerfile_outside_a_context_without_dockerignore_gets_one() {
     let ctx = Ctx::new(&[("app.py", "1")]);
     let outside = ctx.dir.path().join("Dockerfile");
     fs::write(&outside, "FROM scratch\n").unwrap();
-    let items = read_tar(&pack(&ctx.root(), &outside).unwrap().tar);
+    let items = read_tar(&pack(&ctx.root(), &outside).unwrap().tar().unwrap());
     assert_eq!(
         items[".dockerignore"],
         file(".dockerignore\n.mlcd/Dockerfile\n")
@@ -349,7 +406,7 @@ mod unix {
         symlink(&abs_inside, ctx.path("abs")).unwrap();
 
         let packed = ctx.pack();
-        let items = read_tar(&packed.tar);
+        let items = read_tar(&packed.tar().unwrap());
         assert_eq!(items["data/latest"], Item::Link("v2".into()));
         assert_eq!(
             items["data/Dockerfile.link"],
@@ -373,12 +430,15 @@ mod unix {
     fn executable_bit_is_sent_and_in_the_digest() {
         let ctx = Ctx::new(&[("Dockerfile", "FROM a\n"), ("serve", "#!/bin/sh\n")]);
         let before = ctx.pack();
-        assert_eq!(read_tar(&before.tar)["serve"], file("#!/bin/sh\n"));
+        assert_eq!(
+            read_tar(&before.tar().unwrap())["serve"],
+            file("#!/bin/sh\n")
+        );
 
         fs::set_permissions(ctx.path("serve"), fs::Permissions::from_mode(0o700)).unwrap();
         let after = ctx.pack();
         assert_eq!(
-            read_tar(&after.tar)["serve"],
+            read_tar(&after.tar().unwrap())["serve"],
             Item::File {
                 mode: 0o755,
                 content: "#!/bin/sh\n".into()
@@ -412,7 +472,7 @@ mod unix {
     fn path_longer_than_a_tar_header_survives() {
         let long = format!("{}/weights.bin", "deep".repeat(40));
         let ctx = Ctx::new(&[("Dockerfile", "FROM a\n"), (long.as_str(), "w")]);
-        assert_eq!(read_tar(&ctx.pack().tar)[&long], file("w"));
+        assert_eq!(read_tar(&ctx.pack().tar().unwrap())[&long], file("w"));
     }
 
     /// Unreadable files only fail for a user the permissions apply to.

@@ -183,6 +183,15 @@ fn train_deploy_canary_with_rollbacks_and_the_rollback_command() {
     let url = out["url"].clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{out:?}");
     assert_eq!(p.served_by(&url), "v1");
+    assert!(
+        r.stderr.contains(&format!(
+            "v1 is ready: the first version of endpoint `{}` (no live version to shift traffic from)",
+            p.endpoint
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("beside nothing"), "{}", r.stderr);
     let deps = p.deployments();
     assert_eq!(deps.len(), 1, "{deps:?}");
     let create =
@@ -209,6 +218,7 @@ fn train_deploy_canary_with_rollbacks_and_the_rollback_command() {
     let (r, out) = p.run("deploy", &[]);
     r.assert_code(0);
     assert_eq!(out["previous-version"], "v1");
+    assert!(r.stderr.contains("v2 is ready beside v1"), "{}", r.stderr);
     assert_eq!(out["traffic"], "100");
     assert_eq!(p.served_by(&out["url"]), "v2");
     let summary = p.ws.read("out/summary");

@@ -399,3 +399,68 @@ fn a_job_of_another_run_with_the_same_name_is_never_taken_for_ours_on_moto() {
     // the identity is read back from moto's own tags (ListTags) and compared.
     another_runs_job_is_refused(&tb["MLCD_TESTBED_MOTO_URL"], || 0);
 }
+
+/// While a job runs, mlcd makes at most 12 SageMaker + CloudWatch Logs calls a
+/// minute. With the poll interval at 100 ms instead of 10 s, a minute of mlcd's
+/// waiting is 600 ms: every window of 600 ms while the scripted job runs (12 s:
+/// Starting, Downloading, Training, a third each) must hold at most 12 calls.
+/// A slow machine can only spread the calls out, never add any.
+#[test]
+fn a_running_sagemaker_job_costs_at_most_12_api_calls_a_minute() {
+    let fake = FakeSagemaker::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &sagemaker_config(""));
+    let (r, out) = run_train(&ws, &fake.url, &[("INPUT_PARAM-LIST", "sleep=12")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded");
+    // The log still arrives in full, the last lines once the job has ended.
+    for line in [
+        "starting with hyperparameters",
+        "epoch=3 loss=",
+        "Training complete, model saved to /opt/ml/model",
+    ] {
+        assert!(r.stderr.contains(line), "{line}: {}", r.stderr);
+    }
+    fake.assert_no_violations();
+
+    let requests = fake.requests();
+    let created = requests
+        .iter()
+        .find(|q| q["operation"] == "CreateTrainingJob")
+        .and_then(|q| q["time"].as_f64())
+        .expect("the job was created");
+    let running: Vec<f64> = requests
+        .iter()
+        .filter_map(|q| q["time"].as_f64())
+        .filter(|t| *t > created && *t < created + 12.0)
+        .collect();
+    let minute = 0.6;
+    let busiest = running
+        .iter()
+        .map(|start| {
+            running
+                .iter()
+                .filter(|t| **t >= *start && **t < start + minute)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let per_minute = running.len() as f64 / (12.0 / minute);
+    let count = |op: &str| requests.iter().filter(|q| q["operation"] == op).count();
+    let seen = format!(
+        "{} calls while the job ran ({per_minute:.1} a minute on average, {busiest} in the busiest minute): \
+         {} DescribeTrainingJob, {} DescribeLogStreams, {} GetLogEvents",
+        running.len(),
+        count("DescribeTrainingJob"),
+        count("DescribeLogStreams"),
+        count("GetLogEvents")
+    );
+    eprintln!("{seen}");
+    assert!(busiest <= 12, "{seen}");
+    assert!(per_minute <= 12.0, "{seen}");
+    // The streams are listed when the status changes, not on every poll.
+    assert!(
+        count("DescribeLogStreams") * 2 < count("DescribeTrainingJob"),
+        "{seen}"
+    );
+}

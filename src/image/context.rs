@@ -1,6 +1,9 @@
-//! The build context: the files `.dockerignore` leaves in, packed as the tar stream the
+//! The build context: the files `.dockerignore` leaves in, streamed as the tar the
 //! Docker Engine API takes, and the content digest that lets an unchanged model skip
-//! its rebuild.
+//! its rebuild. Nothing is held whole: [`pack`] walks and hashes (one chunked read of
+//! each file), [`spawn_tar`] writes the tar from a blocking task into a bounded
+//! channel the engine's request body reads from, checking on the way that every
+//! file is still what was hashed.
 //!
 //! `.dockerignore` is matched as the Docker CLI matches it (moby's `patternmatcher`):
 //! patterns are relative to the context root, `*` and `?` stop at `/`, `**` spans
@@ -27,12 +30,10 @@ pub const OUTSIDE_DOCKERFILE: &str = ".mlcd/Dockerfile";
 const DOCKERIGNORE_DOCS: &str =
     "https://docs.docker.com/build/concepts/context/#dockerignore-files";
 
-/// A packed build context, ready to send to the Engine API's `POST /build`.
-#[derive(Debug, Clone)]
+/// A build context, walked and hashed, ready to stream to the Engine API's
+/// `POST /build` (nothing of the files' contents is kept in memory).
+#[derive(Debug)]
 pub struct BuildContext {
-    /// The tar archive to send as the build context (deterministic: sorted paths, mtime 0,
-    /// uid/gid 0, mode 0644 or 0755 — 0777 for symlinks, whose mode nothing reads).
-    pub tar: Vec<u8>,
     /// The Dockerfile's path inside the tar (what the Engine API's `dockerfile` parameter gets).
     pub dockerfile: String,
     /// Files sent (regular files + symlinks).
@@ -43,10 +44,19 @@ pub struct BuildContext {
     /// executable bit, symlink target and content, in sorted order, plus which file is
     /// the Dockerfile (switching Dockerfiles in one context changes what is built).
     pub digest: String,
+    /// The context's canonical root (files are read under it).
+    root: PathBuf,
+    /// The context as the user gave it (for messages).
+    shown_root: PathBuf,
+    /// What is sent, sorted. The tar is deterministic: sorted paths, mtime 0, uid/gid
+    /// 0, mode 0644 or 0755 — 0777 for symlinks, whose mode nothing reads.
+    entries: Vec<Entry>,
+    /// For each entry read from disk, what the hashing pass saw of it.
+    stamps: Vec<Option<Stamp>>,
 }
 
-/// Packs `context_dir` (absolute, existing) into a tar after `.dockerignore`, with the
-/// Dockerfile at `dockerfile` (absolute, an existing file inside the context or
+/// Walks `context_dir` (absolute, existing) after `.dockerignore` and hashes what
+/// would be sent (one streaming read of each file), with the Dockerfile at `dockerfile` (absolute, an existing file inside the context or
 /// elsewhere; from elsewhere it is sent as [`OUTSIDE_DOCKERFILE`]).
 ///
 /// Errors name the file: an unreadable file or directory, a `.dockerignore` pattern
@@ -118,7 +128,7 @@ pub fn pack(context_dir: &Path, dockerfile: &Path) -> Result<BuildContext, UserE
     };
     entries.sort_by(|a, b| a.key.cmp(&b.key));
 
-    write_context(&root, context_dir, &entries, dockerfile_in_tar)
+    hash_context(&root, context_dir, entries, dockerfile_in_tar)
 }
 
 /// Reads and parses `.dockerignore` at the root of `context_dir`; no file means nothing
@@ -689,86 +699,354 @@ fn add_outside_dockerfile(
     Ok(())
 }
 
-/// Writes the sorted entries as a tar and hashes them.
-fn write_context(
-    root: &Path,
-    shown_root: &Path,
-    entries: &[Entry],
-    dockerfile: String,
-) -> Result<BuildContext, UserError> {
-    let tar_failed = |rel: &Path, e: io::Error| {
-        UserError::failed(format!(
-            "cannot add `{}` to the build context tar: {e}",
-            shown(rel)
-        ))
-    };
-    let mut hasher = Sha256::new();
-    hasher.update(b"mlcd-build-context-v1\0");
-    hash_field(&mut hasher, dockerfile.as_bytes());
+/// What the hashing pass saw of a file read from disk: the tar header's size, and
+/// what tells, when the tar is streamed, that the file changed since.
+#[derive(Debug, Clone, PartialEq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
 
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut files = 0;
-    let mut bytes = 0u64;
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        match &entry.kind {
-            Kind::Dir => {
-                hasher.update(b"d");
-                hash_field(&mut hasher, &entry.key);
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                let mut path = entry.rel.clone().into_os_string();
-                path.push("/");
-                tar.append_data(&mut header, Path::new(&path), io::empty())
-                    .map_err(|e| tar_failed(&entry.rel, e))?;
+/// Why streaming the tar stopped.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Whatever read the tar went away (the engine refused the build, or the
+    /// request failed): its own error says why.
+    Aborted(io::Error),
+    /// A file could not be read, or changed after the build id was computed.
+    Context(UserError),
+}
+
+impl From<StreamError> for UserError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Aborted(e) => {
+                UserError::failed(format!("sending the build context failed: {e}"))
             }
-            Kind::Symlink(target) => {
-                hasher.update(b"l");
-                hash_field(&mut hasher, &entry.key);
-                hash_field(&mut hasher, target.as_os_str().as_encoded_bytes());
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                tar.append_link(&mut header, &entry.rel, target)
-                    .map_err(|e| tar_failed(&entry.rel, e))?;
-                files += 1;
+            StreamError::Context(e) => e,
+        }
+    }
+}
+
+/// How many bytes a file is read by at a time (hashing and streaming).
+const READ_CHUNK: usize = 1 << 20;
+
+/// A reader that hashes what it reads and remembers its own failure, so that a
+/// failed copy tells a file that cannot be read from a tar sink that went away.
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: &'a mut Sha256,
+    read: u64,
+    failed: Option<io::ErrorKind>,
+    failure: Option<String>,
+}
+
+impl<R: io::Read> io::Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.read += n as u64;
+                Ok(n)
             }
-            Kind::File { exec, content } => {
-                let data = match content {
-                    Some(data) => std::borrow::Cow::Borrowed(data),
-                    None => std::borrow::Cow::Owned(
-                        fs::read(root.join(&entry.rel))
-                            .map_err(|e| unreadable_file(shown_root, &entry.rel, e))?,
-                    ),
-                };
-                hasher.update(if *exec { b"x" } else { b"f" });
-                hash_field(&mut hasher, &entry.key);
-                hash_field(&mut hasher, &data);
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(if *exec { 0o755 } else { 0o644 });
-                header.set_size(data.len() as u64);
-                tar.append_data(&mut header, &entry.rel, data.as_slice())
-                    .map_err(|e| tar_failed(&entry.rel, e))?;
-                files += 1;
-                bytes += data.len() as u64;
+            Err(e) => {
+                self.failed = Some(e.kind());
+                self.failure = Some(e.to_string());
+                Err(e)
             }
         }
     }
-    let tar = tar
-        .into_inner()
-        .map_err(|e| UserError::failed(format!("cannot finish the build context tar: {e}")))?;
-    let digest = format!("sha256:{:x}", hasher.finalize());
-    Ok(BuildContext {
-        tar,
+}
+
+impl BuildContext {
+    /// Writes the context as a tar into `out`, reading each file from disk in
+    /// chunks (nothing is held whole), and checks that what was sent is what the
+    /// digest was computed from: content that changed since [`pack`] fails the
+    /// stream before the tar's end, so the engine never builds from a context the
+    /// build id does not describe (a file only touched is sent as before).
+    pub fn write_tar<W: io::Write>(&self, out: W) -> Result<W, StreamError> {
+        let mut tar = tar::Builder::new(out);
+        let mut stamps = self.stamps.clone();
+        let totals = self.visit(Some(&mut tar), &mut stamps, true)?;
+        if totals.digest != self.digest {
+            return Err(StreamError::Context(changed_error(
+                &self.shown_root,
+                totals.changed.as_deref(),
+            )));
+        }
+        tar.into_inner().map_err(StreamError::Aborted)
+    }
+
+    /// The whole tar in memory (for small contexts and tests; a build streams it
+    /// with [`spawn_tar`]).
+    pub fn tar(&self) -> Result<Vec<u8>, UserError> {
+        self.write_tar(Vec::new()).map_err(UserError::from)
+    }
+
+    /// Walks the sorted entries once: hashes them, and writes them to `tar` when
+    /// given. Files read from disk record their [`Stamp`] (`check: false`, the
+    /// hashing pass) or are checked against it (`check: true`, the streaming pass).
+    fn visit<W: io::Write>(
+        &self,
+        mut tar: Option<&mut tar::Builder<W>>,
+        stamps: &mut Vec<Option<Stamp>>,
+        check: bool,
+    ) -> Result<Totals, StreamError> {
+        let root = &self.root;
+        let shown_root = &self.shown_root;
+        let mut hasher = Sha256::new();
+        hasher.update(b"mlcd-build-context-v1\0");
+        hash_field(&mut hasher, self.dockerfile.as_bytes());
+        let mut files = 0;
+        let mut bytes = 0u64;
+        let mut changed: Option<PathBuf> = None;
+        stamps.resize(self.entries.len(), None);
+        for (entry, stamp) in self.entries.iter().zip(stamps.iter_mut()) {
+            let mut header = tar::Header::new_gnu();
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            match &entry.kind {
+                Kind::Dir => {
+                    hasher.update(b"d");
+                    hash_field(&mut hasher, &entry.key);
+                    if let Some(tar) = tar.as_deref_mut() {
+                        header.set_entry_type(tar::EntryType::Directory);
+                        header.set_mode(0o755);
+                        header.set_size(0);
+                        let mut path = entry.rel.clone().into_os_string();
+                        path.push("/");
+                        tar.append_data(&mut header, Path::new(&path), io::empty())
+                            .map_err(StreamError::Aborted)?;
+                    }
+                }
+                Kind::Symlink(target) => {
+                    hasher.update(b"l");
+                    hash_field(&mut hasher, &entry.key);
+                    hash_field(&mut hasher, target.as_os_str().as_encoded_bytes());
+                    if let Some(tar) = tar.as_deref_mut() {
+                        header.set_entry_type(tar::EntryType::Symlink);
+                        header.set_mode(0o777);
+                        header.set_size(0);
+                        tar.append_link(&mut header, &entry.rel, target)
+                            .map_err(StreamError::Aborted)?;
+                    }
+                    files += 1;
+                }
+                Kind::File { exec, content } => {
+                    hasher.update(if *exec { b"x" } else { b"f" });
+                    hash_field(&mut hasher, &entry.key);
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(if *exec { 0o755 } else { 0o644 });
+                    let len = match content {
+                        Some(data) => {
+                            hash_field(&mut hasher, data);
+                            if let Some(tar) = tar.as_deref_mut() {
+                                header.set_size(data.len() as u64);
+                                tar.append_data(&mut header, &entry.rel, data.as_slice())
+                                    .map_err(StreamError::Aborted)?;
+                            }
+                            data.len() as u64
+                        }
+                        None => {
+                            let unreadable = |e: io::Error| {
+                                StreamError::Context(unreadable_file(shown_root, &entry.rel, e))
+                            };
+                            let file = fs::File::open(root.join(&entry.rel)).map_err(unreadable)?;
+                            let meta = file.metadata().map_err(unreadable)?;
+                            let now = Stamp {
+                                len: meta.len(),
+                                modified: meta.modified().ok(),
+                            };
+                            // Changed since hashed (size or mtime)? Sent as it is now;
+                            // whether the content differs, the digest at the end tells.
+                            if check && stamp.as_ref() != Some(&now) && changed.is_none() {
+                                changed = Some(entry.rel.clone());
+                            }
+                            let len = now.len;
+                            *stamp = Some(now);
+                            hasher.update(len.to_le_bytes());
+                            let mut reader = HashingReader {
+                                inner: io::Read::take(file, len),
+                                hasher: &mut hasher,
+                                read: 0,
+                                failed: None,
+                                failure: None,
+                            };
+                            let copied = match tar.as_deref_mut() {
+                                Some(tar) => {
+                                    header.set_size(len);
+                                    let mut buffered =
+                                        io::BufReader::with_capacity(READ_CHUNK, &mut reader);
+                                    tar.append_data(&mut header, &entry.rel, &mut buffered)
+                                        .map(|_| ())
+                                }
+                                None => {
+                                    let mut buf = vec![0u8; READ_CHUNK.min(len as usize + 1)];
+                                    loop {
+                                        match io::Read::read(&mut reader, &mut buf) {
+                                            Ok(0) => break Ok(()),
+                                            Ok(_) => {}
+                                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                            Err(e) => break Err(e),
+                                        }
+                                    }
+                                }
+                            };
+                            if let Some(kind) = reader.failed {
+                                let message = reader.failure.unwrap_or_default();
+                                return Err(unreadable(io::Error::new(kind, message)));
+                            }
+                            copied.map_err(StreamError::Aborted)?;
+                            if reader.read != len {
+                                return Err(StreamError::Context(changed_error(
+                                    shown_root,
+                                    Some(&entry.rel),
+                                )));
+                            }
+                            len
+                        }
+                    };
+                    files += 1;
+                    bytes += len;
+                }
+            }
+        }
+        Ok(Totals {
+            digest: format!("sha256:{:x}", hasher.finalize()),
+            files,
+            bytes,
+            changed,
+        })
+    }
+}
+
+/// What one pass over the entries adds up to.
+struct Totals {
+    digest: String,
+    files: usize,
+    bytes: u64,
+    /// The first file whose size or mtime differs from the hashing pass's.
+    changed: Option<PathBuf>,
+}
+
+fn changed_error(shown_root: &Path, rel: Option<&Path>) -> UserError {
+    let what = match rel {
+        Some(rel) => format!(
+            "`{}` in the build context `{}`",
+            shown(rel),
+            shown_root.display()
+        ),
+        None => format!("a file in the build context `{}`", shown_root.display()),
+    };
+    UserError::failed(format!(
+        "{what} changed while mlcd read it: the image would not match its build id, so the build was stopped"
+    ))
+    .hint("let whatever writes into the build context finish (or list its output in .dockerignore), then run the build again")
+}
+
+/// Hashes the sorted entries (reading files from disk in chunks, holding none whole).
+fn hash_context(
+    root: &Path,
+    shown_root: &Path,
+    entries: Vec<Entry>,
+    dockerfile: String,
+) -> Result<BuildContext, UserError> {
+    let mut ctx = BuildContext {
         dockerfile,
-        files,
-        bytes,
-        digest,
-    })
+        files: 0,
+        bytes: 0,
+        digest: String::new(),
+        root: root.to_path_buf(),
+        shown_root: shown_root.to_path_buf(),
+        entries,
+        stamps: Vec::new(),
+    };
+    let mut stamps = Vec::new();
+    let totals = ctx
+        .visit(None::<&mut tar::Builder<io::Sink>>, &mut stamps, false)
+        .map_err(UserError::from)?;
+    ctx.stamps = stamps;
+    ctx.files = totals.files;
+    ctx.bytes = totals.bytes;
+    ctx.digest = totals.digest;
+    Ok(ctx)
+}
+
+/// How big one chunk of the streamed tar is.
+const STREAM_CHUNK: usize = 512 << 10;
+/// How many chunks may wait between the tar writer and the engine (so at most
+/// `STREAM_CHUNK * (STREAM_DEPTH + 1)` bytes of the context are in memory).
+const STREAM_DEPTH: usize = 4;
+
+/// A [`io::Write`] that hands fixed-size chunks to a channel, blocking while it is full.
+struct ChannelWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<io::Result<hyper::body::Bytes>>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK));
+        self.tx.blocking_send(Ok(chunk.into())).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the engine stopped reading the build context",
+            )
+        })
+    }
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = STREAM_CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// The context's tar as a stream of chunks, written by a blocking task that reads
+/// the files as the engine takes them (memory stays at a few chunks, whatever the
+/// context's size). The task's result says whether the whole tar was sent; when it
+/// fails with [`StreamError::Context`] the stream ends with an error first, so the
+/// engine sees a truncated context and builds nothing.
+pub fn spawn_tar(
+    ctx: std::sync::Arc<BuildContext>,
+) -> (
+    impl futures_util::Stream<Item = io::Result<hyper::body::Bytes>> + Send + 'static,
+    tokio::task::JoinHandle<Result<(), StreamError>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_DEPTH);
+    let task = tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            buf: Vec::with_capacity(STREAM_CHUNK),
+            tx: tx.clone(),
+        };
+        match ctx.write_tar(writer) {
+            Ok(mut writer) => io::Write::flush(&mut writer).map_err(StreamError::Aborted),
+            Err(e) => {
+                if let StreamError::Context(u) = &e {
+                    let _ = tx.blocking_send(Err(io::Error::other(u.message.clone())));
+                }
+                Err(e)
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (stream, task)
 }
 
 /// Hashes a length-prefixed field, so that no two entry lists hash the same bytes.

@@ -1,5 +1,5 @@
 //! The Docker engine through bollard: connect (bounded), build from a context tar
-//! reading the stream to its end (an error item is a failure, pointed at the
+//! streamed as the engine reads it (never held whole), reading the build output to its end (an error item is a failure, pointed at the
 //! failing Dockerfile instruction), tag, and push with retries on transient errors.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 
 use crate::cloud::retry::{retry, Backoff};
 use crate::error::{Location, UserError};
+use crate::image::context::{spawn_tar, BuildContext, StreamError};
 use crate::image::registry::Credentials;
 
 /// How long connecting to the engine may take.
@@ -208,11 +209,13 @@ impl Engine {
         &self.docker
     }
 
-    /// Builds the context tar; every line of output goes to `log`. A failing
-    /// instruction becomes an error located on its Dockerfile line.
+    /// Builds `context`, streaming its tar to the engine as it reads it; every line
+    /// of output goes to `log`. A failing instruction becomes an error located on
+    /// its Dockerfile line; a context file that changed since it was hashed stops
+    /// the build.
     pub async fn build(
         &self,
-        tar: Vec<u8>,
+        context: std::sync::Arc<BuildContext>,
         spec: &BuildSpec<'_>,
         log: &mut dyn FnMut(&str),
     ) -> Result<Built, UserError> {
@@ -231,9 +234,10 @@ impl Engine {
         if let Some(p) = spec.platform {
             opts = opts.platform(p);
         }
+        let (body, sender) = spawn_tar(context);
         let mut stream =
             self.docker
-                .build_image(opts.build(), None, Some(bollard::body_full(tar.into())));
+                .build_image(opts.build(), None, Some(bollard::body_try_stream(body)));
         let mut last_step: Option<String> = None;
         let mut tail: Vec<String> = Vec::new();
         let mut id: Option<String> = None;
@@ -265,6 +269,20 @@ impl Engine {
                 Err(e) => {
                     failure.get_or_insert(e.to_string());
                 }
+            }
+        }
+        drop(stream);
+        // The context's own failure (a file changed or unreadable) says more than
+        // the engine's view of a truncated upload; a sender that stopped because the
+        // engine stopped reading defers to the engine's error.
+        match sender.await {
+            Ok(Ok(())) | Ok(Err(StreamError::Aborted(_))) if failure.is_some() => {}
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(UserError::failed(format!(
+                    "the task sending the build context failed: {e}"
+                )))
             }
         }
         if let Some(message) = failure {

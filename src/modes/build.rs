@@ -1,6 +1,7 @@
-//! `mode: build`: pack the context, compute the build id, skip the build when a
-//! registry already holds an image for it (adding the new tags), else build on
-//! the Docker engine, tag, push with retries, and report image, digest, tags.
+//! `mode: build`: hash the context, compute the build id, skip the build when a
+//! registry already holds an image for it (adding the new tags), else stream the
+//! context to the Docker engine, build, push the layers once (with the build-id
+//! tag, retried) and add the other tags as manifests, and report image, digest, tags.
 
 use std::time::Instant;
 
@@ -61,9 +62,9 @@ pub async fn run(
     let ws = env.workspace;
     let context_dir = ws.join(&b.context);
     let dockerfile_path = ws.join(&b.dockerfile);
-    let mut ctx = {
+    let ctx = {
         let (c, d) = (context_dir.clone(), dockerfile_path.clone());
-        tokio::task::spawn_blocking(move || context::pack(&c, &d)).await??
+        std::sync::Arc::new(tokio::task::spawn_blocking(move || context::pack(&c, &d)).await??)
     };
     let id = build_id(&ctx, b);
     let key_tag = format!("build-{}", &id["sha256:".len().."sha256:".len() + 12]);
@@ -177,8 +178,6 @@ pub async fn run(
                 chrono::Utc::now().to_rfc3339(),
             );
             labels.insert("dev.mlcd.build-id".into(), id.clone());
-            // Handed over, not copied: a context can be hundreds of megabytes.
-            let tar = std::mem::take(&mut ctx.tar);
             let spec = BuildSpec {
                 dockerfile: &ctx.dockerfile,
                 dockerfile_display: &b.dockerfile,
@@ -192,7 +191,9 @@ pub async fn run(
             reporter.group(&format!("Build {local_name}"));
             let built = {
                 let r: &Reporter = reporter;
-                engine.build(tar, &spec, &mut |line| r.info(line)).await
+                engine
+                    .build(ctx.clone(), &spec, &mut |line| r.info(line))
+                    .await
             };
             reporter.end_group();
             let built = built?;
@@ -204,24 +205,26 @@ pub async fn run(
             let mut digest = built.id.clone();
             if b.push {
                 for (repo, (host, path, reg)) in b.repositories.iter().zip(&registries) {
+                    // The layers go up once, with the build-id tag (so an interrupted
+                    // run is found and finished by the next one); every other tag is
+                    // the same manifest put again under another name.
                     reporter.group(&format!("Push {repo}"));
-                    for t in &tags {
-                        let r = engine.push(repo, t, reg.credentials(), &backoff).await;
-                        if let Err(e) = r {
-                            reporter.end_group();
-                            let msg = format!("pushing {repo}:{t} failed: {e}");
-                            return Err(match e {
-                                PushError::Unauthorized(_) => UserError::failed(msg)
-                                    .hint("check registry-username / registry-password; refused credentials are not retried"),
-                                PushError::Transient(_) => UserError::failed(format!("{msg} (gave up after {} attempts)", backoff.attempts))
-                                    .hint("the registry was unreachable or failing; rerun when it is back"),
-                                PushError::Other(_) => UserError::failed(msg),
-                            }
-                            .into());
+                    let r = engine
+                        .push(repo, &key_tag, reg.credentials(), &backoff)
+                        .await;
+                    if let Err(e) = r {
+                        reporter.end_group();
+                        let msg = format!("pushing {repo}:{key_tag} failed: {e}");
+                        return Err(match e {
+                            PushError::Unauthorized(_) => UserError::failed(msg)
+                                .hint("check registry-username / registry-password; refused credentials are not retried"),
+                            PushError::Transient(_) => UserError::failed(format!("{msg} (gave up after {} attempts)", backoff.attempts))
+                                .hint("the registry was unreachable or failing; rerun when it is back"),
+                            PushError::Other(_) => UserError::failed(msg),
                         }
-                        reporter.info(&format!("pushed {repo}:{t}"));
+                        .into());
                     }
-                    reporter.end_group();
+                    reporter.info(&format!("pushed {repo}:{key_tag}"));
                     let m = reg
                         .manifest(path, &key_tag)
                         .await
@@ -231,6 +234,15 @@ pub async fn run(
                                 "{repo}:{key_tag} is not in the registry after the push"
                             ))
                         })?;
+                    for t in tags.iter().filter(|t| **t != key_tag) {
+                        let tagged = reg.tag(path, &m.digest, t).await;
+                        if let Err(e) = tagged {
+                            reporter.end_group();
+                            return Err(registry_error(e, host).into());
+                        }
+                        reporter.info(&format!("tagged {repo}:{t}"));
+                    }
+                    reporter.end_group();
                     digest = m.digest;
                 }
             }

@@ -618,10 +618,10 @@ async fn rollout(
         reporter.end_group();
         return Err(fail(format!("{why}; {rb}"), Vec::new()));
     }
-    reporter.info(&format!(
-        "{v} is ready beside {}",
-        live.unwrap_or("nothing")
-    ));
+    reporter.info(&match live {
+        Some(l) => format!("{v} is ready beside {l}"),
+        None => format!("{v} is ready: the first version of endpoint `{ep}` (no live version to shift traffic from)"),
+    });
     let steps: Vec<u8> = if live.is_some() {
         d.steps.clone()
     } else {

@@ -50,6 +50,10 @@ pub struct SagemakerTraining {
     subnets: Vec<String>,
     security_groups: Vec<String>,
     poll_interval: Duration,
+    /// What `describe` last saw of each job, for the log follower.
+    seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Seen>>>,
+    /// The zero of the follower's clock (cursors hold milliseconds since it).
+    origin: std::time::Instant,
 }
 
 impl SagemakerTraining {
@@ -93,6 +97,8 @@ impl SagemakerTraining {
             subnets: plan.subnets.clone(),
             security_groups: plan.security_groups.clone(),
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
+            seen: Default::default(),
+            origin: std::time::Instant::now(),
         })
     }
 
@@ -340,6 +346,204 @@ impl SagemakerTraining {
             Some(h) => err.hint(h),
             None => err,
         }
+    }
+}
+
+/// The log follower's budget: a running job is described at most once a poll
+/// interval (6 times a minute at the default 10 s, fewer as the interval backs off
+/// to 30 s); its log calls (DescribeLogStreams + GetLogEvents) are held to
+/// `LOG_CALLS_PER_WINDOW` in any `LOG_WINDOW_POLLS` poll intervals — together at
+/// most 11 calls a minute.
+const LOG_WINDOW_POLLS: u64 = 6;
+/// See [`LOG_WINDOW_POLLS`].
+const LOG_CALLS_PER_WINDOW: usize = 5;
+/// Streams known and the status unchanged: listed again after this many poll
+/// intervals (2 minutes at the default), in case an instance started late.
+const RELIST_POLLS: u64 = 12;
+/// The longest a quiet stream waits between two reads, and a job without streams
+/// between two listings, in poll intervals (1 minute at the default).
+const MAX_QUIET_POLLS: u64 = 6;
+/// GetLogEvents' largest page: a page this full means more is waiting.
+const LOG_PAGE: usize = 10_000;
+
+/// What `describe` last saw of a job.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// State and secondary status, as one key.
+    status: String,
+    /// The job has ended.
+    ended: bool,
+}
+
+/// The log follower's state, kept in the [`LogCursor`] between calls (times
+/// are milliseconds on the backend's clock).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Follow {
+    /// Each stream's forward token.
+    #[serde(default)]
+    tokens: BTreeMap<String, String>,
+    /// The job's streams, as last listed.
+    #[serde(default)]
+    streams: Vec<String>,
+    /// When they were listed, and under which status.
+    #[serde(default)]
+    listed: Option<(u64, String)>,
+    /// The status the back-offs below were counted under (a change resets them).
+    #[serde(default)]
+    status: Option<String>,
+    /// How long after an empty listing the next one waits.
+    #[serde(default)]
+    list_wait: u64,
+    /// Per stream: when it is read next, and how long it waits after the next
+    /// empty read.
+    #[serde(default)]
+    next_read: BTreeMap<String, (u64, u64)>,
+    /// When the log calls of the current window were made.
+    #[serde(default)]
+    calls: Vec<u64>,
+}
+
+impl SagemakerTraining {
+    /// Records what `describe` saw of `name`, for the log follower.
+    fn saw(&self, name: &str, status: &JobStatus) {
+        let seen = Seen {
+            status: format!(
+                "{}/{}",
+                status.state,
+                status.detail.as_deref().unwrap_or("")
+            ),
+            ended: status.state.is_terminal(),
+        };
+        if let Ok(mut map) = self.seen.lock() {
+            map.insert(name.to_string(), seen);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn follow_logs(
+        &self,
+        name: &str,
+        cursor: &mut LogCursor,
+    ) -> Result<Vec<String>, UserError> {
+        let now = self.now_ms();
+        let poll = u64::try_from(self.poll_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut f: Follow = cursor
+            .0
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or_default();
+        let seen = self.seen.lock().ok().and_then(|m| m.get(name).cloned());
+        // A job not described here, or ended: read all there is, no budget.
+        let unbounded = seen.as_ref().is_none_or(|s| s.ended);
+        let status = seen.map(|s| s.status);
+        if f.status != status {
+            // A new phase may bring new streams and new lines: look again soon.
+            f.status = status.clone();
+            f.next_read.clear();
+            f.list_wait = 0;
+        }
+        let window = LOG_WINDOW_POLLS.saturating_mul(poll);
+        f.calls.retain(|t| now.saturating_sub(*t) < window);
+        let room = |f: &Follow| unbounded || f.calls.len() < LOG_CALLS_PER_WINDOW;
+
+        let want_list = match &f.listed {
+            None => true,
+            Some((at, _)) if f.streams.is_empty() => now.saturating_sub(*at) >= f.list_wait,
+            Some((at, under)) => {
+                Some(under) != status.as_ref()
+                    || now.saturating_sub(*at) >= RELIST_POLLS.saturating_mul(poll)
+            }
+        };
+        if want_list && room(&f) {
+            f.calls.push(now);
+            let listed = self.log_streams(name).await?;
+            f.listed = Some((now, status.clone().unwrap_or_default()));
+            f.list_wait = if listed.is_empty() {
+                (f.list_wait * 2).clamp(poll, MAX_QUIET_POLLS.saturating_mul(poll))
+            } else {
+                0
+            };
+            for s in listed {
+                if !f.streams.contains(&s) {
+                    f.streams.push(s);
+                }
+            }
+            f.streams.sort();
+        }
+
+        // The stream waiting longest goes first, so a tight budget reads them in turn.
+        let mut order: Vec<String> = f.streams.clone();
+        order.sort_by_key(|s| f.next_read.get(s).map_or(0, |r| r.0));
+        let several = f.streams.len() > 1;
+        let mut lines = Vec::new();
+        'streams: for stream in &order {
+            let (due, wait) = f.next_read.get(stream).copied().unwrap_or((0, 0));
+            if !unbounded && due > now {
+                continue;
+            }
+            let label = stream.rsplit('/').next().unwrap_or(stream).to_string();
+            let mut got = 0;
+            for _ in 0..MAX_LOG_PAGES {
+                if !room(&f) {
+                    break 'streams;
+                }
+                f.calls.push(now);
+                let sent = f.tokens.get(stream).cloned();
+                let mut body = json!({
+                    "logGroupName": LOG_GROUP,
+                    "logStreamName": stream,
+                    "startFromHead": true,
+                });
+                if let Some(t) = &sent {
+                    body["nextToken"] = json!(t);
+                }
+                let answer = match self.logs_call("GetLogEvents", &body).await {
+                    Ok(a) => a,
+                    Err(e) if e.code() == Some("ResourceNotFoundException") => break,
+                    Err(e) => return Err(self.logs_error(name, e)),
+                };
+                let events = answer["events"].as_array().cloned().unwrap_or_default();
+                for ev in &events {
+                    if let Some(m) = ev["message"].as_str() {
+                        let m = m.trim_end_matches(['\n', '\r']);
+                        lines.push(if several {
+                            format!("[{label}] {m}")
+                        } else {
+                            m.to_string()
+                        });
+                    }
+                }
+                got += events.len();
+                let next = answer["nextForwardToken"].as_str().map(str::to_string);
+                if let Some(n) = &next {
+                    f.tokens.insert(stream.clone(), n.clone());
+                }
+                // The end of the stream: no events, or the token we sent comes
+                // back; while the job runs, also a page that is not full (the
+                // rest, if any, comes with the next poll).
+                if events.is_empty()
+                    || next.is_none()
+                    || next == sent
+                    || (!unbounded && events.len() < LOG_PAGE)
+                {
+                    break;
+                }
+            }
+            let next = if got > 0 {
+                (0, 0)
+            } else {
+                let wait = (wait * 2).clamp(2 * poll, MAX_QUIET_POLLS.saturating_mul(poll));
+                (now.saturating_add(wait), wait)
+            };
+            f.next_read.insert(stream.clone(), next);
+        }
+        cursor.0 = Some(serde_json::to_string(&f).unwrap_or_default());
+        Ok(lines)
     }
 }
 
@@ -693,65 +897,24 @@ impl TrainingBackend for SagemakerTraining {
             .call("DescribeTrainingJob", &json!({ "TrainingJobName": name }))
             .await
         {
-            Ok(answer) => status_from_describe(name, &answer).map(Some),
+            Ok(answer) => {
+                let status = status_from_describe(name, &answer)?;
+                self.saw(name, &status);
+                Ok(Some(status))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.error("DescribeTrainingJob", name, e)),
         }
     }
 
+    /// Reads the job's new log lines within a budget (see [`Follow`]): the log
+    /// streams are listed when the job's status changes (or every few minutes), a
+    /// stream that had nothing new is read less and less often, and the log calls
+    /// of a running job stay under [`LOG_CALLS_PER_WINDOW`] per
+    /// [`LOG_WINDOW_POLLS`] poll intervals. Once `describe` has seen the job end
+    /// (or for a job it has not described), everything left is read.
     async fn logs(&self, name: &str, cursor: &mut LogCursor) -> Result<Vec<String>, UserError> {
-        let streams = self.log_streams(name).await?;
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The cursor holds each stream's forward token.
-        let mut tokens: BTreeMap<String, String> = cursor
-            .0
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .unwrap_or_default();
-        let several = streams.len() > 1;
-        let mut lines = Vec::new();
-        for stream in &streams {
-            let label = stream.rsplit('/').next().unwrap_or(stream).to_string();
-            for _ in 0..MAX_LOG_PAGES {
-                let sent = tokens.get(stream).cloned();
-                let mut body = json!({
-                    "logGroupName": LOG_GROUP,
-                    "logStreamName": stream,
-                    "startFromHead": true,
-                });
-                if let Some(t) = &sent {
-                    body["nextToken"] = json!(t);
-                }
-                let answer = match self.logs_call("GetLogEvents", &body).await {
-                    Ok(a) => a,
-                    Err(e) if e.code() == Some("ResourceNotFoundException") => break,
-                    Err(e) => return Err(self.logs_error(name, e)),
-                };
-                let events = answer["events"].as_array().cloned().unwrap_or_default();
-                for ev in &events {
-                    if let Some(m) = ev["message"].as_str() {
-                        let m = m.trim_end_matches(['\n', '\r']);
-                        lines.push(if several {
-                            format!("[{label}] {m}")
-                        } else {
-                            m.to_string()
-                        });
-                    }
-                }
-                let next = answer["nextForwardToken"].as_str().map(str::to_string);
-                if let Some(n) = &next {
-                    tokens.insert(stream.clone(), n.clone());
-                }
-                // The end of the stream: no events, or the token we sent comes back.
-                if events.is_empty() || next.is_none() || next == sent {
-                    break;
-                }
-            }
-        }
-        cursor.0 = Some(serde_json::to_string(&tokens).unwrap_or_default());
-        Ok(lines)
+        self.follow_logs(name, cursor).await
     }
 
     async fn stop(&self, name: &str) -> Result<(), UserError> {

@@ -53,7 +53,8 @@ Answers (jobs are scripted by their hyperparameters):
                        No stream yet in the whole group -> ResourceNotFoundException.
 
 Control endpoints (never validated nor recorded):
-    GET  /_fake/requests     recorded requests: {seq, service, operation, body, scope, fault};
+    GET  /_fake/requests     recorded requests: {seq, service, operation, body, scope, fault,
+                             time (SageMaker and Logs: seconds since the epoch, on arrival)};
                              scope: {date, region, service, temporary (an ASIA… key),
                              session_token (signed X-Amz-Security-Token)}
     GET  /_fake/violations   every violation so far: {seq, operation, kind, path, message}
@@ -504,7 +505,7 @@ class Fake:
             target = headers.get("X-Amz-Target") or ""
             prefix, _, operation = target.partition(".")
             model = self.models.get(prefix)
-            rec = {"seq": seq, "service": prefix, "operation": operation or None, "body": None, "scope": None, "fault": None}
+            rec = {"seq": seq, "service": prefix, "operation": operation or None, "body": None, "scope": None, "fault": None, "time": time.time()}
             self.requests.append(rec)
             if method != "POST" or path.split("?")[0] != "/":
                 self.violation(seq, target, "protocol", path, f"AWS JSON 1.1 requests are POST /, got {method} {path}")
