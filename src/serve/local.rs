@@ -310,9 +310,11 @@ impl LocalServing {
             router_binary: None,
             router_image: tokio::sync::OnceCell::new(),
             http,
+            // The engine and the probes are on this machine: asking often is
+            // cheap, and a deploy notices a ready version sooner.
             poll: crate::train::poll_interval_from_env(
                 &std::env::vars().collect(),
-                Duration::from_millis(500),
+                Duration::from_millis(100),
             ),
         }
     }
