@@ -87,10 +87,14 @@ fn the_runtime_image_is_a_static_mlcd_and_ca_certificates_within_15_mb() {
     let mut c = docker(&tb);
     let base = &tb["MLCD_TESTBED_BASE_IMAGE"];
     // The classic builder also builds the `prebuilt` stage before `runtime`:
-    // it gets the local base and the same binary.
+    // it gets the small busybox base (a COPY only) and the same binary.
+    let busybox = tb
+        .get("MLCD_TESTBED_BUSYBOX_IMAGE")
+        .cloned()
+        .unwrap_or_else(|| "local/busybox:latest".into());
     c.args(["build", "-q", "--target", "runtime"])
         .args(["--build-arg", &format!("RUST_IMAGE={base}")])
-        .args(["--build-arg", &format!("RUNTIME_IMAGE={base}")])
+        .args(["--build-arg", &format!("RUNTIME_IMAGE={busybox}")])
         .args(["--build-arg", "BINARY=mlcd", "--build-arg", "PREBUILT=mlcd"])
         .args(["-t", IMAGE])
         .arg(ctx.path());
