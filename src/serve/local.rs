@@ -2,7 +2,8 @@
 //! `mlcd-serve-<endpoint>-<version>` on the host network with a port of its own
 //! and its model copied in as a tar stream (never a bind mount); the endpoint is
 //! a router container `mlcd-endpoint-<endpoint>` running this very binary's
-//! hidden `mlcd route` on a stable port, with the live weights in its
+//! hidden `mlcd route` on a stable port, from mlcd's own tiny image (see
+//! router_image.rs; never from the serving image), with the live weights in its
 //! `/mlcd/routes.json`. The containers, their labels and that file are the whole
 //! state: no state file, so any process (a later step, a rollback) sees the same
 //! endpoint.
@@ -24,6 +25,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use super::router::{RouteConfig, Upstream};
+use super::router_image::RouterImage;
 use super::{
     Answer, EndpointState, EndpointStatus, Invocation, ServingBackend, Variant, VersionSpec,
 };
@@ -55,9 +57,6 @@ const ROUTES_FILE: &str = "/mlcd/routes.json";
 
 /// How long a readiness probe or the router's accept check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Why a router may not run in an image.
-const GLIBC_NOTE: &str =
-    "the endpoint's router runs the mlcd executable inside the first version's image";
 
 /// How many log lines of a crashed container make its failure reason.
 const FAILURE_LOG_LINES: &str = "15";
@@ -69,6 +68,7 @@ pub struct LocalServing {
     host: String,
     pull_credentials: Option<Credentials>,
     router_binary: Option<PathBuf>,
+    router_image: tokio::sync::OnceCell<RouterImage>,
     http: reqwest::Client,
     poll: Duration,
 }
@@ -93,7 +93,6 @@ struct VersionBox {
 struct RouterBox {
     container: String,
     port: u16,
-    image: String,
     state: ContainerSummaryStateEnum,
 }
 
@@ -262,13 +261,9 @@ fn model_tar(model_data: Option<&str>) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
-/// The router's files: this binary and its route config under `/mlcd`.
-fn router_tar(binary: &Path, routes: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The router's route config, at `/mlcd/routes.json` (the image holds the rest).
+fn router_tar(routes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
-    b.append_data(&mut dir_header(), "mlcd/", std::io::empty())?;
-    let file = std::fs::File::open(binary)?;
-    let size = file.metadata()?.len();
-    b.append_data(&mut file_header(size, 0o755), "mlcd/mlcd", file)?;
     b.append_data(
         &mut file_header(routes.len() as u64, 0o644),
         "mlcd/routes.json",
@@ -316,10 +311,13 @@ impl LocalServing {
             host: engine.host().to_string(),
             pull_credentials: None,
             router_binary: None,
+            router_image: tokio::sync::OnceCell::new(),
             http,
+            // The engine and the probes are on this machine: asking often is
+            // cheap, and a deploy notices a ready version sooner.
             poll: crate::train::poll_interval_from_env(
                 &std::env::vars().collect(),
-                Duration::from_millis(500),
+                Duration::from_millis(100),
             ),
         }
     }
@@ -330,9 +328,9 @@ impl LocalServing {
         self
     }
 
-    /// The `mlcd` executable copied into router containers (default: the
+    /// The `mlcd` executable the router image is made of (default: the
     /// running executable; tests, which run inside a test harness, name the
-    /// built `mlcd`). It must run in the serving image (same libc).
+    /// built `mlcd`).
     pub fn with_router_binary(mut self, path: PathBuf) -> Self {
         self.router_binary = Some(path);
         self
@@ -419,7 +417,6 @@ impl LocalServing {
                     found.router = Some(RouterBox {
                         container,
                         port,
-                        image: label(LABEL_IMAGE),
                         state,
                     })
                 }
@@ -723,38 +720,39 @@ impl LocalServing {
         }
     }
 
-    /// Starts the endpoint's router with `routes`, from `image`.
+    /// mlcd's own router image, made on the engine once per executable.
+    async fn router_image(&self) -> Result<String, UserError> {
+        let image = self
+            .router_image
+            .get_or_try_init(|| async {
+                let binary = self.router_binary()?;
+                tokio::task::spawn_blocking(move || RouterImage::for_executable(&binary))
+                    .await
+                    .map_err(|e| UserError::failed(format!("making the router image: {e}")))?
+            })
+            .await?;
+        image.ensure(&self.docker, &self.host).await
+    }
+
+    /// Starts the endpoint's router with `routes`, from mlcd's own image.
     async fn create_router(
         &self,
         endpoint: &str,
-        image: &str,
         routes: &RouteConfig,
         taken: &[u16],
     ) -> Result<(), UserError> {
         let port = free_port(taken)?;
-        let binary = self.router_binary()?;
-        let json = routes.to_json();
-        let files = {
-            let b = binary.clone();
-            tokio::task::spawn_blocking(move || router_tar(&b, &json))
-                .await
-                .map_err(|e| UserError::failed(format!("packing the router: {e}")))?
-                .map_err(|e| {
-                    UserError::failed(format!(
-                        "cannot pack the router executable {}: {e}",
-                        binary.display()
-                    ))
-                })?
-        };
+        let image = self.router_image().await?;
+        let files = router_tar(&routes.to_json())
+            .map_err(|e| UserError::failed(format!("cannot pack the routes: {e}")))?;
         let labels = HashMap::from([
             (LABEL_ENDPOINT.to_string(), endpoint.to_string()),
             (LABEL_ROLE.to_string(), ROLE_ROUTER.to_string()),
             (LABEL_PORT.to_string(), port.to_string()),
-            (LABEL_IMAGE.to_string(), image.to_string()),
+            (LABEL_IMAGE.to_string(), image.clone()),
         ]);
         let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            entrypoint: Some(vec![format!("{ROUTER_DIR}/mlcd")]),
+            image: Some(image),
             cmd: Some(vec![
                 "route".into(),
                 "--config".into(),
@@ -772,11 +770,6 @@ impl LocalServing {
         };
         self.start_container(&Self::router_container(endpoint), body, files)
             .await
-            .map_err(|e| {
-                e.hint(format!(
-                    "{GLIBC_NOTE}, {image}: that image needs a glibc-based Linux userland"
-                ))
-            })
     }
 }
 
@@ -812,7 +805,7 @@ impl ServingBackend for LocalServing {
         let binary = self.router_binary()?;
         if !binary.is_file() {
             return Err(UserError::failed(format!(
-                "the mlcd executable {} (copied into the endpoint's router) is not a file",
+                "the mlcd executable {} (the endpoint's router image is made of it) is not a file",
                 binary.display()
             )));
         }
@@ -914,10 +907,7 @@ impl ServingBackend for LocalServing {
                 url = Some(format!("http://127.0.0.1:{}", r.port));
                 if ended(r.state) {
                     let reason = self.crash_reason("the router", &r.container).await;
-                    failures.insert(0, format!(
-                        "{reason}\n({GLIBC_NOTE}, {}: that image needs a glibc-based Linux userland)",
-                        r.image
-                    ));
+                    failures.insert(0, reason);
                 } else if r.state == ContainerSummaryStateEnum::CREATED {
                     // Being set up by a deploy in another process.
                     state = EndpointState::Creating;
@@ -1026,8 +1016,7 @@ impl ServingBackend for LocalServing {
                     upstreams: vec![upstream],
                     timeout_ms: Some(timeout_ms.max(1)),
                 };
-                self.create_router(endpoint, &spec.image, &routes, &taken)
-                    .await
+                self.create_router(endpoint, &routes, &taken).await
             }
             Some((router, mut routes)) => {
                 routes.upstreams.push(upstream);

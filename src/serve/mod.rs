@@ -17,6 +17,7 @@ use crate::instance::Resolved;
 
 pub mod local;
 pub mod router;
+pub mod router_image;
 pub mod sagemaker;
 pub mod verify;
 
