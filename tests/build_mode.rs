@@ -368,6 +368,36 @@ fn without_a_registry_the_image_stays_in_the_engine_and_a_rerun_is_skipped() {
         first["image"].as_str().unwrap().starts_with("churn:build-"),
         "{first}"
     );
+    // The image carries mlcd's labels, added in one instruction (the engine's
+    // own `labels` option makes one commit per label, each a copy of the root
+    // filesystem under a copying storage driver).
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+            .output()
+            .expect("docker runs");
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let labels: BTreeMap<String, String> = serde_json::from_str(&docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &id,
+    ]))
+    .unwrap();
+    assert_eq!(labels["org.opencontainers.image.revision"], SHA);
+    assert_eq!(labels["dev.mlcd.model-id"], "churn");
+    assert_eq!(
+        labels["dev.mlcd.build-id"],
+        first["build-id"].as_str().unwrap()
+    );
+    let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &id]);
+    let label_steps: Vec<&str> = history.lines().filter(|l| l.contains("LABEL")).collect();
+    assert_eq!(label_steps.len(), 1, "{history}");
+
     let (r, second) = build(&ws, &tb, "unused", &[], &[]);
     r.assert_code(0);
     assert_eq!(second["skipped"], "true");

@@ -220,12 +220,14 @@ impl Engine {
         log: &mut dyn FnMut(&str),
     ) -> Result<Built, UserError> {
         let args: HashMap<String, String> = spec.args.clone().into_iter().collect();
-        let labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+        // No `labels` here: the engine's classic builder turns each one into a LABEL
+        // instruction of its own, a commit each, and under a copying storage driver
+        // (vfs) every commit copies the whole root filesystem. They are applied
+        // after, in one instruction ([`Engine::label`]).
         let mut opts = BuildImageOptionsBuilder::default()
             .dockerfile(spec.dockerfile)
             .t(spec.name)
             .buildargs(&args)
-            .labels(&labels)
             .rm(true)
             .forcerm(true);
         if let Some(t) = spec.target {
@@ -309,8 +311,55 @@ impl Engine {
         let id = id.ok_or_else(|| {
             UserError::failed("the Docker engine finished the build without reporting an image id")
         })?;
+        let id = if spec.labels.is_empty() {
+            id
+        } else {
+            self.label(&id, spec.labels, spec.name).await?
+        };
         let size = self.size(&id).await;
         Ok(Built { id, size })
+    }
+
+    /// Adds `labels` to the image `id` in one LABEL instruction (one commit) and
+    /// names the result `name`; returns the labelled image's id.
+    async fn label(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<String, UserError> {
+        let dockerfile = labelling_dockerfile(id, labels);
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        let failed = |e: &dyn std::fmt::Display| {
+            UserError::failed(format!("labelling the built image failed: {e}"))
+        };
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+            .map_err(|e| failed(&e))?;
+        let body = tar.into_inner().map_err(|e| failed(&e))?;
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(name)
+            .rm(true)
+            .forcerm(true);
+        let mut stream =
+            self.docker
+                .build_image(opts.build(), None, Some(bollard::body_full(body.into())));
+        let mut labelled = None;
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| failed(&e))?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(failed(&e));
+            }
+            if let Some(aux) = info.aux.and_then(|a| a.id) {
+                labelled = Some(aux);
+            }
+        }
+        labelled.ok_or_else(|| failed(&"the engine reported no image id"))
     }
 
     /// The size of a local image in bytes (0 when unknown).
@@ -496,9 +545,48 @@ impl Engine {
     }
 }
 
+/// `FROM <id>` and every label in one LABEL instruction, each key and value
+/// double-quoted with `\`, `"` and `$` escaped (LABEL expands variables) and line
+/// breaks as spaces (an instruction is one line).
+fn labelling_dockerfile(id: &str, labels: &BTreeMap<String, String>) -> String {
+    fn quote(s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '\\' | '"' | '$' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '\n' | '\r' => out.push(' '),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", quote(k), quote(v)))
+        .collect();
+    format!("FROM {id}\nLABEL {}\n", pairs.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_go_in_one_instruction_quoted_so_nothing_is_expanded() {
+        let labels = BTreeMap::from([
+            ("a.b".to_string(), "plain".to_string()),
+            ("c".to_string(), "say \"$HOME\" \\ now\nnext".to_string()),
+        ]);
+        assert_eq!(
+            labelling_dockerfile("sha256:abc", &labels),
+            "FROM sha256:abc\nLABEL \"a.b\"=\"plain\" \"c\"=\"say \\\"\\$HOME\\\" \\\\ now next\"\n"
+        );
+    }
 
     const DOCKERFILE: &str = "# syntax comment\nARG BASE=local/python:3.11\nFROM ${BASE}\n\nCOPY . /app\nRUN python3 -c \\\n  'import sys; sys.exit(3)'\nENTRYPOINT [\"python3\"]\n";
 
