@@ -259,7 +259,12 @@ async fn bad_setups_are_refused_before_any_request() {
         &env,
     )
     .await;
-    let e = sm.preflight(&spec).await.unwrap_err();
+    // No output location: the job will write to the default bucket (looked up
+    // when it is staged), so the checks pass without a request.
+    sm.preflight(&spec)
+        .await
+        .expect("the default bucket stands in for a missing output");
+    let e = sm.submit(&spec).await.unwrap_err();
     assert!(e.message.contains("sagemaker.output-path"), "{e}");
     assert!(e.message.contains("train.output"), "{e}");
     let mut with_output = spec.clone();
@@ -273,13 +278,14 @@ async fn bad_setups_are_refused_before_any_request() {
     local
         .channels
         .insert("train".into(), Channel::Local("/work/data/train".into()));
-    let e = sm.submit(&local).await.unwrap_err();
-    assert!(
-        e.message.contains("SageMaker reads input channels from S3"),
-        "{e}"
-    );
+    // A local channel that does not exist fails the checks, naming the key.
+    let e = sm.preflight(&local).await.unwrap_err();
+    assert!(e.message.contains("`train.channels.train`"), "{e}");
     assert!(e.message.contains("/work/data/train"), "{e}");
     assert!(e.hint.unwrap().contains("s3://"));
+    // One that was not staged (uploaded) is never sent to SageMaker.
+    let e = sm.submit(&local).await.unwrap_err();
+    assert!(e.message.contains("not uploaded to S3 yet"), "{e}");
 
     let mut not_ml = spec.clone();
     not_ml.instance.native = "local_gpu".into();

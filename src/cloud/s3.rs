@@ -42,6 +42,17 @@ pub struct S3Client {
     path_style: bool,
 }
 
+/// What HeadObject tells of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Bytes.
+    pub size: u64,
+    /// `Last-Modified`, as S3 sends it.
+    pub last_modified: Option<String>,
+    /// `ETag`, as S3 sends it.
+    pub etag: Option<String>,
+}
+
 /// Whether a bucket is there for us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BucketState {
@@ -201,19 +212,37 @@ impl S3Client {
         }
     }
 
-    /// HeadObject: the object's size, or `None` when there is no such key.
-    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<Option<u64>, AwsError> {
+    /// HeadObject: the object's size and time, or `None` when there is no such key.
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectInfo>, AwsError> {
         let url = self.url(bucket, key, &[]);
         let what = format!("S3 HeadObject s3://{bucket}/{key}");
         let r = self
             .call(
                 &what,
                 || self.request(Method::HEAD, &url, &[], Payload::Bytes(b"")),
-                |resp| async move { Ok(resp.content_length().unwrap_or(0)) },
+                |resp| async move {
+                    let header = |name: &str| {
+                        resp.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    Ok(ObjectInfo {
+                        size: header("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                        last_modified: header("last-modified"),
+                        etag: header("etag"),
+                    })
+                },
             )
             .await;
         match r {
-            Ok(size) => Ok(Some(size)),
+            Ok(info) => Ok(Some(info)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }

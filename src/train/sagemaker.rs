@@ -1210,15 +1210,26 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn bad_specs_fail_with_the_key_to_change() {
         let b = backend(plan()).await;
+        // A local channel must be a directory; it is uploaded by `stage`.
         let mut s = spec();
-        s.channels
-            .insert("local".into(), Channel::Local(PathBuf::from("/ws/data")));
-        let e = b.create_request(&s).unwrap_err();
-        assert!(
-            e.message.contains("SageMaker reads input channels from S3"),
-            "{e}"
+        s.channels.insert(
+            "local".into(),
+            Channel::Local(PathBuf::from("/nonexistent/data")),
         );
-        assert!(e.hint.unwrap().contains("train.channels.local"));
+        let e = b.check(&s).unwrap_err();
+        assert!(e.message.contains("`train.channels.local`"), "{e}");
+        assert!(e.message.contains("/nonexistent/data"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.csv"), "1\n").unwrap();
+        s.channels
+            .insert("local".into(), Channel::Local(dir.path().join("f.csv")));
+        let e = b.check(&s).unwrap_err();
+        assert!(e.message.contains("a file"), "{e}");
+        s.channels
+            .insert("local".into(), Channel::Local(dir.path().to_path_buf()));
+        b.check(&s).expect("a local directory passes the checks");
+        let e = b.create_request(&s).unwrap_err();
+        assert!(e.message.contains("not uploaded to S3 yet"), "{e}");
 
         let mut s = spec();
         s.instance.native = "local".into();
@@ -1229,11 +1240,18 @@ mod tests {
             ..plan()
         })
         .await;
+        // No output: the default bucket, once staged.
+        let r = b.check(&spec()).unwrap();
+        assert_eq!(
+            r["OutputDataConfig"]["S3OutputPath"],
+            "s3://sagemaker-eu-west-1-000000000000/"
+        );
         let e = b.create_request(&spec()).unwrap_err();
         assert!(e.message.contains("sagemaker.output-path"), "{e}");
         let mut s = spec();
         s.output = Some("gs://bucket/out".into());
         assert!(b.create_request(&s).unwrap_err().message.contains("s3://"));
+        assert!(b.check(&s).unwrap_err().message.contains("s3://"));
 
         let b = backend(SagemakerPlan {
             role_arn: String::new(),
