@@ -465,6 +465,23 @@ fn a_running_sagemaker_job_costs_at_most_12_api_calls_a_minute() {
     );
 }
 
+/// An S3 client for moto (region eu-west-1).
+fn s3_on_moto(moto: &str) -> mlcd::cloud::s3::S3Client {
+    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
+    let env: std::collections::BTreeMap<String, String> =
+        [("AWS_ENDPOINT_URL".to_string(), moto.to_string())].into();
+    let creds = AwsCredentials::new("AKIDMLCDTESTKEY0001", "mlcd-test-secret/0001", None);
+    mlcd::cloud::s3::S3Client::new(AwsClient::new(creds, "eu-west-1").unwrap(), &env).unwrap()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// What moto's S3 holds of the channel directory `dir` of `model`, uploaded to
 /// `bucket`: the manifest's and every file's Last-Modified (None when missing).
 fn channel_objects(
@@ -474,13 +491,8 @@ fn channel_objects(
     channel: &str,
     dir: &std::path::Path,
 ) -> (String, Vec<(String, Option<String>)>) {
-    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
-    use mlcd::cloud::s3::S3Client;
     use mlcd::train::upload::{channel_keys, hash_dir};
-    let env: std::collections::BTreeMap<String, String> =
-        [("AWS_ENDPOINT_URL".to_string(), moto.to_string())].into();
-    let creds = AwsCredentials::new("AKIDMLCDTESTKEY0001", "mlcd-test-secret/0001", None);
-    let s3 = S3Client::new(AwsClient::new(creds, "eu-west-1").unwrap(), &env).unwrap();
+    let s3 = s3_on_moto(moto);
     let manifest = hash_dir(dir).unwrap();
     let keys = channel_keys(model, channel, &manifest.digest);
     let mut wanted = vec![keys.marker.clone()];
@@ -490,14 +502,10 @@ fn channel_objects(
             .iter()
             .map(|f| format!("{}{}", keys.prefix, f.rel)),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let found = wanted
         .into_iter()
         .map(|key| {
-            let info = rt.block_on(s3.head_object(bucket, &key)).unwrap();
+            let info = block_on(s3.head_object(bucket, &key)).unwrap();
             (key, info.and_then(|i| i.last_modified))
         })
         .collect();
@@ -509,17 +517,13 @@ fn describe_on_moto(moto: &str, job: &str) -> serde_json::Value {
     use mlcd::cloud::aws::{AwsClient, AwsCredentials};
     let creds = AwsCredentials::new("AKIDMLCDTESTKEY0001", "mlcd-test-secret/0001", None);
     let client = AwsClient::new(creds, "eu-west-1").unwrap();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(client.json_call(
-            "sagemaker",
-            moto,
-            "SageMaker.DescribeTrainingJob",
-            &serde_json::json!({ "TrainingJobName": job }),
-        ))
-        .unwrap()
+    block_on(client.json_call(
+        "sagemaker",
+        moto,
+        "SageMaker.DescribeTrainingJob",
+        &serde_json::json!({ "TrainingJobName": job }),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -644,4 +648,37 @@ fn the_example_trains_on_sagemaker_with_its_local_channels_uploaded_once_to_the_
         "{}",
         r3.stderr
     );
+
+    // An interrupted upload (a partial file under the prefix, no manifest) is
+    // done again in full.
+    let model2 = format!("churn-s3-{}", unique());
+    let validation = ws.path().join("example/data/validation");
+    let manifest = mlcd::train::upload::hash_dir(&validation).unwrap();
+    let keys = mlcd::train::upload::channel_keys(&model2, "validation", &manifest.digest);
+    let s3 = s3_on_moto(moto);
+    let partial = format!("{}churn.csv", keys.prefix);
+    block_on(s3.put_bytes(bucket, &partial, b"tenure,ch".to_vec(), "text/csv")).unwrap();
+    let inputs2: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|(k, v)| {
+            if *k == "INPUT_MODEL-ID" {
+                (*k, model2.as_str())
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
+    let (r4, _) = run_train(&ws, moto, &inputs2);
+    r4.assert_code(0);
+    assert!(
+        r4.stderr
+            .contains("channel `validation`: uploaded 1 file ("),
+        "{}",
+        r4.stderr
+    );
+    let whole = block_on(s3.head_object(bucket, &partial)).unwrap().unwrap();
+    assert_eq!(whole.size, manifest.bytes, "the partial file was replaced");
+    assert!(block_on(s3.head_object(bucket, &keys.marker))
+        .unwrap()
+        .is_some());
 }
