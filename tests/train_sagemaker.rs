@@ -364,7 +364,11 @@ async fn buckets_are_created_once_and_large_files_go_up_in_parts_on_moto() {
     s3.put_file(&bucket, key, &path, data.len() as u64, &sha256_hex(&data))
         .await
         .unwrap();
-    let info = s3.head_object(&bucket, key).await.unwrap().expect("uploaded");
+    let info = s3
+        .head_object(&bucket, key)
+        .await
+        .unwrap()
+        .expect("uploaded");
     assert_eq!(info.size, data.len() as u64);
     assert!(
         info.etag.as_deref().is_some_and(|e| e.ends_with("-2\"")),
@@ -382,7 +386,11 @@ async fn buckets_are_created_once_and_large_files_go_up_in_parts_on_moto() {
     .await
     .unwrap();
     assert_eq!(
-        s3.head_object(&bucket, "small").await.unwrap().unwrap().size,
+        s3.head_object(&bucket, "small")
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
         5
     );
 }
