@@ -259,7 +259,12 @@ async fn bad_setups_are_refused_before_any_request() {
         &env,
     )
     .await;
-    let e = sm.preflight(&spec).await.unwrap_err();
+    // No output location: the job will write to the default bucket (looked up
+    // when it is staged), so the checks pass without a request.
+    sm.preflight(&spec)
+        .await
+        .expect("the default bucket stands in for a missing output");
+    let e = sm.submit(&spec).await.unwrap_err();
     assert!(e.message.contains("sagemaker.output-path"), "{e}");
     assert!(e.message.contains("train.output"), "{e}");
     let mut with_output = spec.clone();
@@ -273,13 +278,14 @@ async fn bad_setups_are_refused_before_any_request() {
     local
         .channels
         .insert("train".into(), Channel::Local("/work/data/train".into()));
-    let e = sm.submit(&local).await.unwrap_err();
-    assert!(
-        e.message.contains("SageMaker reads input channels from S3"),
-        "{e}"
-    );
+    // A local channel that does not exist fails the checks, naming the key.
+    let e = sm.preflight(&local).await.unwrap_err();
+    assert!(e.message.contains("`train.channels.train`"), "{e}");
     assert!(e.message.contains("/work/data/train"), "{e}");
     assert!(e.hint.unwrap().contains("s3://"));
+    // One that was not staged (uploaded) is never sent to SageMaker.
+    let e = sm.submit(&local).await.unwrap_err();
+    assert!(e.message.contains("not uploaded to S3 yet"), "{e}");
 
     let mut not_ml = spec.clone();
     not_ml.instance.native = "local_gpu".into();
@@ -327,6 +333,66 @@ async fn create_and_describe_against_moto() {
     // moto has no training logs: none, and no error.
     let mut cursor = LogCursor::default();
     assert!(sm.logs(&spec.name, &mut cursor).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn buckets_are_created_once_and_large_files_go_up_in_parts_on_moto() {
+    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
+    use mlcd::cloud::s3::{sha256_hex, BucketState, S3Client, MULTIPART_THRESHOLD};
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let env = env_for(&tb["MLCD_TESTBED_MOTO_URL"]);
+    let creds = AwsCredentials::from_env(&env).unwrap();
+    let s3 = S3Client::new(AwsClient::new(creds, "us-east-1").unwrap(), &env).unwrap();
+    let bucket = format!("mlcd-s3-test-{}", unique());
+    assert_eq!(s3.head_bucket(&bucket).await.unwrap(), BucketState::Missing);
+    // us-east-1: no LocationConstraint (S3 refuses one there).
+    s3.create_bucket(&bucket).await.unwrap();
+    assert_eq!(s3.head_bucket(&bucket).await.unwrap(), BucketState::Ours);
+    s3.create_bucket(&bucket)
+        .await
+        .expect("a bucket of our own is fine");
+
+    // One byte over the threshold: two parts, the second of one byte.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..MULTIPART_THRESHOLD + 1)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    std::fs::write(&path, &data).unwrap();
+    let key = "dir/big file.bin";
+    assert_eq!(s3.head_object(&bucket, key).await.unwrap(), None);
+    s3.put_file(&bucket, key, &path, data.len() as u64, &sha256_hex(&data))
+        .await
+        .unwrap();
+    let info = s3
+        .head_object(&bucket, key)
+        .await
+        .unwrap()
+        .expect("uploaded");
+    assert_eq!(info.size, data.len() as u64);
+    assert!(
+        info.etag.as_deref().is_some_and(|e| e.ends_with("-2\"")),
+        "a multipart ETag names its 2 parts: {info:?}"
+    );
+    // A small one: one streamed PutObject.
+    std::fs::write(dir.path().join("small"), b"hello").unwrap();
+    s3.put_file(
+        &bucket,
+        "small",
+        &dir.path().join("small"),
+        5,
+        &sha256_hex(b"hello"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s3.head_object(&bucket, "small")
+            .await
+            .unwrap()
+            .unwrap()
+            .size,
+        5
+    );
 }
 
 /// A web-identity environment (what EKS / GitHub OIDC leave) with a token file in `dir`.

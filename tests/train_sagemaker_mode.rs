@@ -464,3 +464,221 @@ fn a_running_sagemaker_job_costs_at_most_12_api_calls_a_minute() {
         "{seen}"
     );
 }
+
+/// An S3 client for moto (region eu-west-1).
+fn s3_on_moto(moto: &str) -> mlcd::cloud::s3::S3Client {
+    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
+    let env: std::collections::BTreeMap<String, String> =
+        [("AWS_ENDPOINT_URL".to_string(), moto.to_string())].into();
+    let creds = AwsCredentials::new("AKIDMLCDTESTKEY0001", "mlcd-test-secret/0001", None);
+    mlcd::cloud::s3::S3Client::new(AwsClient::new(creds, "eu-west-1").unwrap(), &env).unwrap()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// What moto's S3 holds of the channel directory `dir` of `model`, uploaded to
+/// `bucket`: the manifest's and every file's Last-Modified (None when missing).
+fn channel_objects(
+    moto: &str,
+    bucket: &str,
+    model: &str,
+    channel: &str,
+    dir: &std::path::Path,
+) -> (String, Vec<(String, Option<String>)>) {
+    use mlcd::train::upload::{channel_keys, hash_dir};
+    let s3 = s3_on_moto(moto);
+    let manifest = hash_dir(dir).unwrap();
+    let keys = channel_keys(model, channel, &manifest.digest);
+    let mut wanted = vec![keys.marker.clone()];
+    wanted.extend(
+        manifest
+            .files
+            .iter()
+            .map(|f| format!("{}{}", keys.prefix, f.rel)),
+    );
+    let found = wanted
+        .into_iter()
+        .map(|key| {
+            let info = block_on(s3.head_object(bucket, &key)).unwrap();
+            (key, info.and_then(|i| i.last_modified))
+        })
+        .collect();
+    (format!("s3://{bucket}/{}", keys.prefix), found)
+}
+
+/// moto's DescribeTrainingJob answer for `job` (region eu-west-1).
+fn describe_on_moto(moto: &str, job: &str) -> serde_json::Value {
+    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
+    let creds = AwsCredentials::new("AKIDMLCDTESTKEY0001", "mlcd-test-secret/0001", None);
+    let client = AwsClient::new(creds, "eu-west-1").unwrap();
+    block_on(client.json_call(
+        "sagemaker",
+        moto,
+        "SageMaker.DescribeTrainingJob",
+        &serde_json::json!({ "TrainingJobName": job }),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_example_trains_on_sagemaker_with_its_local_channels_uploaded_once_to_the_default_bucket_on_moto(
+) {
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let moto = &tb["MLCD_TESTBED_MOTO_URL"];
+    // The bundled example as it is (`backend: local`, local channel directories,
+    // no output location), switched to SageMaker by the `backend` input. Only its
+    // gate goes: moto's jobs report no metrics.
+    let ws = Workspace::with_example();
+    let config = ws.read("example/mlcd.yml");
+    assert!(config.contains("backend: local") && config.contains("    train: data/train"));
+    assert!(
+        !config.contains("\n  output:") && !config.contains("output-path"),
+        "the example sets no output location"
+    );
+    ws.write(
+        "example/mlcd.yml",
+        &config.replace("  gates:\n    accuracy: \">= 0.80\"", ""),
+    );
+    // Channel paths are per model: a model of this test's own (moto outlives a run).
+    let model = format!("churn-s3-{}", unique());
+    // Moto's account; a region outside us-east-1, so the bucket gets a LocationConstraint.
+    let bucket = "sagemaker-eu-west-1-123456789012";
+    let inputs = [
+        ("INPUT_CONFIG", "example/mlcd.yml"),
+        ("INPUT_BACKEND", "sagemaker"),
+        ("INPUT_MODEL-ID", model.as_str()),
+        (
+            "INPUT_IMAGE",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/churn:0123456",
+        ),
+        ("INPUT_IAM-ROLE-ARN", ROLE),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+    let (r, out) = run_train(&ws, moto, &inputs);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{out:?}");
+    let train_dir = ws.path().join("example/data/train");
+    for ch in ["train", "validation"] {
+        assert!(
+            r.stderr
+                .contains(&format!("channel `{ch}`: uploading 1 file (")),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .contains(&format!("channel `{ch}`: uploaded 1 file (")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr.contains(&format!("output: s3://{bucket}/ ")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        out["artifact"].starts_with(&format!("s3://{bucket}/{}/", out["job-id"])),
+        "{out:?}"
+    );
+    let (uri, first) = channel_objects(moto, bucket, &model, "train", &train_dir);
+    assert!(r.stderr.contains(&uri), "{}", r.stderr);
+    // The job reads the channel from that prefix and writes to the bucket's root.
+    let job = describe_on_moto(moto, &out["job-id"]);
+    let channels = job["InputDataConfig"].as_array().expect("channels");
+    assert!(
+        channels.iter().any(|c| c["ChannelName"] == "train"
+            && c["DataSource"]["S3DataSource"]["S3Uri"] == uri.as_str()),
+        "{channels:?}"
+    );
+    assert_eq!(
+        job["OutputDataConfig"]["S3OutputPath"],
+        format!("s3://{bucket}/").as_str()
+    );
+    assert!(
+        first.iter().all(|(_, modified)| modified.is_some()),
+        "every file and the manifest are in moto's S3: {first:?}"
+    );
+
+    // A second run (another job: another run id) finds the manifests and
+    // uploads nothing: the objects keep their Last-Modified.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (r2, out2) = run_train(&ws, moto, &inputs);
+    r2.assert_code(0);
+    assert_ne!(out2["job-id"], out["job-id"]);
+    for ch in ["train", "validation"] {
+        assert!(
+            r2.stderr.contains(&format!("channel `{ch}`: 1 file (")),
+            "{}",
+            r2.stderr
+        );
+    }
+    assert_eq!(
+        r2.stderr.matches("already in S3 at").count(),
+        2,
+        "{}",
+        r2.stderr
+    );
+    assert!(!r2.stderr.contains("uploading"), "{}", r2.stderr);
+    assert!(
+        !r2.stderr.contains("created the S3 bucket"),
+        "{}",
+        r2.stderr
+    );
+    let (_, second) = channel_objects(moto, bucket, &model, "train", &train_dir);
+    assert_eq!(first, second, "nothing was uploaded again");
+
+    // Changed data is a new digest: uploaded under a new prefix.
+    std::fs::write(train_dir.join("more.csv"), "tenure,churn\n1,0\n").unwrap();
+    let (r3, _) = run_train(&ws, moto, &inputs);
+    r3.assert_code(0);
+    assert!(
+        r3.stderr.contains("channel `train`: uploaded 2 files ("),
+        "{}",
+        r3.stderr
+    );
+    assert!(
+        r3.stderr.contains("channel `validation`: 1 file ("),
+        "{}",
+        r3.stderr
+    );
+
+    // An interrupted upload (a partial file under the prefix, no manifest) is
+    // done again in full.
+    let model2 = format!("churn-s3-{}", unique());
+    let validation = ws.path().join("example/data/validation");
+    let manifest = mlcd::train::upload::hash_dir(&validation).unwrap();
+    let keys = mlcd::train::upload::channel_keys(&model2, "validation", &manifest.digest);
+    let s3 = s3_on_moto(moto);
+    let partial = format!("{}churn.csv", keys.prefix);
+    block_on(s3.put_bytes(bucket, &partial, b"tenure,ch".to_vec(), "text/csv")).unwrap();
+    let inputs2: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|(k, v)| {
+            if *k == "INPUT_MODEL-ID" {
+                (*k, model2.as_str())
+            } else {
+                (*k, *v)
+            }
+        })
+        .collect();
+    let (r4, _) = run_train(&ws, moto, &inputs2);
+    r4.assert_code(0);
+    assert!(
+        r4.stderr
+            .contains("channel `validation`: uploaded 1 file ("),
+        "{}",
+        r4.stderr
+    );
+    let whole = block_on(s3.head_object(bucket, &partial)).unwrap().unwrap();
+    assert_eq!(whole.size, manifest.bytes, "the partial file was replaced");
+    assert!(block_on(s3.head_object(bucket, &keys.marker))
+        .unwrap()
+        .is_some());
+}

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
 use aws_sigv4::sign::v4;
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::Url;
@@ -66,6 +69,13 @@ pub const LOGS: Service = Service {
     id: "CloudWatch Logs",
     signing_name: "logs",
     host_prefix: "logs",
+};
+
+/// Amazon S3 (`s3.{region}.amazonaws.com`, signed as `s3`): uploaded channels.
+pub const S3: Service = Service {
+    id: "S3",
+    signing_name: "s3",
+    host_prefix: "s3",
 };
 
 /// AWS STS (`sts.{region}.amazonaws.com`, signed as `sts`): web-identity exchange.
@@ -283,7 +293,8 @@ impl AwsError {
         }
     }
 
-    fn other(message: impl Into<String>) -> Self {
+    /// A local failure (no AWS answer) with `message`.
+    pub fn other(message: impl Into<String>) -> Self {
         AwsError::Other {
             status: None,
             code: String::new(),
@@ -332,6 +343,7 @@ const THROTTLING_CODES: &[&str] = &[
 const AUTH_CODES: &[&str] = &[
     "UnrecognizedClientException",
     "InvalidSignatureException",
+    "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
     "IncompleteSignature",
     "IncompleteSignatureException",
@@ -435,6 +447,25 @@ pub struct ToSign<'a> {
     pub body: &'a [u8],
 }
 
+/// What the signature says about a request's body.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// The body itself (hashed while signing).
+    Bytes(&'a [u8]),
+    /// The hex SHA-256 of a body streamed from elsewhere (a file), computed beforehand.
+    Sha256(&'a str),
+}
+
+/// How a service wants its requests signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// The JSON and query protocols (ECR, SageMaker, STS …).
+    Standard,
+    /// S3's variant: the path encoded once and not normalised, and the payload's
+    /// hash sent as `x-amz-content-sha256`.
+    S3,
+}
+
 /// The SigV4 headers (`x-amz-date`, `authorization`, `x-amz-security-token`) for
 /// one request, and whether each is sensitive.
 pub fn sign_headers(
@@ -444,12 +475,33 @@ pub fn sign_headers(
     request: &ToSign<'_>,
     time: SystemTime,
 ) -> Result<Vec<(&'static str, String, bool)>, AwsError> {
-    let ToSign {
-        method,
-        url,
-        headers,
-        body,
-    } = *request;
+    sign_request(
+        credentials,
+        region,
+        signing_name,
+        Signing::Standard,
+        request.method,
+        request.url,
+        request.headers,
+        Payload::Bytes(request.body),
+        time,
+    )
+}
+
+/// The SigV4 headers for one request whose body is described by `payload`, signed
+/// the way `signing` says (with [`Signing::S3`], `x-amz-content-sha256` is among them).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_request(
+    credentials: &AwsCredentials,
+    region: &str,
+    signing_name: &str,
+    signing: Signing,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload: Payload<'_>,
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String, bool)>, AwsError> {
     let identity = aws_credential_types::Credentials::new(
         credentials.access_key_id.expose(),
         credentials.secret_access_key.expose(),
@@ -461,22 +513,27 @@ pub fn sign_headers(
         "environment",
     )
     .into();
+    let mut settings = SigningSettings::default();
+    if signing == Signing::S3 {
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(signing_name)
         .time(time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .map_err(|e| AwsError::other(format!("cannot sign the AWS request: {e}")))?
         .into();
-    let request = SignableRequest::new(
-        method,
-        url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| AwsError::other(format!("cannot sign the AWS request to {url}: {e}")))?;
+    let body = match payload {
+        Payload::Bytes(b) => SignableBody::Bytes(b),
+        Payload::Sha256(h) => SignableBody::Precomputed(h.to_string()),
+    };
+    let request = SignableRequest::new(method, url, headers.iter().copied(), body)
+        .map_err(|e| AwsError::other(format!("cannot sign the AWS request to {url}: {e}")))?;
     let (instructions, _signature) = sign(request, &params)
         .map_err(|e| AwsError::other(format!("cannot sign the AWS request to {url}: {e}")))?
         .into_parts();
@@ -532,6 +589,49 @@ impl AwsClient {
     /// The region requests are signed for.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The retry policy calls through this client follow.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    /// A request to `url`, signed now for `signing_name` with `headers` (names in
+    /// lower case; they are set on the request too) and `payload` describing the
+    /// body, which the caller attaches. For protocols other than JSON 1.1 (S3's
+    /// REST-XML, STS's query); send it once, and build it again for a retry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed(
+        &self,
+        signing_name: &str,
+        signing: Signing,
+        method: reqwest::Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<reqwest::RequestBuilder, AwsError> {
+        let signed = sign_request(
+            &self.credentials,
+            &self.region,
+            signing_name,
+            signing,
+            method.as_str(),
+            url.as_str(),
+            headers,
+            payload,
+            SystemTime::now(),
+        )?;
+        let mut req = self.http.request(method, url.clone());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        for (name, value, sensitive) in signed {
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| AwsError::other("the signed header is not a valid header value"))?;
+            value.set_sensitive(sensitive || name == "authorization");
+            req = req.header(name, value);
+        }
+        Ok(req)
     }
 
     /// One call of the AWS JSON 1.1 protocol: `POST {endpoint}/` with
@@ -616,7 +716,7 @@ impl AwsClient {
 
 /// A reqwest failure as an [`AwsError`]: connection problems and timeouts are
 /// transient; a bad request (never sent) is not.
-fn send_error(what: &str, e: &reqwest::Error) -> AwsError {
+pub fn send_error(what: &str, e: &reqwest::Error) -> AwsError {
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = cur {

@@ -1,9 +1,11 @@
 //! Shared cloud plumbing: retries with backoff (used by every HTTP client and by
-//! image pushes), the AWS client (SigV4, JSON protocol, errors), AWS credential resolution
-//! (static keys or web identity through STS), Kubernetes cluster access (`kube`), and, with the
-//! train and deploy backends, GCP tokens.
+//! image pushes), the AWS client (SigV4, JSON protocol, errors), AWS credential
+//! resolution (static keys or web identity through STS), a small S3 client (local
+//! channels uploaded for SageMaker), Kubernetes cluster access (`kube`), and, with
+//! the train and deploy backends, GCP tokens.
 
 pub mod aws;
 pub mod kube;
 pub mod retry;
+pub mod s3;
 pub mod sts;

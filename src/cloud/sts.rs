@@ -2,14 +2,15 @@
 //! exports them, else a web-identity token (EKS IRSA, GitHub OIDC: `AWS_ROLE_ARN` +
 //! `AWS_WEB_IDENTITY_TOKEN_FILE`) exchanged for temporary credentials through STS
 //! `AssumeRoleWithWebIdentity` (query protocol, unsigned, XML answer). The token and
-//! the credentials are [`Secret`]s from the moment they are read.
+//! the credentials are [`Secret`]s from the moment they are read. Also the account
+//! the credentials belong to (`GetCallerIdentity`), which names SageMaker's default bucket.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::cloud::aws::{self, AwsCredentials, AwsError};
+use crate::cloud::aws::{self, AwsClient, AwsCredentials, AwsError, Payload, Signing};
 use crate::cloud::retry::{retry, Backoff};
 use crate::error::UserError;
 use crate::secrets::{redact, Secret};
@@ -166,6 +167,77 @@ async fn web_identity(env: &BTreeMap<String, String>) -> Result<AwsCredentials, 
         log::info!("AWS credentials: assumed {role}, valid until {exp}");
     }
     Ok(credentials)
+}
+
+/// The 12-digit id of the account `client`'s credentials belong to, from STS
+/// `GetCallerIdentity` at `endpoint` (see [`aws::endpoint`]). Needs no
+/// permission: every identity may ask.
+pub async fn caller_account(client: &AwsClient, endpoint: &str) -> Result<String, UserError> {
+    let url = reqwest::Url::parse(endpoint)
+        .map_err(|e| UserError::invalid(format!("the STS endpoint `{endpoint}`: {e}")))?;
+    let what = "AWS STS GetCallerIdentity";
+    let body = "Action=GetCallerIdentity&Version=2011-06-15";
+    let headers = [(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=utf-8",
+    )];
+    let text = retry(what, client.backoff(), AwsError::is_transient, || async {
+        let req = client.signed(
+            aws::STS.signing_name,
+            Signing::Standard,
+            reqwest::Method::POST,
+            &url,
+            &headers,
+            Payload::Bytes(body.as_bytes()),
+        )?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| aws::send_error(what, &e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| aws::send_error(what, &e))?;
+        if !(200..300).contains(&status) {
+            return Err(xml_error(status, &text));
+        }
+        Ok(text)
+    })
+    .await
+    .map_err(|e| {
+        let base = UserError::from(e);
+        let err = UserError::failed(format!(
+            "cannot find the AWS account of these credentials ({what}): {}",
+            base.message
+        ));
+        match base.hint {
+            Some(h) => err.hint(h),
+            None => err,
+        }
+    })?;
+    account_from_answer(&text).ok_or_else(|| {
+        UserError::failed(format!("{what} answered without a 12-digit Account"))
+            .hint("check AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL if set")
+    })
+}
+
+/// The `Account` of a GetCallerIdentity answer, when it is 12 digits.
+fn account_from_answer(xml: &str) -> Option<String> {
+    let answer: CallerIdentityResponse = quick_xml::de::from_str(xml).ok()?;
+    let account = answer.result.account.trim().to_string();
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+#[derive(Deserialize)]
+struct CallerIdentityResponse {
+    #[serde(rename = "GetCallerIdentityResult")]
+    result: CallerIdentityResult,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CallerIdentityResult {
+    #[serde(default)]
+    account: String,
 }
 
 /// STS's rule for session names: `[\w+=,.@-]{2,64}`.
@@ -337,6 +409,24 @@ mod tests {
             a.result.credentials.expiration.as_deref(),
             Some("2026-11-27T04:10:04Z")
         );
+    }
+
+    #[test]
+    fn the_account_is_read_from_get_caller_identity() {
+        let xml = r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <GetCallerIdentityResult>
+    <Arn>arn:aws:iam::123456789012:user/ci</Arn>
+    <UserId>AIDAEXAMPLE</UserId>
+    <Account>123456789012</Account>
+  </GetCallerIdentityResult>
+  <ResponseMetadata><RequestId>01234567-89ab-cdef-0123-456789abcdef</RequestId></ResponseMetadata>
+</GetCallerIdentityResponse>"#;
+        assert_eq!(account_from_answer(xml).as_deref(), Some("123456789012"));
+        assert_eq!(
+            account_from_answer(&xml.replace("123456789012<", "12345<")),
+            None
+        );
+        assert_eq!(account_from_answer("<html>proxy</html>"), None);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -91,10 +91,15 @@ pub struct TrainConfig {
     #[serde(default)]
     pub hyperparameters: BTreeMap<String, Scalar>,
     /// Input channels: name → local directory (relative to this file) or a remote URI
-    /// (`s3://…`, `gs://…`); mounted at `/opt/ml/input/data/<name>/`.
+    /// (`s3://…`, `gs://…`); mounted at `/opt/ml/input/data/<name>/`. On SageMaker a
+    /// local directory is uploaded to the default bucket
+    /// (`s3://sagemaker-<region>-<account>/mlcd/channels/<model>/<name>/<digest>/`),
+    /// once per content: an unchanged directory is not uploaded again.
     #[serde(default)]
     pub channels: BTreeMap<String, String>,
-    /// Where model artifacts go on remote backends (`s3://…`, `gs://…`).
+    /// Where model artifacts go on remote backends (`s3://…`, `gs://…`). SageMaker
+    /// default: `sagemaker.output-path`, else the SageMaker SDK's default bucket
+    /// `s3://sagemaker-<region>-<account>/` (created when missing).
     pub output: Option<String>,
     /// How long mlcd waits for the job. Default: `1h`.
     pub timeout: Option<DurationSpec>,
@@ -264,7 +269,9 @@ pub struct SagemakerConfig {
     pub region: Option<String>,
     /// The execution role SageMaker assumes for jobs and endpoints.
     pub role_arn: Option<String>,
-    /// Where training output goes (`s3://bucket/prefix`).
+    /// Where training output goes (`s3://bucket/prefix`; `train.output` wins). Default:
+    /// `s3://sagemaker-<region>-<account>/`, the SageMaker SDK's default bucket,
+    /// created when missing; the model lands at `<output>/<job>/output/model.tar.gz`.
     pub output_path: Option<String>,
     /// Subnets for jobs and endpoints in a VPC.
     #[serde(default)]

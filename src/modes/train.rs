@@ -206,6 +206,10 @@ pub async fn run(
     }
     if recorded == Recorded::Absent {
         backend.preflight(&spec).await?;
+        let spec = {
+            let shown: &Reporter = reporter;
+            backend.stage(&spec, &|line: &str| shown.info(line)).await?
+        };
         match backend.submit(&spec).await? {
             Submitted::Created => reporter.info(&format!(
                 "submitted training job {name} on {} ({} × {}, image {})",

@@ -18,6 +18,7 @@ pub mod kubernetes;
 pub mod local;
 pub mod metrics;
 pub mod sagemaker;
+pub mod upload;
 
 /// Everything a backend needs to start one training job.
 #[derive(Debug, Clone)]
@@ -171,6 +172,19 @@ pub trait TrainingBackend: Send + Sync {
     /// Checks, before anything is submitted, that the spec can run here
     /// (instance type known, GPUs available, channels reachable, output set).
     async fn preflight(&self, spec: &JobSpec) -> Result<(), UserError>;
+
+    /// Makes the job's inputs reachable by the engine and returns the spec to
+    /// submit: SageMaker uploads local channel directories to S3 (skipping what is
+    /// there already) and fills in the default output location. Called once, after
+    /// [`preflight`](Self::preflight) and before [`submit`](Self::submit), only when
+    /// a job is to be started; `say` prints a progress line. Default: the spec as is.
+    async fn stage(
+        &self,
+        spec: &JobSpec,
+        _say: &(dyn for<'l> Fn(&'l str) + Sync),
+    ) -> Result<JobSpec, UserError> {
+        Ok(spec.clone())
+    }
 
     /// Starts the job, or reports that a job of that name exists already.
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError>;

@@ -3,6 +3,12 @@
 //! Logs (`/aws/sagemaker/TrainingJobs`, one stream per instance). Every request is
 //! checked against SageMaker's own limits before it is sent, so a bad spec fails
 //! in `preflight` with the key to change, not as a `ValidationException` later.
+//!
+//! One config trains on every backend: `stage` uploads local channel directories
+//! to S3, content-addressed ([`upload`](super::upload)), and without an output
+//! location the job writes to the SageMaker SDK's default bucket
+//! `s3://sagemaker-<region>-<account>/` — both in that bucket, created when missing
+//! as the SDK does (the account from STS GetCallerIdentity).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +21,7 @@ use super::{
     TrainingBackend,
 };
 use crate::cloud::aws::{self, AwsClient, AwsError};
+use crate::cloud::s3::{BucketState, S3Client};
 use crate::cloud::sts;
 use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
@@ -44,6 +51,8 @@ pub struct SagemakerTraining {
     client: AwsClient,
     sagemaker_endpoint: String,
     logs_endpoint: String,
+    sts_endpoint: String,
+    s3: S3Client,
     region: String,
     role_arn: String,
     output_path: Option<String>,
@@ -60,7 +69,8 @@ impl SagemakerTraining {
     /// A backend for `plan`'s region and role, with credentials resolved from
     /// `env` (static keys, else a web identity through STS) and endpoints from
     /// `AWS_ENDPOINT_URL_SAGEMAKER` / `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` /
-    /// `AWS_ENDPOINT_URL` when set. No SageMaker request is made here.
+    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL` when set.
+    /// No AWS request is made here.
     pub async fn new(
         plan: &SagemakerPlan,
         env: &BTreeMap<String, String>,
@@ -87,10 +97,14 @@ impl SagemakerTraining {
             ..e
         })?;
         let client = AwsClient::new(credentials, region).map_err(UserError::from)?;
+        let sts_endpoint = aws::endpoint(&aws::STS, region, env)?;
+        let s3 = S3Client::new(client.clone(), env)?;
         Ok(SagemakerTraining {
             client,
             sagemaker_endpoint,
             logs_endpoint,
+            sts_endpoint,
+            s3,
             region: region.to_string(),
             role_arn: plan.role_arn.trim().to_string(),
             output_path: plan.output_path.clone(),
@@ -154,18 +168,12 @@ impl SagemakerTraining {
             channels.push(channel_entry(name, channel)?);
         }
 
-        let output = spec
-            .output
-            .as_deref()
-            .or(self.output_path.as_deref())
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .ok_or_else(|| {
-                UserError::invalid(
-                    "SageMaker needs an output location for the model artifacts: neither `sagemaker.output-path` nor `train.output` is set",
-                )
-                .hint("set `sagemaker.output-path: s3://<bucket>/<prefix>` (or `train.output`) to a bucket the execution role may write to")
-            })?;
+        let output = self.output_of(spec).ok_or_else(|| {
+            UserError::invalid(
+                "no output location for the model artifacts: neither `sagemaker.output-path` nor `train.output` is set, and the default bucket was not looked up (the job was not staged)",
+            )
+            .hint("set `sagemaker.output-path: s3://<bucket>/<prefix>` (or `train.output`)")
+        })?;
         if !is_s3_uri(output) {
             return Err(UserError::invalid(format!(
                 "the output location `{output}` (`sagemaker.output-path` / `train.output`) is not an s3:// URI"
@@ -213,6 +221,80 @@ impl SagemakerTraining {
             body["VpcConfig"] = vpc;
         }
         Ok(body)
+    }
+
+    /// The configured output location (`train.output`, else `sagemaker.output-path`).
+    fn output_of<'a>(&'a self, spec: &'a JobSpec) -> Option<&'a str> {
+        spec.output
+            .as_deref()
+            .or(self.output_path.as_deref())
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+    }
+
+    /// Checks `spec` as it will be once staged: local channels must be
+    /// directories, and stand in for their S3 prefixes, a missing output for the
+    /// default bucket. Makes no request.
+    fn check(&self, spec: &JobSpec) -> Result<Value, UserError> {
+        let mut staged = spec.clone();
+        for (name, channel) in &mut staged.channels {
+            if let Channel::Local(dir) = channel {
+                check_local_channel(name, dir)?;
+                *channel = Channel::Remote(format!(
+                    "s3://sagemaker-{}-000000000000/mlcd/channels/{}/{name}/0/",
+                    self.region, spec.identity.model
+                ));
+            }
+        }
+        if self.output_of(spec).is_none() {
+            staged.output = Some(format!("s3://sagemaker-{}-000000000000/", self.region));
+        }
+        self.create_request(&staged)
+    }
+
+    /// The SageMaker SDK's default bucket, `sagemaker-<region>-<account>`, created
+    /// when missing; `say` tells when it is created.
+    async fn default_bucket(
+        &self,
+        say: &(dyn for<'l> Fn(&'l str) + Sync),
+    ) -> Result<String, UserError> {
+        let account = sts::caller_account(&self.client, &self.sts_endpoint).await?;
+        let bucket = format!("sagemaker-{}-{account}", self.region);
+        let bucket_error = |what: &str, e: AwsError| {
+            let hint = match &e {
+                AwsError::Auth { .. } => format!(
+                    "the bucket {bucket} is another account's, or these credentials may not use it: \
+                     allow s3:ListBucket, s3:CreateBucket, s3:GetObject and s3:PutObject on it, \
+                     or set `sagemaker.output-path` and give the channels as s3:// URIs"
+                ),
+                _ => "set `sagemaker.output-path` and give the channels as s3:// URIs to use a bucket of your own".to_string(),
+            };
+            let base = UserError::from(e);
+            UserError::failed(format!(
+                "SageMaker's default bucket {bucket} ({what}): {}",
+                base.message
+            ))
+            .hint(hint)
+        };
+        match self
+            .s3
+            .head_bucket(&bucket)
+            .await
+            .map_err(|e| bucket_error("HeadBucket", e))?
+        {
+            BucketState::Ours => {}
+            BucketState::Missing => {
+                self.s3
+                    .create_bucket(&bucket)
+                    .await
+                    .map_err(|e| bucket_error("CreateBucket", e))?;
+                say(&format!(
+                    "created the S3 bucket {bucket} in {} (SageMaker's default bucket, as the SageMaker SDK creates it)",
+                    self.region
+                ));
+            }
+        }
+        Ok(bucket)
     }
 
     fn vpc_config(&self) -> Result<Option<Value>, UserError> {
@@ -569,13 +651,12 @@ fn channel_entry(name: &str, channel: &Channel) -> Result<Value, UserError> {
     }
     let uri = match channel {
         Channel::Local(path) => {
-            return Err(UserError::invalid(format!(
-                "channel `{name}` is the local directory {}: SageMaker reads input channels from S3, not from this machine",
+            return Err(UserError::failed(format!(
+                "channel `{name}` is the local directory {}, not uploaded to S3 yet (the job was not staged)",
                 path.display()
             ))
             .hint(format!(
-                "upload it (aws s3 sync {} s3://<bucket>/<prefix>/{name}/) and set `train.channels.{name}` to that s3:// URI",
-                path.display()
+                "mlcd uploads local channels before it submits; set `train.channels.{name}` to an s3:// URI to give the data yourself"
             )))
         }
         Channel::Remote(uri) => uri,
@@ -597,6 +678,26 @@ fn channel_entry(name: &str, channel: &Channel) -> Result<Value, UserError> {
         },
         "InputMode": "File",
     }))
+}
+
+/// A local channel must be a directory (it is uploaded before the job starts).
+fn check_local_channel(name: &str, dir: &std::path::Path) -> Result<(), UserError> {
+    let key = format!("`train.channels.{name}`");
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(UserError::invalid(format!(
+            "channel `{name}` ({key}) is {}, a file: a channel is a directory",
+            dir.display()
+        ))
+        .hint(format!("point {key} at the directory holding the file"))),
+        Err(e) => Err(UserError::invalid(format!(
+            "channel `{name}` ({key}): cannot read {}: {e}",
+            dir.display()
+        ))
+        .hint(format!(
+            "set {key} to a directory of the workspace, or to an s3:// URI"
+        ))),
+    }
 }
 
 /// SageMaker's job-name rule: `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`.
@@ -860,7 +961,49 @@ impl TrainingBackend for SagemakerTraining {
     }
 
     async fn preflight(&self, spec: &JobSpec) -> Result<(), UserError> {
-        self.create_request(spec).map(|_| ())
+        self.check(spec).map(|_| ())
+    }
+
+    /// Uploads the local channels (content-addressed: what S3 holds already is
+    /// skipped) and sets the default output, both in the default bucket; with only
+    /// S3 channels and an output location, makes no request.
+    async fn stage(
+        &self,
+        spec: &JobSpec,
+        say: &(dyn for<'l> Fn(&'l str) + Sync),
+    ) -> Result<JobSpec, UserError> {
+        let needs_upload = spec
+            .channels
+            .values()
+            .any(|c| matches!(c, Channel::Local(_)));
+        let needs_output = self.output_of(spec).is_none();
+        if !needs_upload && !needs_output {
+            return Ok(spec.clone());
+        }
+        let bucket = self.default_bucket(say).await?;
+        let mut staged = spec.clone();
+        for (name, channel) in &mut staged.channels {
+            if let Channel::Local(dir) = channel {
+                let (uri, _) = super::upload::upload_channel(
+                    &self.s3,
+                    &bucket,
+                    &spec.identity.model,
+                    name,
+                    dir,
+                    say,
+                )
+                .await?;
+                *channel = Channel::Remote(uri);
+            }
+        }
+        if needs_output {
+            let output = format!("s3://{bucket}/");
+            say(&format!(
+                "output: {output} (SageMaker's default bucket; set `sagemaker.output-path` to choose)"
+            ));
+            staged.output = Some(output);
+        }
+        Ok(staged)
     }
 
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError> {
@@ -1067,15 +1210,26 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn bad_specs_fail_with_the_key_to_change() {
         let b = backend(plan()).await;
+        // A local channel must be a directory; it is uploaded by `stage`.
         let mut s = spec();
-        s.channels
-            .insert("local".into(), Channel::Local(PathBuf::from("/ws/data")));
-        let e = b.create_request(&s).unwrap_err();
-        assert!(
-            e.message.contains("SageMaker reads input channels from S3"),
-            "{e}"
+        s.channels.insert(
+            "local".into(),
+            Channel::Local(PathBuf::from("/nonexistent/data")),
         );
-        assert!(e.hint.unwrap().contains("train.channels.local"));
+        let e = b.check(&s).unwrap_err();
+        assert!(e.message.contains("`train.channels.local`"), "{e}");
+        assert!(e.message.contains("/nonexistent/data"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.csv"), "1\n").unwrap();
+        s.channels
+            .insert("local".into(), Channel::Local(dir.path().join("f.csv")));
+        let e = b.check(&s).unwrap_err();
+        assert!(e.message.contains("a file"), "{e}");
+        s.channels
+            .insert("local".into(), Channel::Local(dir.path().to_path_buf()));
+        b.check(&s).expect("a local directory passes the checks");
+        let e = b.create_request(&s).unwrap_err();
+        assert!(e.message.contains("not uploaded to S3 yet"), "{e}");
 
         let mut s = spec();
         s.instance.native = "local".into();
@@ -1086,11 +1240,18 @@ mod tests {
             ..plan()
         })
         .await;
+        // No output: the default bucket, once staged.
+        let r = b.check(&spec()).unwrap();
+        assert_eq!(
+            r["OutputDataConfig"]["S3OutputPath"],
+            "s3://sagemaker-eu-west-1-000000000000/"
+        );
         let e = b.create_request(&spec()).unwrap_err();
         assert!(e.message.contains("sagemaker.output-path"), "{e}");
         let mut s = spec();
         s.output = Some("gs://bucket/out".into());
         assert!(b.create_request(&s).unwrap_err().message.contains("s3://"));
+        assert!(b.check(&s).unwrap_err().message.contains("s3://"));
 
         let b = backend(SagemakerPlan {
             role_arn: String::new(),
