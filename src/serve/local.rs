@@ -1002,7 +1002,6 @@ impl ServingBackend for LocalServing {
         };
         let container = Self::version_container(endpoint, &spec.version);
         let body = self.version_body(spec, port, weight, shadow);
-        self.start_container(&container, body, files).await?;
         let upstream = Upstream {
             version: spec.version.clone(),
             url: format!("http://127.0.0.1:{port}"),
@@ -1010,25 +1009,43 @@ impl ServingBackend for LocalServing {
             shadow,
         };
         let timeout_ms = u64::try_from(spec.request_timeout.as_millis()).unwrap_or(u64::MAX);
-        let routed = match existing {
+        match existing {
             None => {
+                // A new endpoint: the version and the router start side by side
+                // (the router only forwards; readiness is probed on the version).
                 let routes = RouteConfig {
                     upstreams: vec![upstream],
                     timeout_ms: Some(timeout_ms.max(1)),
                 };
-                self.create_router(endpoint, &routes, &taken).await
+                let (version, router) = tokio::join!(
+                    self.start_container(&container, body, files),
+                    self.create_router(endpoint, &routes, &taken)
+                );
+                match (version, router) {
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Err(e), router) => {
+                        if router.is_ok() {
+                            let _ = self.remove(&Self::router_container(endpoint)).await;
+                        }
+                        Err(e)
+                    }
+                    (Ok(()), Err(e)) => {
+                        let _ = self.remove(&container).await;
+                        Err(e)
+                    }
+                }
             }
             Some((router, mut routes)) => {
+                self.start_container(&container, body, files).await?;
                 routes.upstreams.push(upstream);
                 routes.timeout_ms = Some(routes.timeout_ms.unwrap_or(0).max(timeout_ms).max(1));
-                self.write_routes(&router, &routes).await
+                let routed = self.write_routes(&router, &routes).await;
+                if routed.is_err() {
+                    let _ = self.remove(&container).await;
+                }
+                routed
             }
-        };
-        if let Err(e) = routed {
-            let _ = self.remove(&container).await;
-            return Err(e);
         }
-        Ok(())
     }
 
     async fn set_traffic(
