@@ -21,7 +21,7 @@ use fake_kube::FakeKube;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mlcd::config::types::KubeTrainer;
