@@ -119,8 +119,8 @@ pub fn command() -> Clap {
                 .arg(
                     Arg::new("MODE")
                         .required(true)
-                        .help("train")
-                        .value_parser(["train"]),
+                        .help("train (a TrainJob or PyTorchJob) or deploy (a KServe InferenceService)")
+                        .value_parser(["train", "deploy"]),
                 )
                 .args(
                     input_args(None, None)

@@ -273,9 +273,10 @@ async fn execute(
         };
         let yaml = match mode {
             Mode::Train => modes::train::render(&plan, &mode_env)?,
+            Mode::Deploy => modes::deploy::render(&plan)?,
             other => {
                 return Err(UserError::invalid(format!(
-                    "`mlcd render {other}` is not available: render prints the Kubernetes objects of `train`"
+                    "`mlcd render {other}` is not available: render prints the Kubernetes objects of `train` and `deploy`"
                 ))
                 .into())
             }

@@ -73,3 +73,29 @@ fn the_human_plan_reads_well() {
         insta::assert_snapshot!(r.stderr);
     });
 }
+
+#[test]
+fn kserve_inference_service_of_the_example() {
+    let ws = Workspace::with_example();
+    let r = mlcd(
+        ws.path(),
+        &[
+            "render",
+            "deploy",
+            "--config",
+            "example/mlcd.yml",
+            "--backend",
+            "kubernetes",
+            "--instance",
+            "gpu.t4.xl",
+        ],
+        &[("GITHUB_SHA", SHA)],
+    );
+    r.assert_code(0);
+    // Outside GitHub the source is this machine's scratch workspace.
+    insta::with_settings!({filters => vec![
+        (r"workspace:[^ \n]+", "workspace:[host]:[dir]"),
+    ]}, {
+        insta::assert_snapshot!(r.stdout);
+    });
+}

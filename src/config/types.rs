@@ -305,8 +305,11 @@ pub struct KubernetesConfig {
     pub context: Option<String>,
     /// The service account jobs and predictors run as.
     pub service_account: Option<String>,
-    /// Where model artifacts are stored (`pvc://claim/path`; `s3://…` and `gs://…`
-    /// are not written by the training backend in this release).
+    /// Where model artifacts are stored. Training writes `/opt/ml/model` under it
+    /// (`pvc://claim/path`; `s3://…` and `gs://…` are not written by the training
+    /// backend in this release). Serving (KServe) downloads the model from it into
+    /// `/opt/ml/model`: `s3://`, `gs://`, `pvc://`, `hdfs://`, `webhdfs://`,
+    /// `http(s)://` or `hf://`; unset, the image carries its model.
     pub storage_uri: Option<String>,
     /// Which training CRD jobs are: `trainjob` (Kubeflow Trainer v2, the default)
     /// or `pytorchjob` (Training Operator v1, for clusters that still run it).

@@ -43,12 +43,42 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                     .with_bake_time(d.interval.0),
             ))
         }
+        Backend::Kubernetes => Err(UserError::invalid(format!(
+            "serving on `backend: kubernetes` is not available in mlcd {}: it renders the KServe InferenceService, but does not apply it, wait for it or move its traffic yet",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .hint("`mlcd render deploy` prints the InferenceService (apply it with `kubectl apply --server-side --field-manager mlcd -f -`); or deploy with `backend: local` or `backend: sagemaker`")),
         other => Err(UserError::invalid(format!(
             "serving on `backend: {other}` is not available in mlcd {}",
             env!("CARGO_PKG_VERSION")
         ))
         .hint("deploy with `backend: local` or `backend: sagemaker`")),
     }
+}
+
+/// The KServe InferenceService `backend: kubernetes` would apply for this plan,
+/// as YAML: the image named (or built for this commit) behind the endpoint, with
+/// the identity this run records. Needs no cluster and reads no registry.
+pub fn render(plan: &Plan) -> Result<String, UserError> {
+    let d = plan.deploy.as_ref().expect("a deploy plan");
+    let Some(k) = d.kubernetes.as_ref() else {
+        return Err(UserError::invalid(format!(
+            "`mlcd render deploy` prints Kubernetes objects, but the backend is `{}`",
+            plan.backend
+        ))
+        .hint("set `backend: kubernetes` in mlcd.yml, or pass --backend kubernetes"));
+    };
+    let candidate = Candidate {
+        version: version_from_image(&d.image),
+        image: d.image.clone(),
+        model_data: k.storage_uri.clone(),
+        commit: plan.source.commit.clone(),
+        registered: None,
+    };
+    let spec = spec(plan, d, &candidate);
+    let canary = crate::serve::kserve::canary_traffic(d.strategy, &d.steps)?;
+    let isvc = crate::serve::kserve::inference_service(&spec, canary, k)?;
+    Ok(crate::train::kubernetes::to_yaml(&[isvc]))
 }
 
 /// What is deployed.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::kubernetes::ServingKubernetesPlan;
 use super::paths::inside_workspace;
 use super::train::{RegistryPlan, SagemakerPlan};
 use super::Inputs;
@@ -95,6 +96,9 @@ pub struct DeployPlan {
     /// SageMaker settings, for that backend or registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sagemaker: Option<SagemakerPlan>,
+    /// Kubernetes settings of the KServe InferenceService, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<ServingKubernetesPlan>,
     /// Batching as numbers: the largest batch and its longest wait.
     #[serde(skip)]
     pub batching_limits: Option<(u32, Duration)>,
@@ -278,12 +282,40 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
     let mut env = cfg.env.clone();
     env.extend(req.env_vars.iter().cloned());
 
+    let endpoint = p("endpoint")
+        .map(str::to_string)
+        .or_else(|| cfg.endpoint.clone())
+        .unwrap_or_else(|| model.to_string());
+    let kubernetes = if backend == Backend::Kubernetes {
+        if strategy == Strategy::Shadow {
+            let e = "the `shadow` strategy is not available with `backend: kubernetes` yet (mlcd does not mirror traffic to a KServe InferenceService); use `canary`, `linear`, `blue-green` or `all-at-once`";
+            return Err(if strategy_overridden {
+                UserError::invalid(format!("input `strategy`: {e}"))
+            } else {
+                inputs.config_error(&["deploy", "strategy"], format!("`deploy.strategy`: {e}"))
+            }
+            .hint("run the shadow on `backend: local` or `backend: sagemaker`"));
+        }
+        check_inference_service_name(&endpoint).map_err(|e| {
+            if p("endpoint").is_some() {
+                param_err("endpoint", e)
+            } else if cfg.endpoint.is_some() {
+                inputs.config_error(&["deploy", "endpoint"], format!("`deploy.endpoint`: {e}"))
+            } else {
+                UserError::invalid(format!(
+                    "the endpoint name (the model id, as `deploy.endpoint` is not set): {e}"
+                ))
+                .hint("set `deploy.endpoint` to a name like `churn`")
+            }
+        })?;
+        Some(super::kubernetes::serving_plan(inputs)?)
+    } else {
+        None
+    };
+
     Ok(DeployPlan {
         image,
-        endpoint: p("endpoint")
-            .map(str::to_string)
-            .or_else(|| cfg.endpoint.clone())
-            .unwrap_or_else(|| model.to_string()),
+        endpoint,
         source: crate::identity::source_of(inputs.context),
         variation: p("variation-name")
             .map(str::to_string)
@@ -323,9 +355,38 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         wait: req.wait.unwrap_or(true),
         registry: registry.clone(),
         sagemaker: super::train::sagemaker_plan(inputs, backend, registry.kind, "serving")?,
+        kubernetes,
         batching_limits,
         image_given,
     })
+}
+
+/// The longest InferenceService name: KServe names the predictor's Service
+/// `<name>-predictor`, and a Service name is a DNS label of at most 63.
+pub const MAX_INFERENCE_SERVICE_NAME: usize = 63 - "-predictor".len();
+
+/// Checks that `name` can name a KServe InferenceService: a DNS-1035 label
+/// (KServe's own rule: a lowercase letter first, then lowercase letters, digits
+/// and `-`, alphanumeric last), short enough for its predictor's Service name.
+pub fn check_inference_service_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-';
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a KServe InferenceService name: a lowercase letter first, then lowercase letters, digits and `-`, ending with a letter or digit"
+        ));
+    }
+    if name.len() > MAX_INFERENCE_SERVICE_NAME {
+        return Err(format!(
+            "`{name}` is {} characters: an InferenceService name takes at most {MAX_INFERENCE_SERVICE_NAME} (its predictor's Service is `<name>-predictor`, at most 63)",
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The traffic steps a strategy takes. `traffic` sets the first step; the
@@ -430,6 +491,17 @@ mod tests {
     fn partial_traffic_with_all_at_once_is_refused() {
         assert!(steps_for(Strategy::AllAtOnce, Some(Percent(10)), None).is_err());
         assert_eq!(steps_for(Strategy::BlueGreen, None, None).unwrap(), [100]);
+    }
+
+    #[test]
+    fn inference_service_names_are_dns_1035_labels() {
+        assert!(check_inference_service_name("churn-v2").is_ok());
+        assert!(check_inference_service_name("2churn").is_err());
+        assert!(check_inference_service_name("Churn").is_err());
+        assert!(check_inference_service_name("churn_v2").is_err());
+        assert!(check_inference_service_name("churn-").is_err());
+        assert!(check_inference_service_name(&"a".repeat(53)).is_ok());
+        assert!(check_inference_service_name(&"a".repeat(54)).is_err());
     }
 
     #[test]

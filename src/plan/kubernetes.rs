@@ -1,6 +1,6 @@
-//! The Kubernetes settings a training plan carries (`kubernetes:` in mlcd.yml,
-//! checked here so that a bad namespace or storage URI fails before any cluster
-//! is contacted).
+//! The Kubernetes settings a training or serving plan carries (`kubernetes:` in
+//! mlcd.yml, checked here so that a bad namespace or storage URI fails before any
+//! cluster is contacted).
 
 use serde::Serialize;
 
@@ -30,6 +30,91 @@ pub struct KubernetesPlan {
     /// The service account training pods run as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+}
+
+/// The Kubernetes settings a KServe InferenceService needs (`mode: deploy`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServingKubernetesPlan {
+    /// The namespace the InferenceService is created in.
+    pub namespace: String,
+    /// The kubeconfig context; none: the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Where KServe's storage initializer downloads the model from into
+    /// `/opt/ml/model` (`s3://`, `gs://`, `pvc://`, …); none: the image carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_uri: Option<String>,
+    /// The service account the predictor runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+}
+
+/// The URI schemes KServe's default storage initializer reads (its
+/// ClusterStorageContainer `supportedUriFormats`, plus `pvc://`, which KServe
+/// mounts itself).
+pub const KSERVE_STORAGE_SCHEMES: &[&str] = &[
+    "s3://",
+    "gs://",
+    "pvc://",
+    "hdfs://",
+    "webhdfs://",
+    "https://",
+    "http://",
+    "hf://",
+];
+
+/// Checks that KServe can read the model from `uri`.
+pub fn check_kserve_storage_uri(uri: &str) -> Result<(), String> {
+    let supported = KSERVE_STORAGE_SCHEMES.join(", ");
+    let Some(scheme) = KSERVE_STORAGE_SCHEMES.iter().find(|s| uri.starts_with(*s)) else {
+        return Err(match uri.split_once("://") {
+            Some((scheme, _)) => format!(
+                "`{uri}`: KServe's storage initializer cannot read `{scheme}://` URIs (it reads {supported})"
+            ),
+            None => format!(
+                "`{uri}` is not a URI: KServe downloads the model from a URI ({supported}), not from a path on this machine"
+            ),
+        });
+    };
+    if uri.len() == scheme.len() {
+        return Err(format!("`{uri}` names no bucket, claim or host"));
+    }
+    if *scheme == "pvc://" {
+        parse_pvc(uri)?;
+    }
+    Ok(())
+}
+
+/// The `kubernetes:` block as a serving plan, for `backend: kubernetes`.
+pub(super) fn serving_plan(inputs: &Inputs) -> Result<ServingKubernetesPlan, UserError> {
+    let k = &inputs.cfg().kubernetes;
+    let namespace = k.namespace.clone().unwrap_or_else(|| "default".into());
+    if !is_dns_label(&namespace) {
+        return Err(inputs
+            .config_error(
+                &["kubernetes", "namespace"],
+                format!("`kubernetes.namespace` is `{namespace}`, which is not a Kubernetes namespace name (lowercase letters, digits and `-`, at most 63 characters)"),
+            )
+            .hint("set `kubernetes.namespace` to the namespace your endpoints run in, like `ml`"));
+    }
+    let storage_uri = k.storage_uri.clone().filter(|u| !u.trim().is_empty());
+    if let Some(u) = &storage_uri {
+        check_kserve_storage_uri(u).map_err(|e| {
+            inputs
+                .config_error(
+                    &["kubernetes", "storage-uri"],
+                    format!("`kubernetes.storage-uri`: {e}"),
+                )
+                .hint("give the model's location as KServe reads it, like `s3://acme-models/churn` or `pvc://models/churn`; leave it out when the image carries its model")
+        })?;
+    }
+    Ok(ServingKubernetesPlan {
+        namespace,
+        context: k.context.clone().filter(|c| !c.trim().is_empty()),
+        storage_uri,
+        service_account: k.service_account.clone(),
+    })
 }
 
 /// Whether `s` is a DNS-1123 label (namespaces, runtime names): lowercase
@@ -134,6 +219,25 @@ mod tests {
             .contains("not available"));
         assert!(parse_pvc("pvc://Models/x").is_err());
         assert!(parse_pvc("pvc://m/../x").is_err());
+    }
+
+    #[test]
+    fn kserve_reads_cloud_pvc_and_http_uris_only() {
+        for ok in [
+            "s3://acme-models/churn",
+            "gs://b/m",
+            "pvc://models/churn",
+            "https://example.com/model.tar.gz",
+            "hf://org/model",
+        ] {
+            assert!(check_kserve_storage_uri(ok).is_ok(), "{ok}");
+        }
+        let e = check_kserve_storage_uri("file:///models/churn").unwrap_err();
+        assert!(e.contains("cannot read `file://`"), "{e}");
+        let e = check_kserve_storage_uri("models/churn").unwrap_err();
+        assert!(e.contains("not a URI"), "{e}");
+        assert!(check_kserve_storage_uri("s3://").is_err());
+        assert!(check_kserve_storage_uri("pvc://Models/x").is_err());
     }
 
     #[test]

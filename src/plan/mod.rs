@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use build::BuildPlan;
 pub use deploy::{DeployPlan, SmokePlan};
-pub use kubernetes::KubernetesPlan;
+pub use kubernetes::{KubernetesPlan, ServingKubernetesPlan};
 pub use train::{ChampionPlan, RegistryPlan, SagemakerPlan, TrainPlan};
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};

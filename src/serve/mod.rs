@@ -15,6 +15,7 @@ use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
 use crate::instance::Resolved;
 
+pub mod kserve;
 pub mod local;
 pub mod router;
 pub mod router_image;

@@ -119,7 +119,7 @@ pub fn hyperparameters_config_map(job: &str) -> String {
 }
 
 /// A tag key as an annotation key: `mlcd:source` → `mlcd.dev/source`.
-fn annotation_key(tag: &str) -> String {
+pub(crate) fn annotation_key(tag: &str) -> String {
     let bare = tag.strip_prefix("mlcd:").unwrap_or(tag);
     let clean: String = bare
         .chars()
@@ -136,7 +136,7 @@ fn annotation_key(tag: &str) -> String {
 
 /// A value as a label value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at
 /// both ends.
-fn label_value(v: &str) -> String {
+pub(crate) fn label_value(v: &str) -> String {
     let s: String = v
         .chars()
         .map(|c| {

@@ -2,7 +2,9 @@
 """A fake Kubernetes API server for mlcd's tests: enough of the API for kubectl 1.32
 and kube-rs, with every object it receives validated, and a scripted controller
 that plays Kubeflow Trainer v2 (TrainJob), the Training Operator v1 (PyTorchJob),
-JobSet/kubelet (pods, logs, exit codes, termination messages).
+JobSet/kubelet (pods, logs, exit codes, termination messages). KServe
+InferenceServices (serving.kserve.io/v1beta1) are stored and validated like the
+other CRD objects; no controller acts on them (no status, no revisions).
 
 Usage:
     python3 tests/fake_kube/server.py [--fixtures DIR] [--k8s-version 1.32]
@@ -17,7 +19,8 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
        `fieldValidation` parameter; schemas carry x-kubernetes-group-version-kind)
   core v1: namespaces, configmaps, pods (+status, +log), events, persistentvolumeclaims
   CRDs loaded from fixtures/kubernetes/crds (TrainJob, ClusterTrainingRuntime,
-       PyTorchJob): their served versions, scope, status subresource and schema.
+       PyTorchJob, InferenceService): their served versions, scope, status
+       subresource and schema.
   GET (get; list, typed `<Kind>List`, with labelSelector and fieldSelector;
        watch=true: chunked JSON events from resourceVersion), POST (create),
   PUT (replace; a stale metadata.resourceVersion is 409 Conflict), DELETE (and the
@@ -439,8 +442,10 @@ class Fake:
         check_metadata(r, obj, errs)
         if r.schema is not None:
             body = {k: v for k, v in obj.items() if k != "metadata"}
-            schema = copy.deepcopy(r.schema)
-            schema.get("properties", {}).pop("metadata", None)
+            # metadata is checked above; the schema itself is only read (no copy:
+            # the InferenceService schema alone is 2 MB).
+            schema = dict(r.schema)
+            schema["properties"] = {k: v for k, v in (r.schema.get("properties") or {}).items() if k != "metadata"}
             old_body = {k: v for k, v in (old or {}).items() if k != "metadata"} if old else None
             check_schema(schema, body, "", errs, old_body, self.counters)
             errs = [re.sub(r"(^|\s)\.(\w)", r"\1\2", e) for e in errs]

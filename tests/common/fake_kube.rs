@@ -1,0 +1,184 @@
+//! The fake Kubernetes API server (tests/fake_kube/server.py) for the tests that
+//! need one: started on a free port with a kubeconfig for it, its control
+//! endpoints (violations, requests, scripts), and the real kubectl pointed at it.
+//! Needs python3 with PyYAML and `kubernetes-validate` (scripts/testbed up
+//! pydeps); kubectl on PATH for the kubectl tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{root, Run};
+
+/// The fake API server and a kubeconfig for it; stopped when dropped.
+pub struct FakeKube {
+    child: Child,
+    /// The server's base URL.
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl FakeKube {
+    pub fn start() -> Self {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fake_kube/server.py"))
+            .args(["--port", "0", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fake API server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| {
+                panic!("the fake API server did not start (is kubernetes-validate installed?): {line:?}")
+            })
+            .to_string();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kubeconfig"),
+            format!(
+                "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster: {{server: \"{url}\"}}
+- name: other
+  cluster: {{server: \"http://127.0.0.1:1\"}}
+users:
+- name: ci
+  user: {{token: kube-secret-token-0001}}
+contexts:
+- name: fake
+  context: {{cluster: fake, user: ci, namespace: ml}}
+- name: other
+  context: {{cluster: other, user: ci}}
+current-context: fake
+"
+            ),
+        )
+        .unwrap();
+        FakeKube { child, url, dir }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn env(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "KUBECONFIG".to_string(),
+                self.kubeconfig().display().to_string(),
+            ),
+            ("MLCD_POLL_INTERVAL_MS".to_string(), "200".to_string()),
+        ])
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+        let mut args = vec![
+            "-sf".to_string(),
+            "-X".into(),
+            method.into(),
+            format!("{}{path}", self.url),
+        ];
+        if let Some(b) = body {
+            args.extend([
+                "-H".into(),
+                "content-type: application/json".into(),
+                "-d".into(),
+                b.into(),
+            ]);
+        }
+        let out = Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "fake API control call {path} failed");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn violations(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/violations", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "objects broke the Kubernetes/CRD schemas: {v:#?}"
+        );
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        self.call("GET", path, None)
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/requests", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A server-side apply of `yaml` at `path` under mlcd's field manager, as
+    /// kube-rs sends it; returns the HTTP status.
+    pub fn apply_raw(&self, path: &str, yaml: &str) -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "PATCH",
+                "-H",
+                "content-type: application/apply-patch+yaml",
+                "--data-binary",
+                yaml,
+                &format!(
+                    "{}{path}?fieldManager=mlcd&fieldValidation=Strict&force=true",
+                    self.url
+                ),
+            ])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// The real kubectl against the fake, with its own HOME (discovery cache).
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        Command::new("kubectl")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .expect("kubectl runs")
+            .into()
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
