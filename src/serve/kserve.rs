@@ -78,23 +78,9 @@ fn labels(spec: &VersionSpec) -> Map<String, Value> {
 /// `deploy.env` (which wins, as on SageMaker), then the port the contract binds,
 /// which must stay the container's port.
 fn environment(spec: &VersionSpec) -> Vec<Value> {
-    let mut env = std::collections::BTreeMap::new();
-    env.insert("MODEL_NAME".to_string(), spec.model_name.clone());
-    env.insert(
-        "SAGEMAKER_MODEL_SERVER_TIMEOUT".into(),
-        spec.request_timeout.as_secs().max(1).to_string(),
-    );
-    if let Some(w) = spec.workers {
-        env.insert("SAGEMAKER_MODEL_SERVER_WORKERS".into(), w.to_string());
-    }
-    if let Some((size, wait)) = spec.batching {
-        env.insert("SAGEMAKER_TS_BATCH_SIZE".into(), size.to_string());
-        env.insert(
-            "SAGEMAKER_TS_MAX_BATCH_DELAY".into(),
-            wait.as_millis().to_string(),
-        );
-    }
-    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut env = spec.contract_env();
+    env.entry("MODEL_NAME".to_string())
+        .or_insert_with(|| spec.model_name.clone());
     env.insert("SAGEMAKER_BIND_TO_PORT".into(), PORT.to_string());
     env.into_iter()
         .map(|(name, value)| json!({ "name": name, "value": value }))

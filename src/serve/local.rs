@@ -659,23 +659,10 @@ impl LocalServing {
         weight: u8,
         shadow: bool,
     ) -> ContainerCreateBody {
-        let mut env: BTreeMap<String, String> = spec.env.clone();
+        let mut env = spec.contract_env();
+        env.entry("MODEL_NAME".to_string())
+            .or_insert_with(|| spec.model_name.clone());
         env.insert("SAGEMAKER_BIND_TO_PORT".into(), port.to_string());
-        env.insert("MODEL_NAME".into(), spec.model_name.clone());
-        env.insert(
-            "SAGEMAKER_MODEL_SERVER_TIMEOUT".into(),
-            spec.request_timeout.as_secs().max(1).to_string(),
-        );
-        if let Some(w) = spec.workers {
-            env.insert("SAGEMAKER_MODEL_SERVER_WORKERS".into(), w.to_string());
-        }
-        if let Some((size, delay)) = spec.batching {
-            env.insert("SAGEMAKER_TS_BATCH_SIZE".into(), size.to_string());
-            env.insert(
-                "SAGEMAKER_TS_MAX_BATCH_DELAY".into(),
-                delay.as_millis().to_string(),
-            );
-        }
         let mut labels: HashMap<String, String> = spec
             .all_tags()
             .into_iter()

@@ -60,6 +60,29 @@ pub struct VersionSpec {
 }
 
 impl VersionSpec {
+    /// The serving container contract's environment every backend sets (request
+    /// timeout, workers, batching), with `deploy.env` over it: a value the user
+    /// sets wins. Each backend then adds what it owns (the port to bind).
+    pub fn contract_env(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert(
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT".to_string(),
+            self.request_timeout.as_secs().max(1).to_string(),
+        );
+        if let Some(w) = self.workers {
+            env.insert("SAGEMAKER_MODEL_SERVER_WORKERS".into(), w.to_string());
+        }
+        if let Some((size, wait)) = self.batching {
+            env.insert("SAGEMAKER_TS_BATCH_SIZE".into(), size.to_string());
+            env.insert(
+                "SAGEMAKER_TS_MAX_BATCH_DELAY".into(),
+                wait.as_millis().to_string(),
+            );
+        }
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
     /// The tags a backend records on what it creates: `tags` with the identity's
     /// tags (which win), so that [`ServingBackend::owner`] can read it back.
     pub fn all_tags(&self) -> BTreeMap<String, String> {

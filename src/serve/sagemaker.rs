@@ -1074,20 +1074,7 @@ fn check_name(name: &str, what: &str) -> Result<(), UserError> {
 /// The container environment: the server settings mlcd knows, then `deploy.env`
 /// (which wins).
 fn environment(spec: &VersionSpec) -> Result<Map<String, Value>, UserError> {
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(w) = spec.workers {
-        env.insert("SAGEMAKER_MODEL_SERVER_WORKERS".into(), w.to_string());
-    }
-    let timeout = spec.request_timeout.as_secs().max(1);
-    env.insert("SAGEMAKER_MODEL_SERVER_TIMEOUT".into(), timeout.to_string());
-    if let Some((size, wait)) = spec.batching {
-        env.insert("SAGEMAKER_TS_BATCH_SIZE".into(), size.to_string());
-        env.insert(
-            "SAGEMAKER_TS_MAX_BATCH_DELAY".into(),
-            wait.as_millis().to_string(),
-        );
-    }
-    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let env = spec.contract_env();
     if env.len() > 100 {
         return Err(UserError::invalid(format!(
             "the serving container gets {} environment variables (`deploy.env` and mlcd's own): SageMaker takes at most 100",
