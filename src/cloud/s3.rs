@@ -457,6 +457,20 @@ fn file_body(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
+/// The hex SHA-256 of everything `reader` gives, read in chunks (files of any size).
+pub fn sha256_hex_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; CHUNK];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 /// The hex SHA-256 of `len` bytes of the file at `path` from `offset`.
 async fn hash_range(path: &Path, offset: u64, len: u64) -> Result<String, AwsError> {
     let path = path.to_path_buf();
@@ -464,17 +478,7 @@ async fn hash_range(path: &Path, offset: u64, len: u64) -> Result<String, AwsErr
         use std::io::{Read, Seek};
         let mut f = std::fs::File::open(&path)?;
         f.seek(std::io::SeekFrom::Start(offset))?;
-        let mut f = f.take(len);
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0; CHUNK];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(format!("{:x}", hasher.finalize()))
+        sha256_hex_of(f.take(len))
     })
     .await
     .map_err(|e| AwsError::other(format!("hashing a part failed: {e}")))?

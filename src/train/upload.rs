@@ -7,7 +7,7 @@
 //! prefix, not under it, so SageMaker never copies it into the container.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use futures_util::TryStreamExt;
@@ -121,17 +121,7 @@ fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<FileEntry>) -> Result
 }
 
 fn hash_file(path: &Path) -> Result<String, io::Error> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", hasher.finalize()))
+    crate::cloud::s3::sha256_hex_of(std::fs::File::open(path)?)
 }
 
 /// Where a channel's content goes in the bucket.

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{root, Run};
+use crate::common::{control_call, root, Run};
 
 /// The fake API server and a kubeconfig for it; stopped when dropped.
 pub struct FakeKube {
@@ -83,26 +83,7 @@ current-context: fake
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
-        let mut args = vec![
-            "-sf".to_string(),
-            "-X".into(),
-            method.into(),
-            format!("{}{path}", self.url),
-        ];
-        if let Some(b) = body {
-            args.extend([
-                "-H".into(),
-                "content-type: application/json".into(),
-                "-d".into(),
-                b.into(),
-            ]);
-        }
-        let out = Command::new("curl")
-            .args(&args)
-            .output()
-            .expect("curl runs");
-        assert!(out.status.success(), "fake API control call {path} failed");
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        control_call("fake API", &self.url, method, path, body)
     }
 
     pub fn violations(&self) -> Vec<serde_json::Value> {

@@ -207,29 +207,7 @@ impl FakeGitHub {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
-        let mut args = vec![
-            "-sf".to_string(),
-            "-X".into(),
-            method.into(),
-            format!("{}{path}", self.url),
-        ];
-        if let Some(b) = body {
-            args.extend([
-                "-H".into(),
-                "content-type: application/json".into(),
-                "-d".into(),
-                b.into(),
-            ]);
-        }
-        let out = Command::new("curl")
-            .args(&args)
-            .output()
-            .expect("curl runs");
-        assert!(
-            out.status.success(),
-            "fake GitHub control call {path} failed"
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        control_call("fake GitHub", &self.url, method, path, body)
     }
 
     pub fn requests(&self) -> Vec<serde_json::Value> {
@@ -363,29 +341,7 @@ impl FakeSagemaker {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
-        let mut args = vec![
-            "-sf".to_string(),
-            "-X".into(),
-            method.into(),
-            format!("{}{path}", self.url),
-        ];
-        if let Some(b) = body {
-            args.extend([
-                "-H".into(),
-                "content-type: application/json".into(),
-                "-d".into(),
-                b.into(),
-            ]);
-        }
-        let out = Command::new("curl")
-            .args(&args)
-            .output()
-            .expect("curl runs");
-        assert!(
-            out.status.success(),
-            "fake SageMaker control call {path} failed"
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        control_call("fake SageMaker", &self.url, method, path, body)
     }
 
     /// Every request so far: `{seq, service, operation, body, scope, fault}`.
@@ -434,4 +390,35 @@ impl Drop for FakeSagemaker {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// A control call to one of the test fakes (`what` names it in the failure),
+/// with an optional JSON body; the answer as JSON (Null when it is not JSON).
+pub fn control_call(
+    what: &str,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> serde_json::Value {
+    let mut args = vec![
+        "-sf".to_string(),
+        "-X".into(),
+        method.into(),
+        format!("{url}{path}"),
+    ];
+    if let Some(b) = body {
+        args.extend([
+            "-H".into(),
+            "content-type: application/json".into(),
+            "-d".into(),
+            b.into(),
+        ]);
+    }
+    let out = Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "{what} control call {path} failed");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
