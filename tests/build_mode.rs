@@ -111,6 +111,18 @@ fn first_build_pushes_an_unchanged_rerun_is_skipped_and_a_change_rebuilds() {
             .expect("pushed");
         assert_eq!(m.digest, digest, "{t}");
     }
+    // What was pushed carries mlcd's labels (added without a commit).
+    let inspect = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{json .Config.Labels}}"])
+        .arg(format!("{repo}@{digest}"))
+        .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+        .output()
+        .unwrap();
+    let labels: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap_or_default();
+    assert_eq!(
+        labels["dev.mlcd.build-id"], first["build-id"],
+        "{inspect:?}"
+    );
 
     // Unchanged rerun (an ignored file changed too): skipped, same digest, new tag added.
     ws.write("example/tests/notes.txt", "ignored by .dockerignore\n");
@@ -368,9 +380,9 @@ fn without_a_registry_the_image_stays_in_the_engine_and_a_rerun_is_skipped() {
         first["image"].as_str().unwrap().starts_with("churn:build-"),
         "{first}"
     );
-    // The image carries mlcd's labels, added in one instruction (the engine's
-    // own `labels` option makes one commit per label, each a copy of the root
-    // filesystem under a copying storage driver).
+    // The image carries mlcd's labels, added without a commit (the engine's own
+    // `labels` option makes one commit per label, each a copy of the root
+    // filesystem under a copying storage driver), and keeps its history.
     let docker = |args: &[&str]| {
         let out = std::process::Command::new("docker")
             .args(args)
@@ -395,8 +407,23 @@ fn without_a_registry_the_image_stays_in_the_engine_and_a_rerun_is_skipped() {
         first["build-id"].as_str().unwrap()
     );
     let history = docker(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &id]);
-    let label_steps: Vec<&str> = history.lines().filter(|l| l.contains("LABEL")).collect();
-    assert_eq!(label_steps.len(), 1, "{history}");
+    assert!(!history.contains("LABEL"), "{history}");
+    assert!(
+        history.contains("COPY") && history.contains("ENTRYPOINT"),
+        "the Dockerfile's steps are still in the history: {history}"
+    );
+    // It runs like the image it was made from.
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        &id,
+        "-c",
+        "import model",
+    ]);
 
     let (r, second) = build(&ws, &tb, "unused", &[], &[]);
     r.assert_code(0);

@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use crate::cloud::retry::{retry, Backoff};
 use crate::error::{Location, UserError};
 use crate::image::context::{spawn_tar, BuildContext, StreamError};
+use crate::image::labels;
 use crate::image::registry::Credentials;
 
 /// How long connecting to the engine may take.
@@ -223,7 +224,7 @@ impl Engine {
         // No `labels` here: the engine's classic builder turns each one into a LABEL
         // instruction of its own, a commit each, and under a copying storage driver
         // (vfs) every commit copies the whole root filesystem. They are applied
-        // after, in one instruction ([`Engine::label`]).
+        // after, without a commit ([`Engine::label`]).
         let mut opts = BuildImageOptionsBuilder::default()
             .dockerfile(spec.dockerfile)
             .t(spec.name)
@@ -320,9 +321,84 @@ impl Engine {
         Ok(Built { id, size })
     }
 
-    /// Adds `labels` to the image `id` in one LABEL instruction (one commit) and
-    /// names the result `name`; returns the labelled image's id.
+    /// Adds `labels` to the image `id` and names the result `name`; returns the
+    /// labelled image's id. Loads the labelled config alone (no commit, nothing
+    /// copied); an engine that cannot (one that stores images elsewhere, such as
+    /// the containerd image store) gets one LABEL instruction instead.
     async fn label(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<String, UserError> {
+        match self.label_by_load(id, labels, name).await {
+            Ok(labelled) => return Ok(labelled),
+            Err(e) => log::info!(
+                "labelling {name} by loading its config failed ({e}): adding a LABEL instruction"
+            ),
+        }
+        self.label_by_commit(id, labels, name).await
+    }
+
+    /// [`Engine::label`] by loading a config-only archive, checked: the engine
+    /// must report the config's id for `name`, with the labels.
+    async fn label_by_load(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Result<String, String> {
+        let inspect = self
+            .docker
+            .inspect_image(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let history = self
+            .docker
+            .image_history(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let layers = inspect
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.as_ref())
+            .map_or(0, Vec::len);
+        let config = labels::labelled_config(&inspect, &history, labels)
+            .ok_or("the engine did not describe the image fully")?;
+        let archive =
+            labels::config_only_archive(&config, name, layers).map_err(|e| e.to_string())?;
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::default()
+            .quiet(true)
+            .build();
+        let mut stream = self
+            .docker
+            .import_image(opts, bollard::body_full(archive.into()), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| e.to_string())?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message) {
+                return Err(e);
+            }
+        }
+        let want = labels::image_id(&config);
+        let loaded = self
+            .docker
+            .inspect_image(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = loaded.config.and_then(|c| c.labels).unwrap_or_default();
+        if loaded.id.as_deref() != Some(want.as_str())
+            || labels.iter().any(|(k, v)| got.get(k) != Some(v))
+        {
+            return Err(format!(
+                "the engine holds {name} as {:?}, not {want}",
+                loaded.id
+            ));
+        }
+        Ok(want)
+    }
+
+    /// [`Engine::label`] in one LABEL instruction (one commit).
+    async fn label_by_commit(
         &self,
         id: &str,
         labels: &BTreeMap<String, String>,
