@@ -71,6 +71,9 @@ pub struct TrainPlan {
     /// Kubernetes settings, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<super::KubernetesPlan>,
+    /// Vertex AI settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<super::VertexPlan>,
 }
 
 /// The champion/challenger comparison: the new model must be at least as good
@@ -218,6 +221,13 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         Backend::Kubernetes => Some(super::kubernetes::plan(inputs)?),
         _ => None,
     };
+    let vertex = match backend {
+        Backend::Vertex => {
+            super::vertex::check_train(inputs, &channels, &instance, req.instance.is_some())?;
+            Some(super::vertex::plan(inputs, "training")?)
+        }
+        _ => None,
+    };
 
     Ok(TrainPlan {
         image,
@@ -256,6 +266,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         registry,
         sagemaker,
         kubernetes,
+        vertex,
     })
 }
 

@@ -1,0 +1,571 @@
+//! The Vertex AI training backend against the fake Vertex AI (every request and
+//! answer validated against Google's pinned discovery documents): the shared
+//! conformance suite, the three credential sources (access token, service-account
+//! key, Workload Identity Federation with token refresh), `mlcd train --backend
+//! vertex` through the binary (success, a failed job's reason, timeout → cancelled,
+//! a re-run attaches, bad setups refused before any request), and the real `gcloud`
+//! agreeing with the fake on custom jobs.
+
+mod common;
+#[path = "common/train_conformance.rs"]
+mod train_conformance;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use mlcd::config::values::{Backend, InstanceType};
+use mlcd::plan::VertexPlan;
+use mlcd::train::vertex::VertexTraining;
+use mlcd::train::{Channel, JobSpec, Submitted, TrainingBackend};
+
+fn plan() -> VertexPlan {
+    VertexPlan {
+        project: "mlcd-test".into(),
+        region: "us-central1".into(),
+        staging_bucket: "gs://mlcd-test-staging".into(),
+        service_account: Some("trainer@mlcd-test.iam.gserviceaccount.com".into()),
+        api_endpoint: None,
+    }
+}
+
+fn vars(pairs: &[(String, String)], extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = pairs.iter().cloned().collect();
+    for (k, v) in extra {
+        m.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+fn base_spec(name: &str) -> JobSpec {
+    let instance: InstanceType = "gpu.t4.xl".parse().unwrap();
+    JobSpec {
+        name: name.to_string(),
+        image: "us-central1-docker.pkg.dev/mlcd-test/ml/churn:0123456".into(),
+        instance: mlcd::instance::resolve(&instance, Backend::Vertex).unwrap(),
+        count: 1,
+        hyperparameters: train_conformance::example_hyperparameters(),
+        channels: [("train", "gs://mlcd-test-data/churn/train/")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Channel::Remote(v.to_string())))
+            .collect(),
+        env: [("LOG_LEVEL".to_string(), "info".to_string())].into(),
+        max_runtime: Duration::from_secs(600),
+        metric_definitions: BTreeMap::new(),
+        output: None,
+        tags: BTreeMap::new(),
+        identity: common::test_identity("github.com/acme/churn"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_backend_passes_the_conformance_suite_against_the_fake() {
+    let fake = FakeVertex::start();
+    let env = vars(&fake.token_env(), &[("MLCD_POLL_INTERVAL_MS", "100")]);
+    let vx = VertexTraining::new(&plan(), &env).unwrap();
+    assert_eq!(vx.name(), "vertex");
+    assert_eq!(vx.poll_interval(), Duration::from_millis(100));
+    let prefix = format!("conf{}", unique());
+    train_conformance::run(&vx, &base_spec("unused"), &prefix).await;
+    fake.assert_no_violations();
+
+    // What reached Vertex: the job as the container contract maps it.
+    let creates = fake.calls("customJobs.create");
+    let ok = creates
+        .iter()
+        .find(|r| r["body"]["displayName"] == format!("{prefix}-ok").as_str())
+        .expect("the completing job was created");
+    let body = &ok["body"];
+    let pool = &body["jobSpec"]["workerPoolSpecs"][0];
+    assert_eq!(pool["machineSpec"]["machineType"], "n1-standard-4");
+    assert_eq!(pool["machineSpec"]["acceleratorType"], "NVIDIA_TESLA_T4");
+    assert_eq!(pool["machineSpec"]["acceleratorCount"], 1);
+    assert_eq!(pool["replicaCount"], "1", "int64 as a string");
+    assert_eq!(pool["containerSpec"]["args"][0], "train");
+    assert_eq!(body["jobSpec"]["scheduling"]["timeout"], "600s");
+    assert_eq!(
+        body["jobSpec"]["serviceAccount"],
+        "trainer@mlcd-test.iam.gserviceaccount.com"
+    );
+    assert_eq!(
+        body["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"],
+        format!("gs://mlcd-test-staging/{prefix}-ok/").as_str()
+    );
+    let env: BTreeMap<&str, &str> = pool["containerSpec"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(env["SM_CHANNEL_TRAIN"], "/gcs/mlcd-test-data/churn/train/");
+    assert_eq!(
+        env["SM_MODEL_DIR"],
+        format!("/gcs/mlcd-test-staging/{prefix}-ok/model")
+    );
+    assert_eq!(env["LOG_LEVEL"], "info");
+    assert!(env["SM_HPS"].contains("\"epochs\":\"50\""), "{env:?}");
+    assert_eq!(body["labels"]["mlcd-job"], format!("{prefix}-ok").as_str());
+    // Every create was preceded by a filtered list (a re-run finds its job).
+    assert!(fake.calls("customJobs.list").len() >= creates.len() * 2);
+    assert!(!fake.calls("customJobs.cancel").is_empty());
+    assert!(!fake.calls("entries.list").is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn quota_and_internal_errors_are_retried_and_the_job_is_created_once() {
+    let fake = FakeVertex::start();
+    let env = vars(
+        &fake.token_env(),
+        &[
+            ("MLCD_POLL_INTERVAL_MS", "100"),
+            ("MLCD_RETRY_INITIAL_MS", "20"),
+        ],
+    );
+    let vx = VertexTraining::new(&plan(), &env).unwrap();
+    fake.fault("customJobs.create", "quota", 1);
+    fake.fault("customJobs.list", "internal", 1);
+    let spec = base_spec(&format!("retry{}", unique()));
+    assert_eq!(vx.submit(&spec).await.unwrap(), Submitted::Created);
+    let created: Vec<_> = fake
+        .calls("customJobs.create")
+        .into_iter()
+        .filter(|r| r["status"] == 200)
+        .collect();
+    assert_eq!(created.len(), 1);
+    // A quota error that lasts is reported with what to do.
+    fake.fault("customJobs.create", "quota", 10);
+    let e = vx
+        .submit(&base_spec(&format!("quota{}", unique())))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("RESOURCE_EXHAUSTED"), "{e}");
+    assert!(e.hint.unwrap_or_default().contains("quota"));
+    fake.assert_no_violations();
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_service_account_key_file_signs_its_own_token_request() {
+    let fake = FakeVertex::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    let public = dir.path().join("pub.pem");
+    let k = key.to_str().unwrap();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        k,
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        k,
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    fake.config(serde_json::json!({"sa_key": {
+        "kid": "key-1", "public_pem": std::fs::read_to_string(&public).unwrap()}}));
+    let file = dir.path().join("sa.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "mlcd-test",
+            "private_key_id": "key-1",
+            "private_key": std::fs::read_to_string(&key).unwrap(),
+            "client_email": "ci@mlcd-test.iam.gserviceaccount.com",
+            "token_uri": format!("{}/token", fake.url),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let env = vars(
+        &fake.token_env()[1..],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())],
+    );
+    let vx = VertexTraining::new(&plan(), &env).unwrap();
+    assert_eq!(vx.describe("never-submitted").await.unwrap(), None);
+    let oauth = fake.calls("oauth.token");
+    assert_eq!(oauth.len(), 1, "one token, signature checked by the fake");
+    assert_eq!(oauth[0]["status"], 200);
+    let listed = fake.calls("customJobs.list");
+    assert_eq!(listed[0]["status"], 200);
+    fake.assert_no_violations();
+}
+
+/// The external_account file google-github-actions/auth writes, pointing at the fake.
+fn wif_file(dir: &Path, fake: &FakeVertex) -> String {
+    let file = dir.join("gha-creds-0123456789abcdef.json");
+    let audience = "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/github/providers/acme";
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "type": "external_account",
+            "audience": audience,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("{}/v1/token", fake.url),
+            "service_account_impersonation_url": format!(
+                "{}/v1/projects/-/serviceAccounts/ci@mlcd-test.iam.gserviceaccount.com:generateAccessToken", fake.url),
+            "credential_source": {
+                "url": format!("{}/_oidc/token?api-version=2.0&audience=https%3A%2F%2Fiam.googleapis.com%2Fprojects%2F424242424242", fake.url),
+                "headers": {"Authorization": "Bearer ghs-oidc-request-token"},
+                "format": {"type": "json", "subject_token_field_name": "value"},
+            },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+/// The example's config on Vertex AI.
+const CONFIG: &str = "model: churn
+backend: vertex
+train:
+  image: us-central1-docker.pkg.dev/mlcd-test/ml/churn:0123456
+  instance: cpu.small
+  hyperparameters: {epochs: 50, lr: 0.1}
+  channels:
+    train: gs://mlcd-test-data/churn/train/
+  timeout: 10m
+  metrics:
+    - name: train-loss
+      regex: \"loss=([0-9.]+)\"
+vertex:
+  project: mlcd-test
+  region: us-central1
+  staging-bucket: gs://mlcd-test-staging
+";
+
+fn run_train(
+    ws: &Workspace,
+    env_extra: &[(String, String)],
+    extra: &[(&str, &str)],
+) -> (Run, BTreeMap<String, String>) {
+    let _ = std::fs::remove_file(ws.path().join("out/output"));
+    let mut env = actions_env(ws);
+    let mut add = |k: &str, v: &str| {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    };
+    add("GITHUB_RUN_ID", &unique().to_string());
+    for (k, v) in [
+        ("INPUT_MODE", "train"),
+        ("MLCD_POLL_INTERVAL_MS", "100"),
+        ("MLCD_RETRY_INITIAL_MS", "50"),
+    ] {
+        add(k, v);
+    }
+    for (k, v) in env_extra {
+        add(k, v);
+    }
+    for (k, v) in extra {
+        add(k, v);
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = mlcd(ws.path(), &[], &env);
+    let out = parse_outputs(&ws.read("out/output"));
+    (r, out)
+}
+
+#[test]
+fn the_example_trains_on_vertex_through_the_binary_with_workload_identity_and_refreshed_tokens() {
+    let fake = FakeVertex::start();
+    // Tokens live 3 s; the job runs 5 s: the chain must be walked again in time.
+    fake.config(serde_json::json!({"token_lifetime": 3}));
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let creds = wif_file(ws.path(), &fake);
+    let env = vec![
+        ("GOOGLE_APPLICATION_CREDENTIALS".to_string(), creds),
+        (
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM".to_string(),
+            format!("{}/", fake.url),
+        ),
+        (
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING".to_string(),
+            format!("{}/", fake.url),
+        ),
+    ];
+    let (r, out) = run_train(&ws, &env, &[("INPUT_PARAM-LIST", "sleep=5")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{out:?}");
+    let job = &out["job-id"];
+    assert!(job.starts_with("churn-"), "{out:?}");
+    assert_eq!(
+        out["artifact"],
+        format!("gs://mlcd-test-staging/{job}/model/")
+    );
+    assert!(
+        out["job-url"].starts_with(
+            "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/"
+        ),
+        "{out:?}"
+    );
+    assert!(out["metrics"].contains("\"train-loss\":0.1667"), "{out:?}");
+    assert!(r.stderr.contains("epoch=5 loss=0.1667"), "{}", r.stderr);
+    // The chain: OIDC → STS → impersonation, walked again before the token expired.
+    let sts = fake.calls("v1.token");
+    let iam = fake.calls("generateAccessToken");
+    assert!(
+        sts.len() >= 2 && iam.len() >= 2,
+        "{} STS, {} IAM",
+        sts.len(),
+        iam.len()
+    );
+    let all = fake.requests();
+    let expired: Vec<_> = all.iter().filter(|q| q["expired"] == true).collect();
+    assert!(expired.is_empty(), "an expired token was used: {expired:?}");
+    assert!(all.iter().all(|q| q["status"] == 200), "{all:#?}");
+    // Every token is masked as it arrives (`::add-mask::`, which GitHub hides),
+    // and appears nowhere else.
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("::add-mask::ya29.iam-")),
+        "{}",
+        r.stdout
+    );
+    for text in [
+        &r.stdout,
+        &r.stderr,
+        &ws.read("out/output"),
+        &ws.read("out/summary"),
+    ] {
+        for line in text.lines().filter(|l| !l.starts_with("::add-mask::")) {
+            assert!(!line.contains("ya29."), "a token leaked: {line}");
+            assert!(!line.contains("ghs-oidc-request-token"), "{line}");
+        }
+    }
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_failed_vertex_job_fails_the_step_with_its_error_and_the_containers_reason() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let (r, out) = run_train(
+        &ws,
+        &fake.token_env(),
+        &[("INPUT_PARAM-LIST", "fail=true,sleep=0.3")],
+    );
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    for text in [
+        "exited with a non-zero status of 1",
+        "AlgorithmError: fail requested by hyperparameter",
+    ] {
+        assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+    assert!(
+        !ws.path().join(".mlcd/registry/churn").exists(),
+        "nothing registered"
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_timeout_cancels_the_vertex_job_and_reports_timed_out() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let (r, out) = run_train(
+        &ws,
+        &fake.token_env(),
+        &[("INPUT_PARAM-LIST", "sleep=600"), ("INPUT_TIMEOUT", "2s")],
+    );
+    r.assert_code(3);
+    assert_eq!(out["status"], "timed_out");
+    let cancels = fake.calls("customJobs.cancel");
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    let state = fake.call("GET", "/_fake/state", None);
+    let states: Vec<&str> = state["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|j| j["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["JOB_STATE_CANCELLED"]);
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_re_run_of_the_same_attempt_attaches_to_the_vertex_job() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let run_id = unique().to_string();
+    let pinned = [
+        ("GITHUB_RUN_ID", run_id.as_str()),
+        ("INPUT_PARAM-LIST", "sleep=0.2"),
+    ];
+    let (r1, out1) = run_train(&ws, &fake.token_env(), &pinned);
+    r1.assert_code(0);
+    let (r2, out2) = run_train(&ws, &fake.token_env(), &pinned);
+    r2.assert_code(0);
+    assert_eq!(out1["job-id"], out2["job-id"]);
+    assert!(r2.stderr.contains("exists already"), "{}", r2.stderr);
+    assert_eq!(fake.calls("customJobs.create").len(), 1, "one job, not two");
+    fake.assert_no_violations();
+}
+
+#[test]
+fn bad_vertex_setups_are_refused_before_any_request() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    // No staging bucket: the config line is named.
+    ws.write(
+        "mlcd.yml",
+        &CONFIG.replace("  staging-bucket: gs://mlcd-test-staging\n", ""),
+    );
+    let (r, _) = run_train(&ws, &fake.token_env(), &[]);
+    r.assert_code(2);
+    assert!(
+        r.stdout.contains("file=mlcd.yml,line=13") && r.stdout.contains("vertex.staging-bucket"),
+        "{}",
+        r.stdout
+    );
+    // A local channel: Vertex reads Cloud Storage.
+    ws.write("data/train/x.csv", "a,b\n");
+    ws.write(
+        "mlcd.yml",
+        &CONFIG.replace("gs://mlcd-test-data/churn/train/", "data/train"),
+    );
+    let (r, _) = run_train(&ws, &fake.token_env(), &[]);
+    r.assert_code(2);
+    assert!(
+        r.stdout.contains("`train.channels.train`") && r.stdout.contains("gcloud storage cp"),
+        "{}",
+        r.stdout
+    );
+    // An accelerator the machine family cannot take.
+    ws.write(
+        "mlcd.yml",
+        &CONFIG.replace(
+            "instance: cpu.small",
+            "instance: e2-standard-4+NVIDIA_TESLA_T4",
+        ),
+    );
+    let (r, _) = run_train(&ws, &fake.token_env(), &[]);
+    r.assert_code(2);
+    assert!(
+        r.stdout.contains("attaches to n1 machine types"),
+        "{}",
+        r.stdout
+    );
+    // No credentials: the three ways.
+    ws.write("mlcd.yml", CONFIG);
+    let endpoint_only = vec![fake.token_env()[1].clone()];
+    let (r, _) = run_train(&ws, &endpoint_only, &[]);
+    r.assert_code(2);
+    for text in [
+        "google-github-actions/auth",
+        "service-account key file",
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
+    ] {
+        assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+/// gcloud with its endpoint override pointed at the fake and a private config.
+fn gcloud(fake: &FakeVertex, config: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("gcloud")
+        .args(args)
+        .env("CLOUDSDK_CONFIG", config)
+        .env(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
+            format!("{}/", fake.url),
+        )
+        .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
+        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+        .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
+        .output()
+        .expect("gcloud runs (google-cloud-cli)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn gcloud_agrees_with_the_fake_on_custom_jobs() {
+    let fake = FakeVertex::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = gcloud(
+        &fake,
+        dir.path(),
+        &[
+            "ai", "custom-jobs", "create", "--region=us-central1", "--display-name=gcloud-job",
+            "--worker-pool-spec=machine-type=n1-standard-4,accelerator-type=NVIDIA_TESLA_T4,accelerator-count=1,replica-count=1,container-image-uri=us-docker.pkg.dev/mlcd-test/ml/churn:1",
+            "--labels=mlcd-job=gcloud-job", "--format=json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let name = job["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("projects/424242424242/locations/us-central1/customJobs/"),
+        "{name}"
+    );
+    assert_eq!(job["state"], "JOB_STATE_QUEUED");
+    std::thread::sleep(Duration::from_millis(600));
+    let id = name.rsplit('/').next().unwrap();
+    let (ok, out, err) = gcloud(
+        &fake,
+        dir.path(),
+        &[
+            "ai",
+            "custom-jobs",
+            "describe",
+            id,
+            "--region=us-central1",
+            "--format=json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "JOB_STATE_SUCCEEDED");
+    assert_eq!(
+        job["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["acceleratorCount"],
+        1
+    );
+    // mlcd finds the job gcloud made by its label, and reads its state the same way.
+    let env = vars(&fake.token_env(), &[]);
+    let vx = VertexTraining::new(&plan(), &env).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt
+        .block_on(vx.describe("gcloud-job"))
+        .unwrap()
+        .expect("found by its label");
+    assert_eq!(s.state, mlcd::train::JobState::Completed);
+    assert_eq!(
+        rt.block_on(vx.identity("gcloud-job")).unwrap(),
+        mlcd::identity::Recorded::Unknown,
+        "a job made by hand carries no mlcd identity"
+    );
+    fake.assert_no_violations();
+}
