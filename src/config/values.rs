@@ -356,6 +356,8 @@ word_enum!(
         Mlflow = "mlflow",
         /// SageMaker model package groups.
         Sagemaker = "sagemaker",
+        /// The Vertex AI Model Registry (models with versions and aliases).
+        Vertex = "vertex",
     }
 );
 

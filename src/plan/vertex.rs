@@ -27,7 +27,9 @@ pub struct VertexPlan {
 }
 
 /// The Vertex AI settings, checked (`what` names the use: `training`, `serving`).
-pub(super) fn plan(inputs: &Inputs, what: &str) -> Result<VertexPlan, UserError> {
+/// `staging` says whether the staging bucket is needed (training writes there; the
+/// registry does not).
+pub(super) fn plan(inputs: &Inputs, what: &str, staging: bool) -> Result<VertexPlan, UserError> {
     let v = &inputs.cfg().vertex;
     let env = |names: &[&str]| {
         names
@@ -68,12 +70,14 @@ pub(super) fn plan(inputs: &Inputs, what: &str) -> Result<VertexPlan, UserError>
             format!("`{region}` is not a Google Cloud region (like us-central1 or europe-west4)"),
         ));
     }
-    let staging_bucket = v.staging_bucket.clone().ok_or_else(|| {
+    let staging_bucket = v.staging_bucket.clone().or_else(|| (!staging).then(String::new)).ok_or_else(|| {
         inputs
             .config_error(&["vertex"], format!("Vertex AI {what} needs `vertex.staging-bucket` (gs://bucket): the trained model is written there"))
             .hint("create a bucket in the job's region (gcloud storage buckets create gs://NAME --location REGION) and name it here")
     })?;
-    if !staging_bucket.starts_with("gs://") || staging_bucket.len() <= 5 {
+    if (staging || !staging_bucket.is_empty())
+        && (!staging_bucket.starts_with("gs://") || staging_bucket.len() <= 5)
+    {
         return Err(inputs.config_error(
             &["vertex", "staging-bucket"],
             format!("`vertex.staging-bucket` is `{staging_bucket}`: expected a Cloud Storage URI like gs://acme-ml-staging"),

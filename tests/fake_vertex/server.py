@@ -109,7 +109,7 @@ class Fake:
         for short, doc in self.docs.items():
             for mid, m in doc.methods.items():
                 flat = m.get("flatPath") or m["path"]
-                rx = "^/" + re.sub(r"\{[^}]+\}", "([^/]+?)", re.escape(flat).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+                rx = "^/" + re.sub(r"\{[^}]+\}", "([^/:]+)", re.escape(flat).replace(r"\{", "{").replace(r"\}", "}")) + "$"
                 self.routes.append((m["httpMethod"], re.compile(rx), short, mid, m))
         self.reset()
 
