@@ -588,3 +588,201 @@ fn gcloud_agrees_with_the_fake_on_custom_jobs() {
     );
     fake.assert_no_violations();
 }
+
+/// The waiting cost, counted by the fake: with the test poll interval of 100 ms
+/// standing for the default 20 s (200 times faster), a "minute" is 0.3 s.
+#[test]
+fn a_running_vertex_job_costs_at_most_12_api_calls_a_minute() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let (r, out) = run_train(&ws, &fake.token_env(), &[("INPUT_PARAM-LIST", "sleep=12")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded");
+    fake.assert_no_violations();
+    let requests = fake.requests();
+    let created = requests
+        .iter()
+        .find(|q| {
+            q["method"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("customJobs.create"))
+        })
+        .and_then(|q| q["time"].as_f64())
+        .expect("the job was created");
+    let ended = created + 0.4 + 12.0;
+    let running: Vec<f64> = requests
+        .iter()
+        .filter_map(|q| q["time"].as_f64())
+        .filter(|t| *t > created + 0.5 && *t < ended)
+        .collect();
+    let minute = 0.3;
+    let busiest = running
+        .iter()
+        .map(|s| {
+            running
+                .iter()
+                .filter(|t| **t >= *s && **t < s + minute)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let span = ended - created - 0.5;
+    let per_minute = running.len() as f64 / (span / minute);
+    let count = |m: &str| {
+        requests
+            .iter()
+            .filter(|q| q["method"].as_str().is_some_and(|x| x.ends_with(m)))
+            .count()
+    };
+    // How soon the end was reported: the last poll before the job ended and
+    // the first after it are at most one (backed-off) interval apart.
+    let gets: Vec<f64> = requests
+        .iter()
+        .filter(|q| {
+            q["method"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("customJobs.get"))
+        })
+        .filter_map(|q| q["time"].as_f64())
+        .collect();
+    let after = gets
+        .iter()
+        .copied()
+        .find(|t| *t >= ended)
+        .unwrap_or(f64::NAN);
+    let seen = format!(
+        "{} calls while the job ran {span:.1}s ({per_minute:.1} a scaled minute on average, {busiest} in the busiest): \
+         {} customJobs.get, {} entries.list, {} customJobs.list; end seen {:.2}s after it happened",
+        running.len(),
+        count("customJobs.get"),
+        count("entries.list"),
+        count("customJobs.list"),
+        after - ended
+    );
+    eprintln!("{seen}");
+    assert!(busiest <= 12, "{seen}");
+    assert!(per_minute <= 12.0, "{seen}");
+    assert!(
+        // one max poll interval (0.3 s scaled: 60 s real) plus the poll's own
+        // two requests to the fake on a busy machine
+        after - ended <= 0.3 + 0.15,
+        "job end → seen within one max poll interval: {seen}"
+    );
+}
+
+/// gcloud through the model and endpoint flows the serving backend will use:
+/// upload (a long-running operation), endpoint create, deploy with a split that
+/// names the new model `"0"`, traffic updates (a bad sum refused), undeploy only
+/// without traffic. The fake's answers satisfy gcloud, and its rules reach it.
+#[test]
+fn gcloud_agrees_with_the_fake_on_models_and_endpoint_traffic() {
+    let fake = FakeVertex::start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["ai"];
+        all.extend_from_slice(args);
+        all.push("--region=us-central1");
+        gcloud(&fake, dir.path(), &all)
+    };
+    for m in ["m1", "m2"] {
+        let (ok, _, err) = run(&[
+            "models",
+            "upload",
+            "--display-name",
+            m,
+            "--model-id",
+            m,
+            "--container-image-uri=us-docker.pkg.dev/mlcd-test/ml/churn:1",
+            "--artifact-uri=gs://mlcd-test-staging/job/model/",
+            "--container-predict-route=/invocations",
+            "--container-health-route=/ping",
+            "--container-ports=8080",
+        ]);
+        assert!(ok, "upload {m}: {err}");
+    }
+    let (ok, out, err) = run(&["models", "describe", "m1", "--format=json"]);
+    assert!(ok, "{err}");
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["containerSpec"]["predictRoute"], "/invocations");
+    assert_eq!(m["versionId"], "1");
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "create",
+        "--display-name=churn",
+        "--endpoint-id=111",
+    ]);
+    assert!(ok, "{err}");
+    let deploy = |model: &str, split: &str| {
+        run(&[
+            "endpoints",
+            "deploy-model",
+            "111",
+            "--model",
+            model,
+            "--display-name",
+            model,
+            "--traffic-split",
+            split,
+            "--machine-type=n1-standard-2",
+        ])
+    };
+    let (ok, _, err) = deploy("m1", "0=100");
+    assert!(ok, "{err}");
+    let describe = || {
+        let (ok, out, err) = run(&["endpoints", "describe", "111", "--format=json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let ep = describe();
+    let old = ep["deployedModels"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(ep["trafficSplit"][&old], 100);
+    let (ok, _, err) = deploy("m2", &format!("0=10,{old}=90"));
+    assert!(ok, "{err}");
+    let ep = describe();
+    let new = ep["deployedModels"][1]["id"].as_str().unwrap().to_string();
+    assert_eq!(ep["trafficSplit"][&new], 10, "{ep}");
+    assert_eq!(ep["trafficSplit"][&old], 90, "{ep}");
+    // A split that does not sum to 100 is refused, as Vertex refuses it.
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "update",
+        "111",
+        &format!("--traffic-split={new}=60,{old}=50"),
+    ]);
+    assert!(!ok && err.contains("must sum to 100"), "{err}");
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "update",
+        "111",
+        &format!("--traffic-split={new}=100"),
+    ]);
+    assert!(ok, "{err}");
+    // A model with traffic is not undeployed; one without is.
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "undeploy-model",
+        "111",
+        &format!("--deployed-model-id={new}"),
+    ]);
+    assert!(!ok && err.contains("FAILED_PRECONDITION"), "{err}");
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "undeploy-model",
+        "111",
+        &format!("--deployed-model-id={old}"),
+    ]);
+    assert!(ok, "{err}");
+    let ep = describe();
+    assert_eq!(
+        ep["deployedModels"].as_array().map(Vec::len),
+        Some(1),
+        "{ep}"
+    );
+    assert_eq!(ep["trafficSplit"][&new], 100, "{ep}");
+    // gcloud polled the endpoint operations where it does (v1beta1).
+    assert!(fake.requests().iter().any(|r| r["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("/v1beta1/"))));
+    fake.assert_no_violations();
+}

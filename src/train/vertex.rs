@@ -499,14 +499,20 @@ impl TrainingBackend for VertexTraining {
     }
 
     async fn logs(&self, name: &str, cursor: &mut LogCursor) -> Result<Vec<String>, UserError> {
-        let Some(job) = self
-            .find(name)
-            .await
-            .map_err(|e| e.user(&format!("reading Vertex AI job {name}")))?
-        else {
-            return Ok(Vec::new());
+        // The job id is all a log read needs: known after the first describe, so
+        // following the log costs no extra customJobs.get per poll.
+        let known = self.ids.lock().expect("ids").get(name).cloned();
+        let id = match known {
+            Some(resource) => resource.rsplit('/').next().unwrap_or_default().to_string(),
+            None => match self
+                .find(name)
+                .await
+                .map_err(|e| e.user(&format!("reading Vertex AI job {name}")))?
+            {
+                Some(job) => job_id(&job).to_string(),
+                None => return Ok(Vec::new()),
+            },
         };
-        let id = job_id(&job).to_string();
         // The cursor is `<timestamp> <insertId>` of the last entry returned: ask
         // from that timestamp on and drop what was returned already.
         let (after_ts, after_id) = match cursor.0.as_deref().and_then(|c| c.split_once(' ')) {

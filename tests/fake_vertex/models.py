@@ -36,7 +36,9 @@ def models_call(self, verb, params, query, body):
         name = f"{parent}/models/{mid}"
         m.update({"name": name, "versionId": vid, "versionAliases": aliases,
                   "createTime": now_rfc3339(), "updateTime": now_rfc3339(),
-                  "versionCreateTime": now_rfc3339(), "versionUpdateTime": now_rfc3339()})
+                  "versionCreateTime": now_rfc3339(), "versionUpdateTime": now_rfc3339(),
+                  # output only, filled by the service for a custom container (gcloud reads it)
+                  "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"]})
         op = self.operation(name, "models.upload", {"@type": META + "UploadModelResponse", "model": name,
                                                      "modelVersionId": vid}, META + "UploadModelOperationMetadata")
         op["on_done"] = lambda: entry["versions"].append(m)
