@@ -786,3 +786,65 @@ fn gcloud_agrees_with_the_fake_on_models_and_endpoint_traffic() {
         .is_some_and(|p| p.starts_with("/v1beta1/"))));
     fake.assert_no_violations();
 }
+
+/// The Workload Identity chain costs three requests (OIDC, STS, IAM), once: the
+/// token is cached. A token Google refuses (revoked, 401) is replaced once, and
+/// the call goes through. Prints the chain's time against the fakes.
+#[tokio::test(flavor = "current_thread")]
+async fn the_workload_identity_chain_is_walked_once_and_again_after_a_401() {
+    use mlcd::cloud::gcp::auth::TokenSource;
+    let fake = FakeVertex::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vars(&fake.token_env()[1..], &[]);
+    env.insert(
+        "GOOGLE_APPLICATION_CREDENTIALS".into(),
+        wif_file(dir.path(), &fake),
+    );
+    let source = TokenSource::from_env(&env).unwrap();
+    assert!(
+        source
+            .describe()
+            .contains("impersonating ci@mlcd-test.iam.gserviceaccount.com"),
+        "{}",
+        source.describe()
+    );
+    let start = std::time::Instant::now();
+    let first = source.token().await.unwrap();
+    let chain = start.elapsed();
+    let again = source.token().await.unwrap();
+    assert_eq!(first.expose(), again.expose(), "cached");
+    let methods: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "oidc.token",
+            "sts.v1.token",
+            "iamcredentials.projects.serviceAccounts.generateAccessToken"
+        ]
+    );
+    eprintln!(
+        "Workload Identity chain (OIDC → STS → generateAccessToken) against the fakes: {chain:?}"
+    );
+
+    // Revoked: the next API call is refused once, the chain walked again, the call done.
+    let vx = VertexTraining::new(&plan(), &env).unwrap();
+    assert_eq!(vx.describe("never-submitted").await.unwrap(), None);
+    fake.config(serde_json::json!({"revoke": true}));
+    assert_eq!(vx.describe("never-submitted").await.unwrap(), None);
+    let lists = fake.calls("customJobs.list");
+    let statuses: Vec<i64> = lists
+        .iter()
+        .map(|r| r["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 401, 200]);
+    assert_eq!(
+        fake.calls("v1.token").len(),
+        3,
+        "walked again once after the 401"
+    );
+    fake.assert_no_violations();
+}

@@ -48,7 +48,9 @@ Control endpoints (not validated, not recorded):
     POST /_fake/fault       {"method": "customJobs.create" (suffix of the id),
                               "kind": "quota"|"internal"|"unavailable", "times": N}
     POST /_fake/config      {"token_lifetime": seconds, "operation_polls": N,
-                              "oidc_token": "...", "fail_operation": {"method": …, "message": …}}
+                              "oidc_token": "...", "fail_operation": {"method": …, "message": …},
+                              "revoke": true (every token issued so far expires now),
+                              "sa_key": {"kid", "public_pem"} (a service-account key's public half)}
     POST /_fake/reset
 """
 
@@ -572,6 +574,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for k in ("token_lifetime", "operation_polls", "oidc_token", "fail_operation", "serving"):
                     if k in body:
                         setattr(fake, k, body[k])
+                if body.get("revoke"):
+                    for tok in fake.tokens:
+                        fake.tokens[tok] = 0.0
                 if "sa_key" in body:
                     if not hasattr(fake, "sa_keys"):
                         fake.sa_keys = {}
