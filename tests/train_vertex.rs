@@ -848,3 +848,64 @@ async fn the_workload_identity_chain_is_walked_once_and_again_after_a_401() {
     );
     fake.assert_no_violations();
 }
+
+#[test]
+fn sigterm_cancels_the_vertex_job_and_reports_cancelled() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let mut env = actions_env(&ws);
+    env.extend(fake.token_env());
+    for (k, v) in [
+        ("INPUT_MODE", "train"),
+        ("INPUT_PARAM-LIST", "sleep=600"),
+        ("MLCD_POLL_INTERVAL_MS", "100"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlcd"))
+        .current_dir(ws.path())
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        seen.push_str(&l);
+        seen.push('\n');
+        if l.contains(": InProgress") {
+            break;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(4), "{seen}{}", rest.join("\n"));
+    assert_eq!(
+        fake.calls("customJobs.cancel").len(),
+        1,
+        "the job was cancelled"
+    );
+    let state = fake.call("GET", "/_fake/state", None);
+    let job = state["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(
+        ["JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED"].contains(&job["state"].as_str().unwrap()),
+        "{job}"
+    );
+    fake.assert_no_violations();
+}
