@@ -909,3 +909,38 @@ fn sigterm_cancels_the_vertex_job_and_reports_cancelled() {
     );
     fake.assert_no_violations();
 }
+
+#[test]
+fn wait_false_submits_and_a_later_step_attaches_by_job_id() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", CONFIG);
+    let (r1, out1) = run_train(
+        &ws,
+        &fake.token_env(),
+        &[("INPUT_WAIT", "false"), ("INPUT_PARAM-LIST", "sleep=1")],
+    );
+    r1.assert_code(0);
+    assert_eq!(out1["status"], "submitted", "{out1:?}");
+    let job = out1["job-id"].clone();
+    // A later step (here another run of the same repository and commit: attach
+    // compares source, model and commit) collects it without creating another.
+    let (r2, out2) = run_train(
+        &ws,
+        &fake.token_env(),
+        &[
+            ("INPUT_ATTACH", job.as_str()),
+            ("INPUT_PARAM-LIST", "sleep=1"),
+        ],
+    );
+    r2.assert_code(0);
+    assert_eq!(out2["status"], "succeeded", "{}", r2.stderr);
+    assert_eq!(out2["job-id"], job);
+    assert!(
+        r2.stderr.contains("attaching to training job"),
+        "{}",
+        r2.stderr
+    );
+    assert_eq!(fake.calls("customJobs.create").len(), 1);
+    fake.assert_no_violations();
+}
