@@ -944,3 +944,53 @@ fn wait_false_submits_and_a_later_step_attaches_by_job_id() {
     assert_eq!(fake.calls("customJobs.create").len(), 1);
     fake.assert_no_violations();
 }
+
+/// Artifact Registry pushes use the same Google credentials: here the Workload
+/// Identity chain of google-github-actions/auth, walked against the fakes.
+#[tokio::test(flavor = "current_thread")]
+async fn artifact_registry_credentials_come_from_the_same_workload_identity_chain() {
+    use mlcd::image::auth::{resolve, Sources};
+    let fake = FakeVertex::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env: BTreeMap<String, String> = [(
+        "GOOGLE_APPLICATION_CREDENTIALS".to_string(),
+        wif_file(dir.path(), &fake),
+    )]
+    .into();
+    let sources = Sources {
+        username: None,
+        password: None,
+        github_token: None,
+        env: &env,
+    };
+    let r = resolve("us-central1-docker.pkg.dev", &sources)
+        .await
+        .unwrap();
+    assert!(
+        r.source.contains("Workload Identity Federation"),
+        "{}",
+        r.source
+    );
+    let c = r.credentials.expect("credentials");
+    assert_eq!(c.username, "oauth2accesstoken");
+    assert!(
+        c.password.expose().starts_with("ya29.iam-"),
+        "the impersonated token"
+    );
+    assert_eq!(fake.calls("generateAccessToken").len(), 1);
+    // Without any Google credentials, Artifact Registry is anonymous as before.
+    let none = BTreeMap::new();
+    let r = resolve(
+        "us-central1-docker.pkg.dev",
+        &Sources {
+            username: None,
+            password: None,
+            github_token: None,
+            env: &none,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(r.credentials.is_none());
+    fake.assert_no_violations();
+}
