@@ -258,7 +258,7 @@ fn a_metric_regex_without_a_group_is_refused_before_the_engine_is_touched() {
 }
 
 #[test]
-fn training_on_a_backend_without_training_support_is_refused() {
+fn training_on_vertex_without_a_project_is_refused_with_the_key_to_set() {
     let ws = Workspace::new();
     ws.write(
         "mlcd.yml",
@@ -267,7 +267,9 @@ fn training_on_a_backend_without_training_support_is_refused() {
     let r = mlcd(ws.path(), &["train"], &[]);
     r.assert_code(2);
     assert!(
-        r.stderr.contains("backend: vertex") && r.stderr.contains("not available"),
+        r.stderr.contains("Vertex AI training needs a project")
+            && r.stderr.contains("`vertex.project`")
+            && r.stderr.contains("GOOGLE_CLOUD_PROJECT"),
         "{}",
         r.stderr
     );

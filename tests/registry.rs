@@ -17,7 +17,7 @@ use mlcd::cloud::aws::{self, AwsClient, AwsCredentials};
 use mlcd::cloud::retry::Backoff;
 use mlcd::config::values::RegistryType;
 use mlcd::error::Outcome;
-use mlcd::plan::{RegistryPlan, SagemakerPlan};
+use mlcd::plan::{RegistryPlan, SagemakerPlan, VertexPlan};
 use mlcd::registry::local::LocalRegistry;
 use mlcd::registry::mlflow::MlflowRegistry;
 use mlcd::registry::{self, ModelRegistry, NewVersion, Version};
@@ -271,6 +271,7 @@ async fn local_registry_passes_the_conformance_suite() {
             model_name: "churn".into(),
             location: None,
             alias: None,
+            vertex: None,
         },
         dir.path(),
         None,
@@ -394,6 +395,7 @@ fn mlflow_plan(model: &str, uri: Option<&str>) -> RegistryPlan {
         model_name: model.into(),
         location: uri.map(str::to_string),
         alias: None,
+        vertex: None,
     }
 }
 
@@ -722,6 +724,7 @@ fn sagemaker_plan(model: &str) -> RegistryPlan {
         model_name: model.into(),
         location: None,
         alias: None,
+        vertex: None,
     }
 }
 
@@ -863,4 +866,94 @@ async fn mlflow_names_a_deleted_experiment_and_how_to_restore_it() {
         .unwrap_err();
     assert!(err.message.contains("is deleted"), "{err}");
     assert!(err.hint.unwrap().contains(&format!("--experiment-id {id}")));
+}
+
+// ---------------------------------------------------------------- vertex
+
+#[tokio::test(flavor = "current_thread")]
+async fn vertex_registry_passes_the_conformance_suite_against_the_fake() {
+    let fake = common::FakeVertex::start();
+    let mut env: BTreeMap<String, String> = fake.token_env().into_iter().collect();
+    env.insert("MLCD_POLL_INTERVAL_MS".into(), "50".into());
+    let model = format!("churn-{}", common::unique());
+    let plan = RegistryPlan {
+        kind: RegistryType::Vertex,
+        model_name: model.clone(),
+        location: None,
+        alias: None,
+        vertex: Some(VertexPlan {
+            project: "mlcd-test".into(),
+            region: "us-central1".into(),
+            staging_bucket: String::new(),
+            service_account: None,
+            api_endpoint: None,
+        }),
+    };
+    let reg = registry::open(&plan, Path::new("."), None, &env)
+        .await
+        .unwrap();
+    assert_eq!(reg.name(), "vertex");
+    conformance(
+        reg.as_ref(),
+        &model,
+        "gs://mlcd-test-staging/churn-job/model/",
+    )
+    .await;
+    fake.assert_no_violations();
+
+    // What Vertex holds: one model, its versions uploaded as children, each
+    // upload polled to done, the serving contract in the container spec.
+    let uploads = fake.calls("models.upload");
+    assert_eq!(
+        uploads.len(),
+        3,
+        "three registrations (the NaN one refused before any call)"
+    );
+    assert_eq!(uploads[0]["body"]["modelId"], model.as_str());
+    assert!(uploads[1]["body"]["parentModel"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/models/{model}")));
+    let spec = &uploads[0]["body"]["model"]["containerSpec"];
+    assert_eq!(spec["predictRoute"], "/invocations");
+    assert_eq!(spec["healthRoute"], "/ping");
+    assert_eq!(spec["ports"][0]["containerPort"], 8080);
+    assert!(
+        fake.calls("operations.get").len() >= 3,
+        "every upload polled to done"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_vertex_upload_surfaces_the_operations_error() {
+    let fake = common::FakeVertex::start();
+    let mut env: BTreeMap<String, String> = fake.token_env().into_iter().collect();
+    env.insert("MLCD_POLL_INTERVAL_MS".into(), "50".into());
+    fake.config(serde_json::json!({"fail_operation": {
+        "method": "models.upload", "message": "Model server never became ready"}}));
+    let reg = mlcd::registry::vertex::VertexRegistry::new(
+        &VertexPlan {
+            project: "mlcd-test".into(),
+            region: "us-central1".into(),
+            staging_bucket: String::new(),
+            service_account: None,
+            api_endpoint: None,
+        },
+        &env,
+    )
+    .unwrap();
+    let err = reg
+        .register(&new_version(
+            "churn",
+            "job-a",
+            &[("accuracy", 0.9)],
+            Some("gs://b/m/"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("Model server never became ready"),
+        "{err}"
+    );
+    fake.assert_no_violations();
 }

@@ -291,8 +291,13 @@ pub struct VertexConfig {
     pub region: Option<String>,
     /// The service account jobs run as.
     pub service_account: Option<String>,
-    /// Staging bucket (`gs://…`).
+    /// Staging bucket (`gs://bucket[/prefix]`): training output goes to
+    /// `<staging-bucket>/<job>/`, the model to `<staging-bucket>/<job>/model/`.
     pub staging_bucket: Option<String>,
+    /// The Vertex AI API endpoint, for Private Service Connect or tests (like
+    /// `https://us-central1-aiplatform.googleapis.com/`). Default: the region's
+    /// public endpoint, or CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM when set.
+    pub api_endpoint: Option<String>,
 }
 
 /// Kubernetes settings.

@@ -356,6 +356,8 @@ word_enum!(
         Mlflow = "mlflow",
         /// SageMaker model package groups.
         Sagemaker = "sagemaker",
+        /// The Vertex AI Model Registry (models with versions and aliases).
+        Vertex = "vertex",
     }
 );
 
@@ -410,7 +412,7 @@ impl FromStr for InstanceType {
         let ok = !t.is_empty()
             && t.len() <= 64
             && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+                .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b));
         if ok {
             Ok(InstanceType(t.to_string()))
         } else {
@@ -430,8 +432,8 @@ impl fmt::Display for InstanceType {
 
 text_value!(InstanceType, "InstanceType", {
     "type": "string",
-    "description": "A portable name (cpu.small, cpu.medium, cpu.large, gpu.t4.xl, gpu.a10g.xl, gpu.a100.8xl) or a backend's native type.",
-    "pattern": "^[A-Za-z0-9._-]{1,64}$"
+    "description": "A portable name (cpu.small, cpu.medium, cpu.large, gpu.t4.xl, gpu.a10g.xl, gpu.a100.8xl) or a backend's native type (Vertex AI: a machine type, or MACHINE+ACCELERATOR like g2-standard-8+NVIDIA_L4).",
+    "pattern": "^[A-Za-z0-9._+-]{1,64}$"
 });
 
 /// An image tag: up to 128 characters of letters, digits, `_`, `.` and `-`,

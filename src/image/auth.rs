@@ -188,18 +188,27 @@ pub async fn resolve(host: &str, s: &Sources<'_>) -> Result<Resolved, UserError>
         }
     }
     if host.ends_with("-docker.pkg.dev") || host == "gcr.io" || host.ends_with(".gcr.io") {
-        if let Some(t) = s
-            .env
-            .get("GOOGLE_OAUTH_ACCESS_TOKEN")
-            .or_else(|| s.env.get("CLOUDSDK_AUTH_ACCESS_TOKEN"))
-            .filter(|t| !t.is_empty())
-        {
+        // The same Google credentials as Vertex AI: an access-token variable, a
+        // service-account key or Workload Identity Federation.
+        let given = [
+            "GOOGLE_OAUTH_ACCESS_TOKEN",
+            "CLOUDSDK_AUTH_ACCESS_TOKEN",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ]
+        .iter()
+        .any(|v| s.env.get(*v).is_some_and(|t| !t.trim().is_empty()));
+        if given {
+            let google = crate::cloud::gcp::auth::TokenSource::from_env(s.env)?;
+            let token = google
+                .token()
+                .await
+                .map_err(|e| e.user(&format!("getting a Google access token for {host}")))?;
             return Ok(Resolved {
                 credentials: Some(Credentials {
                     username: "oauth2accesstoken".into(),
-                    password: Secret::new(t.clone()),
+                    password: token,
                 }),
-                source: "a Google OAuth access token (GOOGLE_OAUTH_ACCESS_TOKEN)".into(),
+                source: format!("a Google access token from {}", google.describe()),
             });
         }
     }

@@ -76,11 +76,16 @@ pub async fn backend(
                 crate::train::kubernetes::KubernetesTraining::new(k, env.env).await?,
             ))
         }
-        other => Err(UserError::invalid(format!(
-            "training on `backend: {other}` is not available in mlcd {}",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .hint("train with `backend: local`, `sagemaker` or `kubernetes`")),
+        Backend::Vertex => {
+            let t = plan.train.as_ref().expect("a train plan");
+            let v = t
+                .vertex
+                .as_ref()
+                .expect("a Vertex plan for backend: vertex");
+            Ok(Box::new(crate::train::vertex::VertexTraining::new(
+                v, env.env,
+            )?))
+        }
     }
 }
 
@@ -226,6 +231,10 @@ pub async fn run(
                     "training job {name} was started meanwhile by another run of this attempt: attaching to it"
                 ));
             }
+        }
+        // Engines that choose the job's id (Vertex AI) know its page only now.
+        if let Some(url) = backend.job_url(&name) {
+            reporter.set_output("job-url", url);
         }
     } else {
         let state = backend

@@ -8,6 +8,7 @@ pub(crate) mod paths;
 pub mod render;
 pub mod tags;
 mod train;
+pub mod vertex;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ pub use build::BuildPlan;
 pub use deploy::{DeployPlan, SmokePlan};
 pub use kubernetes::{KubernetesPlan, ServingKubernetesPlan};
 pub use train::{ChampionPlan, RegistryPlan, SagemakerPlan, TrainPlan};
+pub use vertex::VertexPlan;
 
 use crate::config::values::{Backend, ImageRef, Mode, ModelId};
 use crate::config::{Config, LoadedConfig};

@@ -71,6 +71,9 @@ pub struct TrainPlan {
     /// Kubernetes settings, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<super::KubernetesPlan>,
+    /// Vertex AI settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<super::VertexPlan>,
 }
 
 /// The champion/challenger comparison: the new model must be at least as good
@@ -90,7 +93,7 @@ pub struct ChampionPlan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RegistryPlan {
-    /// `local`, `mlflow` or `sagemaker`.
+    /// `local`, `mlflow`, `sagemaker` or `vertex`.
     #[serde(rename = "type")]
     pub kind: RegistryType,
     /// The registered model's name.
@@ -101,6 +104,9 @@ pub struct RegistryPlan {
     /// The alias a passing version gets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// The Vertex AI project and region (`registry.type: vertex`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<super::VertexPlan>,
 }
 
 /// The SageMaker settings a job needs.
@@ -218,6 +224,13 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         Backend::Kubernetes => Some(super::kubernetes::plan(inputs)?),
         _ => None,
     };
+    let vertex = match backend {
+        Backend::Vertex => {
+            super::vertex::check_train(inputs, &channels, &instance, req.instance.is_some())?;
+            Some(super::vertex::plan(inputs, "training", true)?)
+        }
+        _ => None,
+    };
 
     Ok(TrainPlan {
         image,
@@ -256,6 +269,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<TrainP
         registry,
         sagemaker,
         kubernetes,
+        vertex,
     })
 }
 
@@ -296,9 +310,13 @@ pub(super) fn registry_plan(inputs: &Inputs, model: &ModelId) -> Result<Registry
                         inputs.config_error(&["registry", "type"], "`registry.type: mlflow` needs `registry.tracking-uri` or the MLFLOW_TRACKING_URI variable")
                     })?,
             ),
-            RegistryType::Sagemaker => None,
+            RegistryType::Sagemaker | RegistryType::Vertex => None,
         },
         alias: reg.alias.clone(),
+        vertex: match kind {
+            RegistryType::Vertex => Some(super::vertex::plan(inputs, "the model registry", false)?),
+            _ => None,
+        },
     })
 }
 

@@ -6,6 +6,7 @@
 pub mod local;
 pub mod mlflow;
 pub mod sagemaker;
+pub mod vertex;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -160,6 +161,16 @@ pub async fn open(
                 &region,
                 env,
             )?))
+        }
+        RegistryType::Vertex => {
+            let v = plan.vertex.as_ref().ok_or_else(|| {
+                UserError::invalid(format!(
+                    "the Vertex AI registry for model `{}` needs `vertex.project` and `vertex.region`",
+                    plan.model_name
+                ))
+            })?;
+            check_model_name("vertex", &plan.model_name)?;
+            Ok(Box::new(vertex::VertexRegistry::new(v, env)?))
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod local;
 pub mod metrics;
 pub mod sagemaker;
 pub mod upload;
+pub mod vertex;
 
 /// Everything a backend needs to start one training job.
 #[derive(Debug, Clone)]

@@ -422,3 +422,102 @@ pub fn control_call(
     assert!(out.status.success(), "{what} control call {path} failed");
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
+
+/// The fake Vertex AI (with STS, IAM Credentials, Cloud Logging, the OAuth token
+/// endpoint and GitHub's OIDC token URL), every request validated against the
+/// pinned discovery documents in fixtures/google (tests/fake_vertex/server.py).
+pub struct FakeVertex {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeVertex {
+    pub fn start() -> Self {
+        let mut child = Command::new("python3")
+            .arg(root().join("tests/fake_vertex/server.py"))
+            .args(["--port", "0", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fake Vertex AI");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("fake Vertex AI did not start: {line:?}"))
+            .to_string();
+        FakeVertex { child, url }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+        control_call("fake Vertex AI", &self.url, method, path, body)
+    }
+
+    /// Every request so far: `{seq, method, http, path, query, body, status, token, expired, time}`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.call("GET", "/_fake/requests", None)
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The requests whose discovery method id ends with `suffix` (`customJobs.create`).
+    pub fn calls(&self, suffix: &str) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["method"].as_str().is_some_and(|m| m.ends_with(suffix)))
+            .collect()
+    }
+
+    /// Asserts that no request broke the discovery documents (nor an answer of the fake's).
+    pub fn assert_no_violations(&self) {
+        let v = self.call("GET", "/_fake/violations", None);
+        assert_eq!(
+            v.as_array().map_or(0, Vec::len),
+            0,
+            "requests broke the Google API contract: {v:#}"
+        );
+    }
+
+    /// The next `times` calls of the method ending with `method` fail:
+    /// `quota` (429), `internal` (500) or `unavailable` (503).
+    pub fn fault(&self, method: &str, kind: &str, times: u32) {
+        let body = serde_json::json!({ "method": method, "kind": kind, "times": times });
+        self.call("POST", "/_fake/fault", Some(&body.to_string()));
+    }
+
+    /// Changes the fake's settings (`token_lifetime`, `operation_polls`, `sa_key` …).
+    pub fn config(&self, body: serde_json::Value) {
+        self.call("POST", "/_fake/config", Some(&body.to_string()));
+    }
+
+    /// Environment reaching this fake with a plain access token, as gcloud's tests do.
+    pub fn token_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "CLOUDSDK_AUTH_ACCESS_TOKEN".into(),
+                "ya29.mlcd-test-token".into(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM".into(),
+                format!("{}/", self.url),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING".into(),
+                format!("{}/", self.url),
+            ),
+        ]
+    }
+}
+
+impl Drop for FakeVertex {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
