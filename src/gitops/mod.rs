@@ -2,4 +2,7 @@
 //! keeping its comments ([`edit`]), commit it through GitHub's API, then follow
 //! Argo CD until the commit is synced and healthy.
 
+pub mod commit;
+pub mod deploy;
 pub mod edit;
+pub mod github;

@@ -119,7 +119,7 @@ fn version_from_image(image: &str) -> String {
 }
 
 /// The version to serve: the newest registered for this commit, else the named image.
-async fn choose(
+pub(crate) async fn choose(
     plan: &Plan,
     d: &DeployPlan,
     registry: &dyn ModelRegistry,
@@ -454,6 +454,10 @@ pub async fn run(
     reporter: &mut Reporter,
 ) -> anyhow::Result<Outcome> {
     let d = plan.deploy.as_ref().expect("a deploy plan");
+    if let Some(g) = env.config.and_then(|c| c.config.deploy.gitops.as_ref()) {
+        // A deploy is a commit to the manifests repository: its own conductor.
+        return crate::gitops::deploy::run(plan, g, env, reporter).await;
+    }
     let smokes = verify::load(env.workspace, &d.smoke)?;
     if let Some(rate) = env
         .config
