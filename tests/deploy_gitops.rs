@@ -358,3 +358,61 @@ fn helm_and_flux_deploys_commit_only_the_marked_values() {
         assert_no_violations(&gh);
     }
 }
+
+#[test]
+fn the_manifests_format_commits_what_mlcd_render_deploy_prints_and_yaml_sets_fields_by_path() {
+    let (gh, git_dir, _seed) = seeded("kserve");
+    let ws = Workspace::new();
+    let cfg = config("manifests", "apps/churn/rendered", "").replace(
+        "model: churn\n",
+        "model: churn\nbackend: kubernetes\nkubernetes: {namespace: ml}\n",
+    );
+    ws.write("mlcd.yml", &cfg);
+    deploy(&ws, &gh, &[]).assert_code(0);
+    // rendered in the same run environment (the identity annotations name the source)
+    let env = common::actions_env(&ws);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rendered = common::mlcd(
+        ws.path(),
+        &["render", "deploy", "--config", "mlcd.yml"],
+        &env,
+    );
+    rendered.assert_code(0);
+    let written = git(&git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]);
+    assert_eq!(
+        written,
+        format!(
+            "{}{}",
+            mlcd::gitops::edit::manifests::HEADER,
+            rendered.stdout
+        )
+    );
+    assert!(
+        written.contains(&format!("image: {}", image())),
+        "{written}"
+    );
+
+    // `yaml`: the hand-kept InferenceService's image field, by path; the comment stays.
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config(
+            "yaml",
+            "apps/churn/churn.yaml",
+            "    keys: {\"spec.predictor.containers[0].image\": image}\n",
+        ),
+    );
+    deploy(&ws, &gh, &[]).assert_code(0);
+    let before =
+        std::fs::read_to_string(common::root().join("fixtures/gitops/kserve/churn.yaml")).unwrap();
+    let after = git(&git_dir, &["show", "main:apps/churn/churn.yaml"]);
+    assert_eq!(
+        after,
+        before.replace(
+            "image: 127.0.0.1:5000/churn:v1",
+            &format!("image: {}", image())
+        )
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
+    assert_no_violations(&gh);
+}
