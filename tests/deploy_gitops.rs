@@ -4,6 +4,8 @@
 //! commit is built with the real `kubectl kustomize`.
 
 mod common;
+#[path = "common/fake_argocd.rs"]
+mod fake_argocd;
 
 use std::path::Path;
 use std::process::Command;
@@ -415,4 +417,139 @@ fn the_manifests_format_commits_what_mlcd_render_deploy_prints_and_yaml_sets_fie
     );
     assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
     assert_no_violations(&gh);
+}
+
+/// A kustomize deploy followed through the fake Argo CD (application `churn`
+/// following `apps/churn` of the git-backed repository).
+fn argo_setup(
+    ready_timeout: &str,
+) -> (
+    FakeGitHub,
+    String,
+    tempfile::TempDir,
+    fake_argocd::FakeArgoCd,
+    Workspace,
+) {
+    let (gh, git_dir, seed) = seeded("kustomize");
+    let argo = fake_argocd::FakeArgoCd::start();
+    argo.call(
+        "/_fake/app",
+        serde_json::json!({"name": "churn", "git_dir": git_dir, "branch": "main", "path": "apps/churn", "namespace": "ml"}),
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config(
+            "kustomize",
+            "apps/churn/kustomization.yaml",
+            &format!("    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n", argo.url),
+        )
+        .replace("  strategy: all-at-once\n", &format!("  strategy: all-at-once\n  ready-timeout: {ready_timeout}\n")),
+    );
+    (gh, git_dir, seed, argo, ws)
+}
+
+const ARGO_ENV: &[(&str, &str)] = &[
+    ("ARGO_TOKEN", "argocd-secret-token"),
+    ("MLCD_POLL_INTERVAL_MS", "200"),
+];
+
+#[test]
+fn argo_cd_syncing_the_commit_and_staying_healthy_ends_succeeded() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "succeeded");
+    let head = git(&git_dir, &["rev-parse", "main"]).trim().to_string();
+    assert_eq!(out["gitops-commit"], head);
+    assert!(
+        said(&run).contains(&format!("{} synced and Healthy", &head[..12])),
+        "{}",
+        said(&run)
+    );
+    assert!(!said(&run).contains("did not verify"), "{}", said(&run));
+    assert!(
+        !leaked(&run, "argocd-secret-token"),
+        "the Argo CD token leaked"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "2");
+    let reqs = argo.requests();
+    assert!(reqs.len() >= 3, "{reqs:#?}");
+    assert!(reqs.iter().all(|r| r["status"] == 200), "{reqs:#?}");
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+}
+
+#[test]
+fn a_degraded_version_is_reverted_by_a_commit_and_the_old_one_is_healthy_again() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    argo.call(
+        "/_fake/degraded",
+        serde_json::json!({"image_contains": DIGEST_HEX}),
+    );
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(1);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "failed");
+    let log = git(&git_dir, &["log", "--format=%s", "main"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[0].starts_with("Revert \"Deploy churn"), "{log}");
+    assert_eq!(
+        out["gitops-revert"],
+        git(&git_dir, &["rev-parse", "main"]).trim()
+    );
+    // The file is back to what it was, byte for byte.
+    let original = std::fs::read_to_string(
+        common::root().join("fixtures/gitops/kustomize/kustomization.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        git(&git_dir, &["show", "main:apps/churn/kustomization.yaml"]),
+        original
+    );
+    assert!(said(&run).contains("Degraded"), "{}", said(&run));
+    assert!(said(&run).contains("Healthy again"), "{}", said(&run));
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn argo_cd_never_syncing_is_bounded_by_the_ready_timeout_and_rolled_back() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("2s");
+    argo.call("/_fake/frozen", serde_json::json!({"name": "churn"}));
+    let started = std::time::Instant::now();
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(3);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "timed_out");
+    assert!(
+        said(&run).contains("within 2s (ready-timeout)"),
+        "{}",
+        said(&run)
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
+    assert!(
+        said(&run).contains("did not report Healthy within the ready-timeout"),
+        "{}",
+        said(&run)
+    );
+}
+
+#[test]
+fn argo_cd_without_its_token_is_refused_before_any_commit() {
+    let (gh, git_dir, _seed, _argo, ws) = argo_setup("30s");
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    assert!(
+        said(&run).contains("needs an Argo CD API token in the environment variable `ARGO_TOKEN`"),
+        "{}",
+        said(&run)
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::values::{GitopsFormat, KeySource};
+use super::values::{DurationSpec, GitopsFormat, KeySource};
 
 /// Deploy through GitOps: write the new version into a manifests repository and
 /// follow the commit to a healthy rollout.
@@ -54,4 +54,7 @@ pub struct ArgocdConfig {
     /// The environment variable holding an Argo CD API token (masked). Default:
     /// `ARGOCD_TOKEN`.
     pub token_env: Option<String>,
+    /// How long the application must stay Healthy at the commit before the
+    /// rollout counts as done. Default: `10s`.
+    pub cool_down: Option<DurationSpec>,
 }

@@ -23,6 +23,10 @@ pub enum Committed {
         changes: Vec<String>,
         /// Rounds it took (2+: another push came in between).
         attempts: usize,
+        /// The file before the commit (`None`: the commit created it).
+        before: Option<String>,
+        /// The file as committed.
+        after: String,
     },
 }
 
@@ -95,6 +99,8 @@ pub async fn commit_change(
                     sha,
                     changes,
                     attempts: attempt,
+                    before: current.map(|f| f.text),
+                    after: text,
                 })
             }
             Err(RepoError::Conflict(m)) => {
@@ -119,4 +125,45 @@ pub async fn commit_change(
         target.file, repo.name, target.branch
     ))
     .hint("run the deploy again when the branch is quieter"))
+}
+
+/// Reverts mlcd's commit: writes `before` back when the file still holds `after`
+/// (what mlcd committed). When someone changed the file since, nothing is written
+/// and the error says so: their change is not mlcd's to undo.
+pub async fn revert(
+    repo: &mut Repo,
+    target: &Target<'_>,
+    before: &str,
+    after: &str,
+    message: &str,
+) -> Result<String, UserError> {
+    let current = repo
+        .read(target.file, target.branch)
+        .await
+        .map_err(|e| UserError::failed(format!("reading `{}` to revert it: {e}", target.file)))?;
+    let Some(current) = current else {
+        return Err(UserError::failed(format!(
+            "`{}` is gone from {} branch `{}`: nothing to revert",
+            target.file, repo.name, target.branch
+        )));
+    };
+    if current.text != after {
+        return Err(UserError::failed(format!(
+            "`{}` on {} branch `{}` changed after mlcd's commit, so mlcd did not revert it (it reverts only its own change)",
+            target.file, repo.name, target.branch
+        ))
+        .hint("revert the deploy commit by hand (`git revert`), or fix forward"));
+    }
+    repo.write(
+        target.file,
+        target.branch,
+        before,
+        message,
+        Some(&current.sha),
+    )
+    .await
+    .map_err(|e| match e {
+        RepoError::Forbidden(m) => forbidden(&repo.name, "push to", &m),
+        other => UserError::failed(format!("reverting `{}`: {other}", target.file)),
+    })
 }

@@ -3,12 +3,14 @@
 //! commit, and report it. Nothing here talks to a cluster: the GitOps controller
 //! applies the commit.
 
+use super::argocd::ArgoCd;
 use super::commit::{self, Committed, Target};
 use super::edit::flux::FluxEditor;
 use super::edit::keys::{KeysEditor, HELM_DEFAULT_KEYS};
 use super::edit::kustomize::KustomizeEditor;
 use super::edit::manifests::ManifestsEditor;
 use super::edit::{Change, Editor};
+use super::follow::{self, Followed};
 use super::github::Repo;
 use crate::config::gitops::GitopsConfig;
 use crate::config::values::{GitopsFormat, ImageRef, Strategy};
@@ -16,6 +18,9 @@ use crate::error::{Outcome, UserError};
 use crate::modes::ModeEnv;
 use crate::plan::Plan;
 use crate::report::Reporter;
+use crate::secrets::Secret;
+
+use std::time::Duration;
 
 fn at(env: &ModeEnv<'_>, key: &str, err: UserError) -> UserError {
     match env.config.and_then(|c| {
@@ -65,14 +70,6 @@ pub fn editor(
             "pull-request",
             UserError::invalid("`deploy.gitops.pull-request: true` is not available in this release: mlcd commits to `deploy.gitops.branch` only")
                 .hint("remove `pull-request` (or set it to false) and protect the branch with your own review rules"),
-        ));
-    }
-    if g.argocd.is_some() {
-        return Err(at(
-            env,
-            "argocd",
-            UserError::invalid("`deploy.gitops.argocd` is not available in this release: mlcd cannot wait on Argo CD yet, and will not report a rollout it did not verify")
-                .hint("remove `argocd`: mlcd then commits the change and ends `submitted`, saying the rollout was not verified"),
         ));
     }
     if d.strategy != Strategy::AllAtOnce {
@@ -167,6 +164,57 @@ pub fn message(plan: &Plan, change: &Change, environment: &str) -> String {
     m
 }
 
+/// Argo CD settings resolved before anything is committed: the client (its
+/// token read from the configured variable and masked) and the bounds.
+struct Follow {
+    argo: ArgoCd,
+    app: String,
+    cooldown: Duration,
+    poll: Duration,
+}
+
+fn argocd(g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Option<Follow>, UserError> {
+    let Some(a) = &g.argocd else {
+        return Ok(None);
+    };
+    let var = a.token_env.clone().unwrap_or_else(|| "ARGOCD_TOKEN".into());
+    let token = env
+        .env
+        .get(&var)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            at(
+                env,
+                "argocd",
+                UserError::invalid(format!(
+                    "`deploy.gitops.argocd` needs an Argo CD API token in the environment variable `{var}`, and it is not set"
+                ))
+                .hint(format!(
+                    "in a workflow: `env: {{ {var}: ${{{{ secrets.ARGOCD_TOKEN }}}} }}` on the step (an Argo CD account token with `applications, get` on the application); or name another variable with `token-env`"
+                )),
+            )
+        })?;
+    let argo = ArgoCd::new(&a.server, Secret::new(token)).map_err(|e| {
+        at(
+            env,
+            "argocd",
+            UserError::invalid(format!("`deploy.gitops.argocd.server` `{}`: {e}", a.server)),
+        )
+    })?;
+    let poll = env
+        .env
+        .get("MLCD_POLL_INTERVAL_MS")
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(2), Duration::from_millis);
+    Ok(Some(Follow {
+        argo,
+        app: a.app.clone(),
+        cooldown: a.cool_down.map_or(Duration::from_secs(10), |c| c.0),
+        poll,
+    }))
+}
+
 /// Runs a GitOps deploy.
 pub async fn run(
     plan: &Plan,
@@ -176,6 +224,7 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let d = plan.deploy.as_ref().expect("a deploy plan");
     let editor = editor(plan, g, env)?;
+    let mut follow_with = argocd(g, env)?;
     let (token, which) = match (&env.request.gitops_token, &env.request.github_token) {
         (Some(t), _) => (t, "gitops-token"),
         (None, Some(t)) => (t, "github-token"),
@@ -209,20 +258,20 @@ pub async fn run(
     let mut repo = Repo::client(&api, token, &g.repo).map_err(UserError::invalid)?;
     let branch = g.branch.clone().unwrap_or_else(|| "main".into());
     let file = editor.file(&g.path);
+    let target = Target {
+        file: &file,
+        branch: &branch,
+    };
     reporter.set_output("endpoint", d.endpoint.clone());
     let result = commit::commit_change(
         &mut repo,
         editor.as_ref(),
-        &Target {
-            file: &file,
-            branch: &branch,
-        },
+        &target,
         &change,
         &message(plan, &change, &d.environment),
     )
     .await?;
-    let unverified = "mlcd did not verify the rollout: no `deploy.gitops.argocd` is configured, so whether the GitOps controller applied it and it became healthy is not known";
-    match result {
+    let (sha, before, after) = match result {
         Committed::Unchanged => {
             reporter.info(&format!(
                 "{}@{branch}:{file} already deploys {} ({}): nothing committed",
@@ -234,17 +283,23 @@ pub async fn run(
                 "### GitOps deploy of `{}` {}: nothing to commit\n\n`{file}` in `{}` (branch `{branch}`) already holds `{}`.\n",
                 change.model, change.version, g.repo, change.image()
             ));
+            if follow_with.is_none() {
+                reporter.warn(UNVERIFIED);
+            }
+            return Ok(Outcome::Submitted);
         }
         Committed::Commit {
             sha,
             changes,
             attempts,
+            before,
+            after,
         } => {
             reporter.set_output("gitops-commit", sha.clone());
             let url = format!("https://github.com/{}/commit/{sha}", g.repo);
             reporter.info(&format!(
                 "committed {} to {}@{branch} ({file}): {}{}",
-                &sha[..sha.len().min(12)],
+                short(&sha),
                 g.repo,
                 changes.join("; "),
                 if attempts > 1 {
@@ -258,11 +313,100 @@ pub async fn run(
                 "### GitOps deploy of `{}` {}\n\nCommitted [`{}`]({url}) to `{}` (branch `{branch}`, `{file}`):\n\n{rows}\n",
                 change.model,
                 change.version,
-                &sha[..sha.len().min(12)],
+                short(&sha),
                 g.repo
             ));
+            (sha, before, after)
         }
-    }
-    reporter.warn(unverified);
-    Ok(Outcome::Submitted)
+    };
+    let Some(f) = follow_with.as_mut() else {
+        reporter.warn(UNVERIFIED);
+        return Ok(Outcome::Submitted);
+    };
+    let timeout = d.ready_timeout.0;
+    let followed = follow::follow(
+        &mut f.argo,
+        &f.app,
+        &sha,
+        timeout,
+        f.cooldown,
+        f.poll,
+        |l| reporter.info(l),
+    )
+    .await
+    .map_err(UserError::failed)?;
+    let (why, outcome) = match followed {
+        Followed::Healthy { first_healthy, lag } => {
+            reporter.info(&format!(
+                "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done (continued {} ms after the last Healthy answer; {} Argo CD calls)",
+                f.app,
+                short(&sha),
+                first_healthy.as_secs_f64(),
+                f.cooldown.as_secs(),
+                lag.as_millis(),
+                f.argo.calls
+            ));
+            reporter.add_summary(&format!(
+                "Argo CD application `{}`: synced `{}`, **Healthy**.\n",
+                f.app,
+                short(&sha)
+            ));
+            return Ok(Outcome::Succeeded);
+        }
+        Followed::Failed(why) => (why, Outcome::Failed),
+        Followed::TimedOut(last) => (
+            format!(
+                "Argo CD did not report {} synced and Healthy within {} (ready-timeout); last: {last}",
+                short(&sha),
+                humantime::format_duration(timeout)
+            ),
+            Outcome::TimedOut,
+        ),
+    };
+    reporter.warn(format!(
+        "the rollout of {} failed: {why}; reverting mlcd's commit",
+        change.version
+    ));
+    let Some(before) = before else {
+        return Err(UserError::new(
+            outcome,
+            format!("{why}; mlcd created `{file}` and does not delete it: remove it by hand"),
+        )
+        .into());
+    };
+    let revert_msg = format!(
+        "Revert \"Deploy {} {} to {}\"\n\nThis reverts commit {sha}: {why}\n\nWritten by mlcd.\n",
+        change.model, change.version, d.environment
+    );
+    let reverted = commit::revert(&mut repo, &target, &before, &after, &revert_msg).await?;
+    reporter.set_output("gitops-revert", reverted.clone());
+    let back = follow::follow(
+        &mut f.argo,
+        &f.app,
+        &reverted,
+        timeout,
+        f.cooldown,
+        f.poll,
+        |l| reporter.info(l),
+    )
+    .await
+    .map_err(UserError::failed)?;
+    let after_revert = match back {
+        Followed::Healthy { .. } => format!("reverted by {} and Healthy again", short(&reverted)),
+        Followed::Failed(w) => format!("reverted by {}, which is not healthy either: {w}", short(&reverted)),
+        Followed::TimedOut(l) => format!("reverted by {}, which Argo CD did not report Healthy within the ready-timeout (last: {l})", short(&reverted)),
+    };
+    reporter.add_summary(&format!(
+        "Argo CD application `{}`: {why}. Rolled back: {after_revert}.\n",
+        f.app
+    ));
+    Err(UserError::new(outcome, format!("{why}; {after_revert}"))
+        .hint("see the application in Argo CD for the failing resources")
+        .into())
+}
+
+const UNVERIFIED: &str = "mlcd did not verify the rollout: no `deploy.gitops.argocd` is configured, so whether the GitOps controller applied it and it became healthy is not known";
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
 }

@@ -2,7 +2,9 @@
 //! keeping its comments ([`edit`]), commit it through GitHub's API, then follow
 //! Argo CD until the commit is synced and healthy.
 
+pub mod argocd;
 pub mod commit;
 pub mod deploy;
 pub mod edit;
+pub mod follow;
 pub mod github;

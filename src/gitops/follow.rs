@@ -1,0 +1,186 @@
+//! Following a commit through Argo CD: the verdict on one answer is data
+//! ([`judge`]); the loop around it is bounded by `ready-timeout`, and a Healthy
+//! answer must hold for the cool-down before the rollout counts as done.
+
+use std::time::{Duration, Instant};
+
+use super::argocd::{AppStatus, ArgoCd};
+
+/// What one answer says about the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not there yet, and why.
+    Wait(String),
+    /// Synced at the commit, operation Succeeded, Healthy.
+    Healthy,
+    /// The commit failed: the sync failed or the application is Degraded.
+    Failed(String),
+}
+
+/// The verdict on `s` for `commit`.
+pub fn judge(s: &AppStatus, commit: &str) -> Verdict {
+    let at_commit = s.revision.as_deref() == Some(commit);
+    let op_at_commit = s.operation_revision.as_deref() == Some(commit);
+    let failed_phase = matches!(s.phase.as_deref(), Some("Failed" | "Error"));
+    if failed_phase && (op_at_commit || at_commit) {
+        return Verdict::Failed(format!(
+            "the sync of {} failed: {}",
+            short(commit),
+            s.message.as_deref().unwrap_or("(no message)")
+        ));
+    }
+    if !at_commit {
+        return Verdict::Wait(format!(
+            "Argo CD has not synced {} yet ({})",
+            short(commit),
+            s.line()
+        ));
+    }
+    if s.health == "Degraded" {
+        return Verdict::Failed(format!(
+            "the application is Degraded at {}{}",
+            short(commit),
+            s.health_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    if s.sync == "Synced"
+        && s.phase.as_deref().is_none_or(|p| p == "Succeeded")
+        && s.health == "Healthy"
+    {
+        return Verdict::Healthy;
+    }
+    Verdict::Wait(format!("{} at {}: {}", s.sync, short(commit), s.line()))
+}
+
+fn short(c: &str) -> &str {
+    &c[..c.len().min(12)]
+}
+
+/// How following ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    /// Healthy, held for the cool-down. `lag`: from the end of the cool-down
+    /// (the last Healthy answer) to returning.
+    Healthy {
+        /// Time from the start of following to the first Healthy answer.
+        first_healthy: Duration,
+        /// Time from the answer that completed the cool-down to returning.
+        lag: Duration,
+    },
+    /// The commit failed, and why.
+    Failed(String),
+    /// The bound ran out; the last answer.
+    TimedOut(String),
+}
+
+/// Polls `app` until `commit` is synced and Healthy for `cooldown`, it fails, or
+/// `timeout` passes. `log` sees each change of state.
+pub async fn follow(
+    argo: &mut ArgoCd,
+    app: &str,
+    commit: &str,
+    timeout: Duration,
+    cooldown: Duration,
+    poll: Duration,
+    mut log: impl FnMut(&str),
+) -> Result<Followed, String> {
+    let start = Instant::now();
+    let mut healthy_since: Option<Instant> = None;
+    let mut first_healthy = None;
+    let mut last = String::new();
+    loop {
+        let s = argo.get(app).await?;
+        let answered = Instant::now();
+        let line = s.line();
+        if line != last {
+            log(&format!("Argo CD application {app}: {line}"));
+            last = line;
+        }
+        match judge(&s, commit) {
+            Verdict::Failed(why) => return Ok(Followed::Failed(why)),
+            Verdict::Healthy => {
+                let since = *healthy_since.get_or_insert(answered);
+                first_healthy.get_or_insert(answered - start);
+                if answered - since >= cooldown {
+                    return Ok(Followed::Healthy {
+                        first_healthy: first_healthy.unwrap_or_default(),
+                        lag: answered.elapsed(),
+                    });
+                }
+            }
+            Verdict::Wait(_) => healthy_since = None,
+        }
+        if start.elapsed() >= timeout {
+            return Ok(Followed::TimedOut(last));
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        // Near the end of the cool-down, ask again right when it is over.
+        let next = match healthy_since {
+            Some(since) => poll.min(cooldown.saturating_sub(since.elapsed())),
+            None => poll,
+        };
+        tokio::time::sleep(next.min(left).max(Duration::from_millis(10))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(rev: &str, sync: &str, phase: &str, health: &str) -> AppStatus {
+        AppStatus {
+            sync: sync.into(),
+            revision: Some(rev.into()),
+            phase: Some(phase.into()),
+            operation_revision: Some(rev.into()),
+            message: Some("msg".into()),
+            health: health.into(),
+            health_message: None,
+        }
+    }
+
+    #[test]
+    fn only_synced_succeeded_and_healthy_at_our_commit_is_healthy() {
+        assert_eq!(
+            judge(&status("c1", "Synced", "Succeeded", "Healthy"), "c1"),
+            Verdict::Healthy
+        );
+        // Healthy, but at the previous commit: wait.
+        assert!(matches!(
+            judge(&status("c0", "Synced", "Succeeded", "Healthy"), "c1"),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            judge(&status("c1", "Synced", "Running", "Healthy"), "c1"),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            judge(&status("c1", "Synced", "Succeeded", "Progressing"), "c1"),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            judge(&status("c1", "OutOfSync", "Succeeded", "Healthy"), "c1"),
+            Verdict::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn degraded_or_a_failed_sync_of_our_commit_fails() {
+        assert!(matches!(
+            judge(&status("c1", "Synced", "Succeeded", "Degraded"), "c1"),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            judge(&status("c1", "Unknown", "Failed", "Healthy"), "c1"),
+            Verdict::Failed(_)
+        ));
+        // An older commit's failure is not ours.
+        assert!(matches!(
+            judge(&status("c0", "Synced", "Failed", "Degraded"), "c1"),
+            Verdict::Wait(_)
+        ));
+    }
+}
