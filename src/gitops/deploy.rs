@@ -336,14 +336,13 @@ pub async fn run(
     .await
     .map_err(UserError::failed)?;
     let (why, outcome) = match followed {
-        Followed::Healthy { first_healthy, lag } => {
+        Followed::Healthy { first_healthy } => {
             reporter.info(&format!(
-                "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done (continued {} ms after the last Healthy answer; {} Argo CD calls)",
+                "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done ({} Argo CD calls)",
                 f.app,
                 short(&sha),
                 first_healthy.as_secs_f64(),
                 f.cooldown.as_secs(),
-                lag.as_millis(),
                 f.argo.calls
             ));
             reporter.add_summary(&format!(

@@ -62,13 +62,10 @@ fn short(c: &str) -> &str {
 /// How following ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Followed {
-    /// Healthy, held for the cool-down. `lag`: from the end of the cool-down
-    /// (the last Healthy answer) to returning.
+    /// Healthy, held for the cool-down.
     Healthy {
         /// Time from the start of following to the first Healthy answer.
         first_healthy: Duration,
-        /// Time from the answer that completed the cool-down to returning.
-        lag: Duration,
     },
     /// The commit failed, and why.
     Failed(String),
@@ -107,7 +104,6 @@ pub async fn follow(
                 if answered - since >= cooldown {
                     return Ok(Followed::Healthy {
                         first_healthy: first_healthy.unwrap_or_default(),
-                        lag: answered.elapsed(),
                     });
                 }
             }

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 
 from jsonschema import Draft4Validator
@@ -178,6 +179,9 @@ class Fake:
         # automated sync: every reconciliation (a GET, refreshed or not) follows the branch
         self.sync(app)
         body = self.application(app)
+        rec["revision"] = app.get("revision")
+        rec["health"] = app.get("health")
+        rec["time"] = time.time()
         for m in self.spec.validate("v1alpha1Application", body):
             rec["violations"].append(f"{op['operationId']}: fake's 200 response: {m}")
         return self.done(rec, 200, body)
