@@ -208,3 +208,47 @@ fn a_helm_key_path_that_is_not_there_is_refused_with_file_and_line() {
         "values.yaml:4: `image.sha` is not in the file: `image` (line 4) has no `sha`"
     );
 }
+
+mod properties {
+    use mlcd::gitops::edit::yaml_text::{self, Value};
+    use proptest::prelude::*;
+
+    const DOC: &str = "# values\nimage:\n  repository: r   # plain\n  tag: \"t\"   # double\n  digest: 'd'   # single\nlist: [a, \"b\"]\nafter: kept\n";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Whatever string is written into any scalar, in any quoting, YAML
+        /// (saphyr, and serde_yaml as Go tools' stand-in) reads back exactly that
+        /// string, and nothing else in the file moves.
+        #[test]
+        fn any_string_spliced_reads_back_and_the_rest_stays(
+            value in "[ -~]{0,30}",
+            path in prop::sample::select(vec!["image.repository", "image.tag", "image.digest", "list[0]", "list[1]", "after"]),
+        ) {
+            let docs = yaml_text::parse(DOC).unwrap();
+            let steps = yaml_text::parse_path(path).unwrap();
+            let node = yaml_text::find(&docs[0], &steps).ok().unwrap();
+            let (start, end) = (node.start, node.end);
+            let Some(out) = yaml_text::splice(DOC, node, &Value::Str(value.clone())).unwrap() else {
+                prop_assert_eq!(node.scalar().unwrap(), value.as_str());
+                return Ok(());
+            };
+            let reread = yaml_text::parse(&out).unwrap();
+            let got = yaml_text::find(&reread[0], &steps).ok().unwrap();
+            prop_assert_eq!(got.scalar().unwrap(), value.as_str());
+            let v: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+            let mut cur = &v;
+            for s in &steps {
+                cur = match s {
+                    yaml_text::Step::Key(k) => &cur[k.as_str()],
+                    yaml_text::Step::Index(i) => &cur[*i],
+                };
+            }
+            prop_assert_eq!(cur.as_str(), Some(value.as_str()), "{}", out);
+            // Everything before and after the scalar is the original text.
+            prop_assert_eq!(&out[..start], &DOC[..start]);
+            prop_assert_eq!(&out[out.len() - (DOC.len() - end)..], &DOC[end..]);
+        }
+    }
+}
