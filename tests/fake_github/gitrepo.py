@@ -12,6 +12,7 @@ lose against a commit another writer pushes just before it.
 
 import base64
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -35,11 +36,19 @@ def git(gitdir, *args, stdin=None, env=None):
 
 class Repos:
     def __init__(self, root=None):
-        self.root = root or tempfile.mkdtemp(prefix="fake-github-git-")
+        self.root = root  # made on the first init (most fakes never hold a repository)
+        self.owned = root is None
         self.repos = {}  # "o/r" -> bare git dir
         self.races = {}  # "o/r" -> [{"path","content","message","branch"}]
 
+    def close(self):
+        """Removes the repositories' directory when the fake made it."""
+        if self.owned and self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
     def init(self, full, seed_dir, branch="main"):
+        if self.root is None:
+            self.root = tempfile.mkdtemp(prefix="fake-github-git-")
         gitdir = os.path.join(self.root, full.replace("/", "__") + ".git")
         if os.path.exists(gitdir):
             subprocess.run(["rm", "-rf", gitdir], check=True)

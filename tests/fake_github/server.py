@@ -1396,6 +1396,7 @@ def main(argv=None):
     log.info("stopping")
     server.shutdown()
     server.server_close()
+    fake.git.close()
     return 0
 
 
