@@ -553,3 +553,32 @@ fn argo_cd_without_its_token_is_refused_before_any_commit() {
     );
     assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
 }
+
+#[test]
+fn a_later_commit_that_contains_ours_synced_healthy_counts_as_our_rollout() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    argo.call(
+        "/_fake/push-before-sync",
+        serde_json::json!({"name": "churn", "path": "apps/churn/NOTES.md", "content": "a teammate's note\n"}),
+    );
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let log = git(&git_dir, &["log", "--format=%an", "main"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        vec!["Teammate", "github-actions[bot]", "Test"]
+    );
+    assert!(
+        said(&run).contains("a later commit that contains"),
+        "{}",
+        said(&run)
+    );
+    let compares = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r["operation_id"] == "repos/compare-commits")
+        .count();
+    assert_eq!(compares, 1, "asked once per revision");
+    assert_no_violations(&gh);
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+}

@@ -326,6 +326,7 @@ pub async fn run(
     let timeout = d.ready_timeout.0;
     let followed = follow::follow(
         &mut f.argo,
+        &mut repo,
         &f.app,
         &sha,
         timeout,
@@ -381,6 +382,7 @@ pub async fn run(
     reporter.set_output("gitops-revert", reverted.clone());
     let back = follow::follow(
         &mut f.argo,
+        &mut repo,
         &f.app,
         &reverted,
         timeout,

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::argocd::{AppStatus, ArgoCd};
+use super::github::Repo;
 
 /// What one answer says about the commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,10 +18,12 @@ pub enum Verdict {
     Failed(String),
 }
 
-/// The verdict on `s` for `commit`.
-pub fn judge(s: &AppStatus, commit: &str) -> Verdict {
-    let at_commit = s.revision.as_deref() == Some(commit);
-    let op_at_commit = s.operation_revision.as_deref() == Some(commit);
+/// The verdict on `s` for `commit`; `contains` says whether the synced revision is
+/// the commit or a later one containing it.
+pub fn judge(s: &AppStatus, commit: &str, contains: bool) -> Verdict {
+    let at_commit = s.revision.as_deref() == Some(commit) || contains;
+    let op_at_commit = s.operation_revision.as_deref() == Some(commit)
+        || (contains && s.operation_revision == s.revision);
     let failed_phase = matches!(s.phase.as_deref(), Some("Failed" | "Error"));
     if failed_phase && (op_at_commit || at_commit) {
         return Verdict::Failed(format!(
@@ -73,10 +76,13 @@ pub enum Followed {
     TimedOut(String),
 }
 
-/// Polls `app` until `commit` is synced and Healthy for `cooldown`, it fails, or
-/// `timeout` passes. `log` sees each change of state.
+/// Polls `app` until `commit` (or a later commit containing it, as `repo` says)
+/// is synced and Healthy for `cooldown`, it fails, or `timeout` passes. `log`
+/// sees each change of state.
+#[allow(clippy::too_many_arguments)]
 pub async fn follow(
     argo: &mut ArgoCd,
+    repo: &mut Repo,
     app: &str,
     commit: &str,
     timeout: Duration,
@@ -88,15 +94,37 @@ pub async fn follow(
     let mut healthy_since: Option<Instant> = None;
     let mut first_healthy = None;
     let mut last = String::new();
+    let mut known: Option<(String, bool)> = None;
     loop {
         let s = argo.get(app).await?;
         let answered = Instant::now();
+        let contains = match s.revision.as_deref() {
+            Some(r) if r != commit => match &known {
+                Some((k, c)) if k == r => *c,
+                _ => {
+                    let c = repo
+                        .contains(r, commit)
+                        .await
+                        .map_err(|e| format!("asking GitHub whether {r} contains {commit}: {e}"))?;
+                    if c {
+                        log(&format!(
+                            "Argo CD synced {}, a later commit that contains {}",
+                            short(r),
+                            short(commit)
+                        ));
+                    }
+                    known = Some((r.to_string(), c));
+                    c
+                }
+            },
+            _ => false,
+        };
         let line = s.line();
         if line != last {
             log(&format!("Argo CD application {app}: {line}"));
             last = line;
         }
-        match judge(&s, commit) {
+        match judge(&s, commit, contains) {
             Verdict::Failed(why) => return Ok(Followed::Failed(why)),
             Verdict::Healthy => {
                 let since = *healthy_since.get_or_insert(answered);
@@ -138,27 +166,43 @@ mod tests {
         }
     }
 
+    fn judge_(s: &AppStatus, c: &str) -> Verdict {
+        judge(s, c, false)
+    }
+
+    #[test]
+    fn a_later_commit_containing_ours_counts_as_ours() {
+        assert_eq!(
+            judge(&status("c2", "Synced", "Succeeded", "Healthy"), "c1", true),
+            Verdict::Healthy
+        );
+        assert!(matches!(
+            judge(&status("c2", "Synced", "Succeeded", "Degraded"), "c1", true),
+            Verdict::Failed(_)
+        ));
+    }
+
     #[test]
     fn only_synced_succeeded_and_healthy_at_our_commit_is_healthy() {
         assert_eq!(
-            judge(&status("c1", "Synced", "Succeeded", "Healthy"), "c1"),
+            judge_(&status("c1", "Synced", "Succeeded", "Healthy"), "c1"),
             Verdict::Healthy
         );
         // Healthy, but at the previous commit: wait.
         assert!(matches!(
-            judge(&status("c0", "Synced", "Succeeded", "Healthy"), "c1"),
+            judge_(&status("c0", "Synced", "Succeeded", "Healthy"), "c1"),
             Verdict::Wait(_)
         ));
         assert!(matches!(
-            judge(&status("c1", "Synced", "Running", "Healthy"), "c1"),
+            judge_(&status("c1", "Synced", "Running", "Healthy"), "c1"),
             Verdict::Wait(_)
         ));
         assert!(matches!(
-            judge(&status("c1", "Synced", "Succeeded", "Progressing"), "c1"),
+            judge_(&status("c1", "Synced", "Succeeded", "Progressing"), "c1"),
             Verdict::Wait(_)
         ));
         assert!(matches!(
-            judge(&status("c1", "OutOfSync", "Succeeded", "Healthy"), "c1"),
+            judge_(&status("c1", "OutOfSync", "Succeeded", "Healthy"), "c1"),
             Verdict::Wait(_)
         ));
     }
@@ -166,16 +210,16 @@ mod tests {
     #[test]
     fn degraded_or_a_failed_sync_of_our_commit_fails() {
         assert!(matches!(
-            judge(&status("c1", "Synced", "Succeeded", "Degraded"), "c1"),
+            judge_(&status("c1", "Synced", "Succeeded", "Degraded"), "c1"),
             Verdict::Failed(_)
         ));
         assert!(matches!(
-            judge(&status("c1", "Unknown", "Failed", "Healthy"), "c1"),
+            judge_(&status("c1", "Unknown", "Failed", "Healthy"), "c1"),
             Verdict::Failed(_)
         ));
         // An older commit's failure is not ours.
         assert!(matches!(
-            judge(&status("c0", "Synced", "Failed", "Degraded"), "c1"),
+            judge_(&status("c0", "Synced", "Failed", "Degraded"), "c1"),
             Verdict::Wait(_)
         ));
     }

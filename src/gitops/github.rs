@@ -157,6 +157,20 @@ impl Repo {
         Ok(Some(FileAt { sha, text }))
     }
 
+    /// Whether commit `head` is `base` or a later commit containing it (GitHub's
+    /// compare: `ahead` or `identical`).
+    pub async fn contains(&mut self, head: &str, base: &str) -> Result<bool, RepoError> {
+        self.calls += 1;
+        let route = format!(
+            "/repos/{}/compare/{}...{}?per_page=1",
+            self.name,
+            url_path(base),
+            url_path(head)
+        );
+        let v: Value = bounded(self.octo.get(route, None::<&()>)).await?;
+        Ok(matches!(v["status"].as_str(), Some("ahead" | "identical")))
+    }
+
     /// Commits `text` at `path` on `branch` (replacing the blob `sha`, or creating
     /// the file when `None`); returns the commit's SHA.
     pub async fn write(

@@ -22,6 +22,9 @@ Control (not validated, not recorded):
     POST /_fake/app       {"name", "git_dir", "branch", "path", "namespace"}
     POST /_fake/degraded  {"image_contains": "sha256:…"}
     POST /_fake/frozen    {"name": "churn"}: the application never syncs again
+    POST /_fake/push-before-sync {"name", "path", "content"}: before its next sync,
+                          another writer commits this file (a later commit
+                          containing mlcd's is what Argo CD then syncs)
     GET  /_fake/requests  GET /_fake/violations
 """
 
@@ -39,6 +42,9 @@ import time
 import urllib.parse
 
 from jsonschema import Draft4Validator
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake_github"))
+import gitrepo  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC = os.path.normpath(os.path.join(HERE, "..", "..", "fixtures", "argocd", "swagger-subset.json"))
@@ -107,6 +113,10 @@ class Fake:
     def sync(self, app):
         if app.get("frozen"):
             return
+        for push in app.pop("pushes", []):  # another writer's push lands before this sync
+            repos = gitrepo.Repos(root=os.path.dirname(app["git_dir"]))
+            repos.repos["r"] = app["git_dir"]
+            repos.write("r", app["branch"], push["path"], push["content"].encode(), "A teammate's change", ("Teammate", "teammate@example.com"))
         head = git(app["git_dir"], "rev-parse", app["branch"]).decode().strip()
         if head == app.get("revision") and app.get("seen", 0) > 0:
             app["seen"] += 1
@@ -223,6 +233,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.send(200, {"ok": True})
                 if path == "/_fake/degraded":
                     fake.degraded.append(body["image_contains"])
+                    return self.send(200, {"ok": True})
+                if path == "/_fake/push-before-sync":
+                    fake.apps[body["name"]].setdefault("pushes", []).append(body)
                     return self.send(200, {"ok": True})
                 if path == "/_fake/frozen":
                     fake.apps[body["name"]]["frozen"] = True

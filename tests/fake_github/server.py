@@ -1209,6 +1209,51 @@ def repos_create_or_update_file_contents(ctx):
     return Reply(201 if current is None else 200, body)
 
 
+def repos_compare_commits(ctx):
+    """base...head from the real repository: status, ahead_by/behind_by, the
+    commits head has beyond base (up to per_page, each built on the documented
+    example), and the documented example's other fields."""
+    _repo_or_404(ctx)
+    gd = ctx.fake.git.gitdir(ctx.full)
+    base, head = ctx.p["base"], ctx.p["head"]
+    try:
+        base_sha = gitrepo.git(gd, "rev-parse", "--verify", f"{base}^{{commit}}").decode().strip()
+        head_sha = gitrepo.git(gd, "rev-parse", "--verify", f"{head}^{{commit}}").decode().strip()
+    except gitrepo.GitError:
+        raise ctx.not_found()
+    merge_base = gitrepo.git(gd, "merge-base", base_sha, head_sha).decode().strip()
+    ahead = gitrepo.git(gd, "rev-list", f"{base_sha}..{head_sha}").decode().split()
+    behind = int(gitrepo.git(gd, "rev-list", "--count", f"{head_sha}..{base_sha}").decode())
+    status = "identical" if not ahead and not behind else "ahead" if not behind else "behind" if not ahead else "diverged"
+    body = ctx.from_template(ctx.op.example(200))
+    ex_sha = body["base_commit"]["sha"]
+
+    def commit_like(template, sha):
+        c = rewrite(copy.deepcopy(template), [(template["sha"], sha)])
+        c["sha"] = sha
+        return c
+
+    per_page = ctx.q.get("per_page", 250) if isinstance(ctx.q.get("per_page", 250), int) else 250
+    template = body["commits"][0] if body["commits"] else body["base_commit"]
+    body.update(
+        url=f"{ctx.api_repo}/compare/{base}...{head}",
+        html_url=f"{ctx.html_repo}/compare/{base}...{head}",
+        permalink_url=f"{ctx.html_repo}/compare/{ctx.owner}:{base_sha[:7]}...{ctx.owner}:{head_sha[:7]}",
+        diff_url=f"{ctx.html_repo}/compare/{base}...{head}.diff",
+        patch_url=f"{ctx.html_repo}/compare/{base}...{head}.patch",
+        base_commit=commit_like(body["base_commit"], base_sha),
+        merge_base_commit=commit_like(body["merge_base_commit"], merge_base),
+        status=status,
+        ahead_by=len(ahead),
+        behind_by=behind,
+        total_commits=len(ahead),
+        commits=[commit_like(template, c) for c in reversed(ahead)][:per_page],
+        files=[],
+    )
+    del ex_sha
+    return Reply(200, body)
+
+
 HANDLERS = {
     "checks/create": checks_create,
     "checks/update": checks_update,
@@ -1225,6 +1270,7 @@ HANDLERS = {
     "meta/root": meta_root,
     "repos/get-content": repos_get_content,
     "repos/create-or-update-file-contents": repos_create_or_update_file_contents,
+    "repos/compare-commits": repos_compare_commits,
 }
 
 

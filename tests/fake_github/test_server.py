@@ -560,3 +560,18 @@ class GitBackedContentsTest(unittest.TestCase):
         self.assertEqual(status, 409, out)
         self.assertEqual(self.git("show", "main:apps/values.yaml"), "theirs: 1\n")
         self.assertEqual(self.git("log", "-1", "--format=%an", "main").strip(), "Teammate")
+
+    def test_a_later_commit_contains_an_earlier_one(self):
+        first = self.git("rev-parse", "main").strip()
+        status, got, _ = self.call("GET", "/repos/acme/deploy/contents/apps/values.yaml?ref=main")
+        self.put("apps/values.yaml", "image:\n  tag: v2\n", got["sha"])
+        second = self.git("rev-parse", "main").strip()
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{first}...{second}?per_page=1")
+        self.assertEqual(status, 200, out)
+        self.assertEqual((out["status"], out["ahead_by"], out["behind_by"]), ("ahead", 1, 0))
+        self.assertEqual(out["commits"][0]["sha"], second)
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{second}...{first}")
+        self.assertEqual((out["status"], out["behind_by"]), ("behind", 1))
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{first}...{first}")
+        self.assertEqual(out["status"], "identical")
+        self.assertEqual(self.violations(), [])
