@@ -478,6 +478,24 @@ fn argo_cd_syncing_the_commit_and_staying_healthy_ends_succeeded() {
     assert!(reqs.len() >= 3, "{reqs:#?}");
     assert!(reqs.iter().all(|r| r["status"] == 200), "{reqs:#?}");
     assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+    // The GitHub deployment of this commit: in_progress, then success with the
+    // application's page as the environment URL.
+    let state = gh.state();
+    let statuses = &state["deployments"][0]["statuses"];
+    let states: Vec<&str> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"in_progress"), "{state:#}");
+    assert_eq!(states.last(), Some(&"success"), "{state:#}");
+    let last = statuses.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["environment_url"],
+        format!("{}/applications/churn", argo.url)
+    );
+    assert_no_violations(&gh);
 }
 
 #[test]
@@ -510,6 +528,12 @@ fn a_degraded_version_is_reverted_by_a_commit_and_the_old_one_is_healthy_again()
     );
     assert!(said(&run).contains("Degraded"), "{}", said(&run));
     assert!(said(&run).contains("Healthy again"), "{}", said(&run));
+    let state = gh.state();
+    let statuses = state["deployments"][0]["statuses"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statuses.last().unwrap()["state"], "failure", "{state:#}");
     assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
     assert_no_violations(&gh);
 }

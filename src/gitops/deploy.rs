@@ -17,6 +17,7 @@ use crate::config::values::{GitopsFormat, ImageRef, Strategy};
 use crate::error::{Outcome, UserError};
 use crate::modes::ModeEnv;
 use crate::plan::Plan;
+use crate::report::deployments::State;
 use crate::report::Reporter;
 use crate::secrets::Secret;
 
@@ -263,6 +264,7 @@ pub async fn run(
         branch: &branch,
     };
     reporter.set_output("endpoint", d.endpoint.clone());
+    let mut gh = crate::modes::deploy::GitHub::start(plan, d, env, &candidate, reporter).await;
     let result = commit::commit_change(
         &mut repo,
         editor.as_ref(),
@@ -286,6 +288,13 @@ pub async fn run(
             if follow_with.is_none() {
                 reporter.warn(UNVERIFIED);
             }
+            gh.finish(
+                State::InProgress,
+                "already in the manifests repository: nothing committed",
+                None,
+                reporter,
+            )
+            .await;
             return Ok(Outcome::Submitted);
         }
         Committed::Commit {
@@ -321,6 +330,17 @@ pub async fn run(
     };
     let Some(f) = follow_with.as_mut() else {
         reporter.warn(UNVERIFIED);
+        gh.finish(
+            State::InProgress,
+            &format!(
+                "committed {} to {}; rollout not verified",
+                short(&sha),
+                g.repo
+            ),
+            None,
+            reporter,
+        )
+        .await;
         return Ok(Outcome::Submitted);
     };
     let timeout = d.ready_timeout.0;
@@ -351,6 +371,16 @@ pub async fn run(
                 f.app,
                 short(&sha)
             ));
+            gh.finish(
+                State::Success,
+                &format!("{} synced by Argo CD and Healthy", short(&sha)),
+                g.argocd
+                    .as_ref()
+                    .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+                    .as_deref(),
+                reporter,
+            )
+            .await;
             return Ok(Outcome::Succeeded);
         }
         Followed::Failed(why) => (why, Outcome::Failed),
@@ -368,6 +398,7 @@ pub async fn run(
         change.version
     ));
     let Some(before) = before else {
+        gh.finish(State::Failure, &why, None, reporter).await;
         return Err(UserError::new(
             outcome,
             format!("{why}; mlcd created `{file}` and does not delete it: remove it by hand"),
@@ -401,6 +432,13 @@ pub async fn run(
         "Argo CD application `{}`: {why}. Rolled back: {after_revert}.\n",
         f.app
     ));
+    gh.finish(
+        State::Failure,
+        &format!("{why}; {after_revert}"),
+        None,
+        reporter,
+    )
+    .await;
     Err(UserError::new(outcome, format!("{why}; {after_revert}"))
         .hint("see the application in Argo CD for the failing resources")
         .into())

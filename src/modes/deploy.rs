@@ -350,15 +350,16 @@ fn record(workspace: &Path, endpoint: &str, c: &Candidate) {
     }
 }
 
-/// The GitHub deployment of this rollout, when running in Actions with a token.
-struct GitHub {
+/// The GitHub deployment of this rollout, when running in Actions with a token
+/// (GitOps deploys report through it too).
+pub(crate) struct GitHub {
     client: Option<Deployment>,
     id: Option<u64>,
     log_url: Option<String>,
 }
 
 impl GitHub {
-    async fn start(
+    pub(crate) async fn start(
         plan: &Plan,
         d: &DeployPlan,
         env: &ModeEnv<'_>,
@@ -423,7 +424,7 @@ impl GitHub {
         g
     }
 
-    async fn finish(
+    pub(crate) async fn finish(
         &mut self,
         state: deployments::State,
         desc: &str,
