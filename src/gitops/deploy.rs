@@ -285,9 +285,11 @@ pub async fn run(
                 "### GitOps deploy of `{}` {}: nothing to commit\n\n`{file}` in `{}` (branch `{branch}`) already holds `{}`.\n",
                 change.model, change.version, g.repo, change.image()
             ));
-            if follow_with.is_none() {
-                reporter.warn(UNVERIFIED);
-            }
+            reporter.warn(if follow_with.is_none() {
+                UNVERIFIED
+            } else {
+                "nothing was committed, so there is no new revision for Argo CD to sync: mlcd did not check the application"
+            });
             gh.finish(
                 State::InProgress,
                 "already in the manifests repository: nothing committed",
