@@ -130,6 +130,12 @@ pub const INPUTS: &[InputSpec] = &[
     modes(input("deploy-type", "Deploy: `realtime` (Qwak's name; `batch` and `stream` are not supported)."), DEPLOY),
     input("iam-role-arn", "SageMaker: the execution role ARN (overrides `sagemaker.role-arn`)."),
     modes(input("base-image", "Build: passed as the `BASE_IMAGE` build argument."), BUILD),
+    InputSpec {
+        kind: InputKind::Secret,
+        modes: DEPLOY,
+        cli_env: Some("MLCD_GITOPS_TOKEN"),
+        ..input("gitops-token", "Deploy with `deploy.gitops`: a token that may push to the manifests repository when it is not this one (`contents: write`, and `pull-requests: write` for pull-request mode). Default: `github-token`.")
+    },
 ];
 
 /// Looks an input up by its name or an alias.
@@ -342,6 +348,8 @@ pub struct Request {
     pub iam_role_arn: Option<String>,
     /// `BASE_IMAGE` build argument.
     pub base_image: Option<String>,
+    /// Token for a GitOps manifests repository other than this one.
+    pub gitops_token: Option<Secret>,
 }
 
 fn invalid_input(given: &Given, expected: impl fmt::Display) -> UserError {
@@ -501,6 +509,7 @@ impl Request {
             environment: get("environment").map(|g| g.value.clone()),
             iam_role_arn: get("iam-role-arn").map(|g| g.value.clone()),
             base_image: get("base-image").map(|g| g.value.clone()),
+            gitops_token: get("gitops-token").map(|g| Secret::new(g.value.clone())),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod gitops;
 pub mod identity;
 pub mod image;
 pub mod inputs;

@@ -1,6 +1,7 @@
 //! The config file: loading `mlcd.yml` strictly, with every error pointing at its
 //! file, line and column, and the JSON schema generated from the types.
 
+pub mod gitops;
 pub mod locate;
 pub mod suggest;
 pub mod types;

@@ -202,6 +202,9 @@ pub struct DeployConfig {
     /// When to roll back automatically.
     #[serde(default)]
     pub rollback: RollbackConfig,
+    /// Deploy through GitOps: a commit to a manifests repository, followed
+    /// through Argo CD to a healthy rollout.
+    pub gitops: Option<super::gitops::GitopsConfig>,
 }
 
 /// Request batching for the serving container.

@@ -393,6 +393,42 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// How a GitOps deploy writes the new version into the manifests repository.
+    GitopsFormat, "deploy.gitops.format", {
+        /// A kustomization's `images:` entry (newName, newTag, digest).
+        Kustomize = "kustomize",
+        /// A Helm values file (keys from `deploy.gitops.keys`).
+        Helm = "helm",
+        /// Fields of a YAML file set by path (`deploy.gitops.keys`).
+        Yaml = "yaml",
+        /// Flux image-automation setter markers (`# {"$imagepolicy": "ns:name"}`).
+        Flux = "flux",
+        /// The objects of `mlcd render deploy`, written into a directory.
+        Manifests = "manifests",
+    }
+);
+
+word_enum!(
+    /// Which value of the deploy a GitOps key receives.
+    KeySource, "deploy.gitops.keys value", {
+        /// The full image reference `repository[:tag][@digest]`.
+        Image = "image",
+        /// The image repository with its host.
+        Repository = "repository",
+        /// The image tag.
+        Tag = "tag",
+        /// The image digest `sha256:…`.
+        Digest = "digest",
+        /// The model version id.
+        Version = "version",
+        /// `kubernetes.storage-uri`.
+        StorageUri = "storage-uri",
+        /// The traffic share of the current step (a number).
+        Traffic = "traffic",
+    }
+);
+
 /// An instance type: a portable name (`cpu.small`, `gpu.t4.xl`, …) mapped per
 /// backend, or a backend's native type (`ml.g5.xlarge`, `n1-standard-8`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

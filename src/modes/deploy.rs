@@ -119,7 +119,7 @@ fn version_from_image(image: &str) -> String {
 }
 
 /// The version to serve: the newest registered for this commit, else the named image.
-async fn choose(
+pub(crate) async fn choose(
     plan: &Plan,
     d: &DeployPlan,
     registry: &dyn ModelRegistry,
@@ -350,15 +350,16 @@ fn record(workspace: &Path, endpoint: &str, c: &Candidate) {
     }
 }
 
-/// The GitHub deployment of this rollout, when running in Actions with a token.
-struct GitHub {
+/// The GitHub deployment of this rollout, when running in Actions with a token
+/// (GitOps deploys report through it too).
+pub(crate) struct GitHub {
     client: Option<Deployment>,
     id: Option<u64>,
     log_url: Option<String>,
 }
 
 impl GitHub {
-    async fn start(
+    pub(crate) async fn start(
         plan: &Plan,
         d: &DeployPlan,
         env: &ModeEnv<'_>,
@@ -423,7 +424,7 @@ impl GitHub {
         g
     }
 
-    async fn finish(
+    pub(crate) async fn finish(
         &mut self,
         state: deployments::State,
         desc: &str,
@@ -454,6 +455,10 @@ pub async fn run(
     reporter: &mut Reporter,
 ) -> anyhow::Result<Outcome> {
     let d = plan.deploy.as_ref().expect("a deploy plan");
+    if let Some(g) = env.config.and_then(|c| c.config.deploy.gitops.as_ref()) {
+        // A deploy is a commit to the manifests repository: its own conductor.
+        return crate::gitops::deploy::run(plan, g, env, reporter).await;
+    }
     let smokes = verify::load(env.workspace, &d.smoke)?;
     if let Some(rate) = env
         .config

@@ -46,4 +46,6 @@ pub const OUTPUTS: &[OutputSpec] = &[
     o("deployment-id", DEPLOY, "The GitHub deployment's id."),
     o("traffic", DEPLOY, "The share of traffic the new version takes (first step in a dry run)."),
     o("previous-version", DEPLOY, "The version serving before, which a rollback restores."),
+    o("gitops-commit", DEPLOY, "With `deploy.gitops`: the commit mlcd pushed to the manifests repository (unset when it already held the version)."),
+    o("gitops-revert", DEPLOY, "With `deploy.gitops.argocd`: the revert commit mlcd pushed when the rollout failed."),
 ];

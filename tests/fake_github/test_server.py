@@ -6,6 +6,7 @@ Run from the repository root:
 The server runs as a subprocess on port 0, exactly as mlcd's tests start it.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -489,3 +490,88 @@ class FakeGitHubTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class GitBackedContentsTest(unittest.TestCase):
+    """The contents API over a real git repository: what the fake commits, git reads."""
+
+    # the server and helpers of FakeGitHubTest, without its tests
+    setUpClass = classmethod(FakeGitHubTest.setUpClass.__func__)
+    tearDownClass = classmethod(FakeGitHubTest.tearDownClass.__func__)
+    call = FakeGitHubTest.call
+    violations = FakeGitHubTest.violations
+
+    def setUp(self):
+        FakeGitHubTest.setUp(self)
+        self.seed = tempfile.TemporaryDirectory()
+        os.makedirs(os.path.join(self.seed.name, "apps"))
+        with open(os.path.join(self.seed.name, "apps", "values.yaml"), "w") as f:
+            f.write("image:\n  tag: v1  # keep\n")
+        status, out, _ = self.call(
+            "POST", "/_fake/git/init", {"repo": "acme/deploy", "dir": self.seed.name}, auth=False
+        )
+        self.assertEqual(status, 200, out)
+        self.git_dir = out["git_dir"]
+
+    def tearDown(self):
+        self.seed.cleanup()
+
+    def git(self, *args):
+        env = dict(os.environ, GIT_DIR=self.git_dir)
+        return subprocess.run(["git", *args], env=env, check=True, capture_output=True, text=True).stdout
+
+    def put(self, path, text, sha=None, message="change"):
+        body = {"message": message, "content": base64.b64encode(text.encode()).decode(), "branch": "main"}
+        if sha:
+            body["sha"] = sha
+        return self.call("PUT", f"/repos/acme/deploy/contents/{path}", body)
+
+    def test_read_update_and_create_are_real_commits(self):
+        status, got, _ = self.call("GET", "/repos/acme/deploy/contents/apps/values.yaml?ref=main")
+        self.assertEqual(status, 200, got)
+        self.assertEqual(base64.b64decode(got["content"]).decode(), "image:\n  tag: v1  # keep\n")
+        self.assertEqual(got["sha"], self.git("rev-parse", "main:apps/values.yaml").strip())
+        status, out, _ = self.put("apps/values.yaml", "image:\n  tag: v2  # keep\n", got["sha"], "Deploy v2")
+        self.assertEqual(status, 200, out)
+        self.assertEqual(out["commit"]["sha"], self.git("rev-parse", "main").strip())
+        self.assertEqual(self.git("show", "main:apps/values.yaml"), "image:\n  tag: v2  # keep\n")
+        self.assertEqual(self.git("log", "-1", "--format=%s %an", "main").strip(), "Deploy v2 github-actions[bot]")
+        status, out, _ = self.put("apps/new/churn.yaml", "kind: X\n")
+        self.assertEqual(status, 201, out)
+        self.assertEqual(self.git("rev-list", "--count", "main").strip(), "3")
+        self.assertEqual(self.git("show", "main:apps/values.yaml"), "image:\n  tag: v2  # keep\n")
+        self.assertEqual(self.violations(), [])
+
+    def test_a_stale_or_missing_sha_is_refused_and_nothing_is_committed(self):
+        status, got, _ = self.call("GET", "/repos/acme/deploy/contents/apps/values.yaml?ref=main")
+        status, out, _ = self.put("apps/values.yaml", "x: 1\n", "0" * 40)
+        self.assertEqual(status, 409, out)
+        status, out, _ = self.put("apps/values.yaml", "x: 1\n")
+        self.assertEqual(status, 422, out)
+        self.assertEqual(self.git("rev-list", "--count", "main").strip(), "1")
+        status, out, _ = self.call("GET", "/repos/acme/deploy/contents/apps/nope.yaml?ref=main")
+        self.assertEqual(status, 404, out)
+        self.assertEqual(self.violations(), [])
+
+    def test_a_race_lands_just_before_the_next_update(self):
+        status, got, _ = self.call("GET", "/repos/acme/deploy/contents/apps/values.yaml?ref=main")
+        self.call("POST", "/_fake/git/race", {"repo": "acme/deploy", "path": "apps/values.yaml", "content": "theirs: 1\n"}, auth=False)
+        status, out, _ = self.put("apps/values.yaml", "mine: 1\n", got["sha"])
+        self.assertEqual(status, 409, out)
+        self.assertEqual(self.git("show", "main:apps/values.yaml"), "theirs: 1\n")
+        self.assertEqual(self.git("log", "-1", "--format=%an", "main").strip(), "Teammate")
+
+    def test_a_later_commit_contains_an_earlier_one(self):
+        first = self.git("rev-parse", "main").strip()
+        status, got, _ = self.call("GET", "/repos/acme/deploy/contents/apps/values.yaml?ref=main")
+        self.put("apps/values.yaml", "image:\n  tag: v2\n", got["sha"])
+        second = self.git("rev-parse", "main").strip()
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{first}...{second}?per_page=1")
+        self.assertEqual(status, 200, out)
+        self.assertEqual((out["status"], out["ahead_by"], out["behind_by"]), ("ahead", 1, 0))
+        self.assertEqual(out["commits"][0]["sha"], second)
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{second}...{first}")
+        self.assertEqual((out["status"], out["behind_by"]), ("behind", 1))
+        status, out, _ = self.call("GET", f"/repos/acme/deploy/compare/{first}...{first}")
+        self.assertEqual(out["status"], "identical")
+        self.assertEqual(self.violations(), [])

@@ -1,0 +1,453 @@
+//! The GitOps deploy conductor: check the `deploy.gitops` settings, choose the
+//! version (as every deploy does), write it into the manifests repository as one
+//! commit, and report it. Nothing here talks to a cluster: the GitOps controller
+//! applies the commit.
+
+use super::argocd::ArgoCd;
+use super::commit::{self, Committed, Target};
+use super::edit::flux::FluxEditor;
+use super::edit::keys::{KeysEditor, HELM_DEFAULT_KEYS};
+use super::edit::kustomize::KustomizeEditor;
+use super::edit::manifests::ManifestsEditor;
+use super::edit::{Change, Editor};
+use super::follow::{self, Followed};
+use super::github::Repo;
+use crate::config::gitops::GitopsConfig;
+use crate::config::values::{GitopsFormat, ImageRef, Strategy};
+use crate::error::{Outcome, UserError};
+use crate::modes::ModeEnv;
+use crate::plan::Plan;
+use crate::report::deployments::State;
+use crate::report::Reporter;
+use crate::secrets::Secret;
+
+use std::time::Duration;
+
+fn at(env: &ModeEnv<'_>, key: &str, err: UserError) -> UserError {
+    match env.config.and_then(|c| {
+        c.locate(&["deploy", "gitops", key])
+            .or_else(|| c.locate(&["deploy", "gitops"]))
+    }) {
+        Some(l) => err.at(l),
+        None => err,
+    }
+}
+
+/// Checks the settings before anything is read or written, and returns the editor.
+pub fn editor(
+    plan: &Plan,
+    g: &GitopsConfig,
+    env: &ModeEnv<'_>,
+) -> Result<Box<dyn Editor>, UserError> {
+    let d = plan.deploy.as_ref().expect("a deploy plan");
+    let valid_repo = g
+        .repo
+        .split_once('/')
+        .is_some_and(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'));
+    if !valid_repo {
+        return Err(at(
+            env,
+            "repo",
+            UserError::invalid(format!(
+                "`deploy.gitops.repo` is `{}`: expected `owner/name` of the manifests repository",
+                g.repo
+            ))
+            .hint("write it as GitHub names it, like `acme/deploy`"),
+        ));
+    }
+    if g.path.trim().is_empty() || g.path.starts_with('/') || g.path.split('/').any(|s| s == "..") {
+        return Err(at(
+            env,
+            "path",
+            UserError::invalid(format!(
+                "`deploy.gitops.path` is `{}`: expected a path relative to the repository's root, like `apps/churn/kustomization.yaml`",
+                g.path
+            )),
+        ));
+    }
+    if g.pull_request == Some(true) {
+        return Err(at(
+            env,
+            "pull-request",
+            UserError::invalid("`deploy.gitops.pull-request: true` is not available in this release: mlcd commits to `deploy.gitops.branch` only")
+                .hint("remove `pull-request` (or set it to false) and protect the branch with your own review rules"),
+        ));
+    }
+    if d.strategy != Strategy::AllAtOnce {
+        return Err(UserError::invalid(format!(
+            "`deploy.strategy: {}` cannot be done through `deploy.gitops` (format `{}`): a commit of new manifests replaces the version everywhere the GitOps controller applies it, so only `all-at-once` is possible (KServe canary steps by commits are not available in this release)",
+            d.strategy, g.format
+        ))
+        .hint("set `deploy.strategy: all-at-once` (or the `strategy` input) for GitOps deploys"));
+    }
+    let keys_of = |default: &[(&str, crate::config::values::KeySource)]| {
+        if g.keys.is_empty() {
+            default.iter().map(|(p, s)| (p.to_string(), *s)).collect()
+        } else {
+            g.keys
+                .iter()
+                .map(|(p, s)| (p.clone(), *s))
+                .collect::<Vec<_>>()
+        }
+    };
+    if !g.keys.is_empty() && !matches!(g.format, GitopsFormat::Helm | GitopsFormat::Yaml) {
+        return Err(at(
+            env,
+            "keys",
+            UserError::invalid(format!(
+                "`deploy.gitops.keys` applies to the `helm` and `yaml` formats, not `{}`",
+                g.format
+            ))
+            .hint("remove `keys`, or change `format`"),
+        ));
+    }
+    for path in g.keys.keys() {
+        super::edit::yaml_text::parse_path(path).map_err(|e| {
+            at(
+                env,
+                "keys",
+                UserError::invalid(format!("`deploy.gitops.keys`: {e}")),
+            )
+        })?;
+    }
+    Ok(match g.format {
+        GitopsFormat::Kustomize => Box::new(KustomizeEditor {
+            name: g.image.clone(),
+        }),
+        GitopsFormat::Helm => Box::new(KeysEditor {
+            format: "helm",
+            keys: keys_of(HELM_DEFAULT_KEYS),
+        }),
+        GitopsFormat::Yaml => {
+            if g.keys.is_empty() {
+                return Err(at(
+                    env,
+                    "format",
+                    UserError::invalid("`deploy.gitops.format: yaml` needs `deploy.gitops.keys`: which fields to set, and to what")
+                        .hint("for example `keys: {spec.predictor.model.storageUri: storage-uri}` or `keys: {\"spec.predictor.containers[0].image\": image}`"),
+                ));
+            }
+            Box::new(KeysEditor {
+                format: "yaml",
+                keys: keys_of(&[]),
+            })
+        }
+        GitopsFormat::Flux => Box::new(FluxEditor {
+            policy: g.image.clone(),
+        }),
+        GitopsFormat::Manifests => Box::new(ManifestsEditor {
+            endpoint: d.endpoint.clone(),
+            rendered: crate::modes::deploy::render(plan)?,
+        }),
+    })
+}
+
+/// The commit message: model, version, image digest and run URL.
+pub fn message(plan: &Plan, change: &Change, environment: &str) -> String {
+    let mut m = format!(
+        "Deploy {} {} to {environment}\n\nModel: {}\nVersion: {}\nImage: {}\n",
+        change.model,
+        change.version,
+        change.model,
+        change.version,
+        change.image()
+    );
+    if let Some(d) = &change.digest {
+        m.push_str(&format!("Digest: {d}\n"));
+    }
+    if let Some(c) = &plan.source.commit {
+        m.push_str(&format!("Source commit: {c}\n"));
+    }
+    if let Some(u) = &plan.source.run_url {
+        m.push_str(&format!("Run: {u}\n"));
+    }
+    m.push_str("\nWritten by mlcd.\n");
+    m
+}
+
+/// Argo CD settings resolved before anything is committed: the client (its
+/// token read from the configured variable and masked) and the bounds.
+struct Follow {
+    argo: ArgoCd,
+    app: String,
+    cooldown: Duration,
+    poll: Duration,
+}
+
+fn argocd(g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Option<Follow>, UserError> {
+    let Some(a) = &g.argocd else {
+        return Ok(None);
+    };
+    let var = a.token_env.clone().unwrap_or_else(|| "ARGOCD_TOKEN".into());
+    let token = env
+        .env
+        .get(&var)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            at(
+                env,
+                "argocd",
+                UserError::invalid(format!(
+                    "`deploy.gitops.argocd` needs an Argo CD API token in the environment variable `{var}`, and it is not set"
+                ))
+                .hint(format!(
+                    "in a workflow: `env: {{ {var}: ${{{{ secrets.ARGOCD_TOKEN }}}} }}` on the step (an Argo CD account token with `applications, get` on the application); or name another variable with `token-env`"
+                )),
+            )
+        })?;
+    let argo = ArgoCd::new(&a.server, Secret::new(token)).map_err(|e| {
+        at(
+            env,
+            "argocd",
+            UserError::invalid(format!("`deploy.gitops.argocd.server` `{}`: {e}", a.server)),
+        )
+    })?;
+    let poll = env
+        .env
+        .get("MLCD_POLL_INTERVAL_MS")
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(2), Duration::from_millis);
+    Ok(Some(Follow {
+        argo,
+        app: a.app.clone(),
+        cooldown: a.cool_down.map_or(Duration::from_secs(10), |c| c.0),
+        poll,
+    }))
+}
+
+/// Runs a GitOps deploy.
+pub async fn run(
+    plan: &Plan,
+    g: &GitopsConfig,
+    env: &ModeEnv<'_>,
+    reporter: &mut Reporter,
+) -> anyhow::Result<Outcome> {
+    let d = plan.deploy.as_ref().expect("a deploy plan");
+    let editor = editor(plan, g, env)?;
+    let mut follow_with = argocd(g, env)?;
+    let (token, which) = match (&env.request.gitops_token, &env.request.github_token) {
+        (Some(t), _) => (t, "gitops-token"),
+        (None, Some(t)) => (t, "github-token"),
+        (None, None) => {
+            return Err(UserError::invalid(format!(
+                "`deploy.gitops` commits to {} through GitHub's API, and no token was given",
+                g.repo
+            ))
+            .hint("pass `gitops-token` (a token with Contents: read and write on the manifests repository), or `github-token` when the manifests live in this repository (CLI: MLCD_GITOPS_TOKEN or GITHUB_TOKEN)")
+            .into())
+        }
+    };
+    reporter.info(&format!(
+        "committing to {} with the `{which}` token",
+        g.repo
+    ));
+    let registry =
+        crate::registry::open(&d.registry, env.workspace, d.sagemaker.as_ref(), env.env).await?;
+    let candidate = crate::modes::deploy::choose(plan, d, &*registry, reporter).await?;
+    let image: ImageRef = candidate.image.parse().map_err(|e: String| {
+        UserError::invalid(format!("the image to deploy, `{}`: {e}", candidate.image))
+    })?;
+    let mut change = Change::for_image(plan.model_id.as_str(), &candidate.version, &image);
+    change.storage_uri = candidate.model_data.clone();
+
+    let api = env
+        .env
+        .get("GITHUB_API_URL")
+        .cloned()
+        .unwrap_or_else(|| "https://api.github.com".into());
+    let mut repo = Repo::client(&api, token, &g.repo).map_err(UserError::invalid)?;
+    let branch = g.branch.clone().unwrap_or_else(|| "main".into());
+    let file = editor.file(&g.path);
+    let target = Target {
+        file: &file,
+        branch: &branch,
+    };
+    reporter.set_output("endpoint", d.endpoint.clone());
+    let mut gh = crate::modes::deploy::GitHub::start(plan, d, env, &candidate, reporter).await;
+    let result = commit::commit_change(
+        &mut repo,
+        editor.as_ref(),
+        &target,
+        &change,
+        &message(plan, &change, &d.environment),
+    )
+    .await?;
+    let (sha, before, after) = match result {
+        Committed::Unchanged => {
+            reporter.info(&format!(
+                "{}@{branch}:{file} already deploys {} ({}): nothing committed",
+                g.repo,
+                change.version,
+                change.image()
+            ));
+            reporter.add_summary(&format!(
+                "### GitOps deploy of `{}` {}: nothing to commit\n\n`{file}` in `{}` (branch `{branch}`) already holds `{}`.\n",
+                change.model, change.version, g.repo, change.image()
+            ));
+            reporter.warn(if follow_with.is_none() {
+                UNVERIFIED
+            } else {
+                "nothing was committed, so there is no new revision for Argo CD to sync: mlcd did not check the application"
+            });
+            gh.finish(
+                State::InProgress,
+                "already in the manifests repository: nothing committed",
+                None,
+                reporter,
+            )
+            .await;
+            return Ok(Outcome::Submitted);
+        }
+        Committed::Commit {
+            sha,
+            changes,
+            attempts,
+            before,
+            after,
+        } => {
+            reporter.set_output("gitops-commit", sha.clone());
+            let url = format!("https://github.com/{}/commit/{sha}", g.repo);
+            reporter.info(&format!(
+                "committed {} to {}@{branch} ({file}): {}{}",
+                short(&sha),
+                g.repo,
+                changes.join("; "),
+                if attempts > 1 {
+                    format!(" — after {} pushes by others came first", attempts - 1)
+                } else {
+                    String::new()
+                }
+            ));
+            let rows: String = changes.iter().map(|c| format!("- `{c}`\n")).collect();
+            reporter.add_summary(&format!(
+                "### GitOps deploy of `{}` {}\n\nCommitted [`{}`]({url}) to `{}` (branch `{branch}`, `{file}`):\n\n{rows}\n",
+                change.model,
+                change.version,
+                short(&sha),
+                g.repo
+            ));
+            (sha, before, after)
+        }
+    };
+    let Some(f) = follow_with.as_mut() else {
+        reporter.warn(UNVERIFIED);
+        gh.finish(
+            State::InProgress,
+            &format!(
+                "committed {} to {}; rollout not verified",
+                short(&sha),
+                g.repo
+            ),
+            None,
+            reporter,
+        )
+        .await;
+        return Ok(Outcome::Submitted);
+    };
+    let timeout = d.ready_timeout.0;
+    let followed = follow::follow(
+        &mut f.argo,
+        &mut repo,
+        &f.app,
+        &sha,
+        timeout,
+        f.cooldown,
+        f.poll,
+        |l| reporter.info(l),
+    )
+    .await
+    .map_err(UserError::failed)?;
+    let (why, outcome) = match followed {
+        Followed::Healthy { first_healthy } => {
+            reporter.info(&format!(
+                "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done ({} Argo CD calls)",
+                f.app,
+                short(&sha),
+                first_healthy.as_secs_f64(),
+                f.cooldown.as_secs(),
+                f.argo.calls
+            ));
+            reporter.add_summary(&format!(
+                "Argo CD application `{}`: synced `{}`, **Healthy**.\n",
+                f.app,
+                short(&sha)
+            ));
+            gh.finish(
+                State::Success,
+                &format!("{} synced by Argo CD and Healthy", short(&sha)),
+                g.argocd
+                    .as_ref()
+                    .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+                    .as_deref(),
+                reporter,
+            )
+            .await;
+            return Ok(Outcome::Succeeded);
+        }
+        Followed::Failed(why) => (why, Outcome::Failed),
+        Followed::TimedOut(last) => (
+            format!(
+                "Argo CD did not report {} synced and Healthy within {} (ready-timeout); last: {last}",
+                short(&sha),
+                humantime::format_duration(timeout)
+            ),
+            Outcome::TimedOut,
+        ),
+    };
+    reporter.warn(format!(
+        "the rollout of {} failed: {why}; reverting mlcd's commit",
+        change.version
+    ));
+    let Some(before) = before else {
+        gh.finish(State::Failure, &why, None, reporter).await;
+        return Err(UserError::new(
+            outcome,
+            format!("{why}; mlcd created `{file}` and does not delete it: remove it by hand"),
+        )
+        .into());
+    };
+    let revert_msg = format!(
+        "Revert \"Deploy {} {} to {}\"\n\nThis reverts commit {sha}: {why}\n\nWritten by mlcd.\n",
+        change.model, change.version, d.environment
+    );
+    let reverted = commit::revert(&mut repo, &target, &before, &after, &revert_msg).await?;
+    reporter.set_output("gitops-revert", reverted.clone());
+    let back = follow::follow(
+        &mut f.argo,
+        &mut repo,
+        &f.app,
+        &reverted,
+        timeout,
+        f.cooldown,
+        f.poll,
+        |l| reporter.info(l),
+    )
+    .await
+    .map_err(UserError::failed)?;
+    let after_revert = match back {
+        Followed::Healthy { .. } => format!("reverted by {} and Healthy again", short(&reverted)),
+        Followed::Failed(w) => format!("reverted by {}, which is not healthy either: {w}", short(&reverted)),
+        Followed::TimedOut(l) => format!("reverted by {}, which Argo CD did not report Healthy within the ready-timeout (last: {l})", short(&reverted)),
+    };
+    reporter.add_summary(&format!(
+        "Argo CD application `{}`: {why}. Rolled back: {after_revert}.\n",
+        f.app
+    ));
+    gh.finish(
+        State::Failure,
+        &format!("{why}; {after_revert}"),
+        None,
+        reporter,
+    )
+    .await;
+    Err(UserError::new(outcome, format!("{why}; {after_revert}"))
+        .hint("see the application in Argo CD for the failing resources")
+        .into())
+}
+
+const UNVERIFIED: &str = "mlcd did not verify the rollout: no `deploy.gitops.argocd` is configured, so whether the GitOps controller applied it and it became healthy is not known";
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

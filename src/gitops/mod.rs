@@ -1,0 +1,10 @@
+//! GitOps deploys: a deploy is a commit to a manifests repository. Edit the file
+//! keeping its comments ([`edit`]), commit it through GitHub's API, then follow
+//! Argo CD until the commit is synced and healthy.
+
+pub mod argocd;
+pub mod commit;
+pub mod deploy;
+pub mod edit;
+pub mod follow;
+pub mod github;

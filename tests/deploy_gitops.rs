@@ -1,0 +1,608 @@
+//! `mode: deploy` with `deploy.gitops`, through the binary as the runner runs it,
+//! against the fake GitHub whose contents API is backed by a real git repository:
+//! the commit is read back with `git log` / `git show` and the repository at that
+//! commit is built with the real `kubectl kustomize`.
+
+mod common;
+#[path = "common/fake_argocd.rs"]
+mod fake_argocd;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{action, control_call, parse_outputs, FakeGitHub, Workspace};
+
+const DIGEST_HEX: &str = "3c1ae7a0b6f84f2d9a5e0c7b1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6";
+
+fn image() -> String {
+    format!("127.0.0.1:5000/churn:3f9a2c1@sha256:{DIGEST_HEX}")
+}
+
+fn config(format: &str, path: &str, extra: &str) -> String {
+    format!(
+        "model: churn\ndeploy:\n  strategy: all-at-once\n  image: {}\n  gitops:\n    repo: acme/deploy\n    branch: main\n    path: {path}\n    format: {format}\n{extra}",
+        image()
+    )
+}
+
+/// The fake GitHub with `acme/deploy` seeded from fixtures/gitops/<dir> under `apps/churn/`.
+fn seeded(fixture_dir: &str) -> (FakeGitHub, String, tempfile::TempDir) {
+    let gh = FakeGitHub::start();
+    let seed = tempfile::tempdir().unwrap();
+    common::copy_dir(
+        &common::root().join("fixtures/gitops").join(fixture_dir),
+        &seed.path().join("apps/churn"),
+    );
+    let body = serde_json::json!({"repo": "acme/deploy", "dir": seed.path(), "branch": "main"});
+    let out = control_call(
+        "fake GitHub",
+        &gh.url,
+        "POST",
+        "/_fake/git/init",
+        Some(&body.to_string()),
+    );
+    let git_dir = out["git_dir"].as_str().unwrap().to_string();
+    (gh, git_dir, seed)
+}
+
+fn git(git_dir: &str, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .env("GIT_DIR", git_dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn deploy(ws: &Workspace, gh: &FakeGitHub, extra: &[(&str, &str)]) -> common::Run {
+    let mut env = vec![
+        ("INPUT_MODE", "deploy"),
+        ("INPUT_CONFIG", "mlcd.yml"),
+        ("INPUT_GITHUB-TOKEN", "ghs_workflowtoken"),
+        ("GITHUB_API_URL", gh.url.as_str()),
+        ("INPUT_CHECKS", "false"),
+    ];
+    env.extend_from_slice(extra);
+    action(ws, &env)
+}
+
+/// Everything a run printed (workflow commands on stdout, logs on stderr).
+fn said(run: &common::Run) -> String {
+    format!("{}\n{}", run.stdout, run.stderr)
+}
+
+/// Whether `secret` shows anywhere but in the `::add-mask::` command that hides it.
+fn leaked(run: &common::Run, secret: &str) -> bool {
+    said(run)
+        .lines()
+        .any(|l| l.contains(secret) && l != format!("::add-mask::{secret}"))
+}
+
+fn assert_no_violations(gh: &FakeGitHub) {
+    let v = gh.violations();
+    assert!(
+        v.is_empty(),
+        "requests the GitHub API description refuses: {v:#?}"
+    );
+}
+
+#[test]
+fn a_kustomize_deploy_is_one_commit_that_kubectl_kustomize_builds_and_a_rerun_commits_nothing() {
+    let (gh, git_dir, _seed) = seeded("kustomize");
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config("kustomize", "apps/churn/kustomization.yaml", ""),
+    );
+    let run = deploy(&ws, &gh, &[("INPUT_GITOPS-TOKEN", "github_pat_crossrepo")]);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "submitted", "{}", said(&run));
+    let head = git(&git_dir, &["rev-parse", "main"]).trim().to_string();
+    assert_eq!(out["gitops-commit"], head);
+    assert!(
+        said(&run).contains("did not verify the rollout"),
+        "{}",
+        said(&run)
+    );
+    assert!(!leaked(&run, "github_pat_crossrepo"), "the token leaked");
+
+    // One commit on top of the seed, whose message names model, version, digest, run.
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "2");
+    let msg = git(&git_dir, &["log", "-1", "--format=%B", "main"]);
+    assert!(msg.starts_with("Deploy churn "), "{msg}");
+    assert!(
+        msg.contains(&format!("Digest: sha256:{DIGEST_HEX}")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "Run: https://github.com/acme/churn/actions/runs/{}",
+            ws.run_id
+        )),
+        "{msg}"
+    );
+    // Only the image entry changed; the comments are all there.
+    let before = std::fs::read_to_string(
+        common::root().join("fixtures/gitops/kustomize/kustomization.yaml"),
+    )
+    .unwrap();
+    let after = git(&git_dir, &["show", "main:apps/churn/kustomization.yaml"]);
+    assert_eq!(
+        after,
+        before.replace(
+            "    newTag: v1\n",
+            &format!("    newTag: 3f9a2c1\n    digest: sha256:{DIGEST_HEX}\n")
+        )
+    );
+
+    // The real kustomize builds the repository at that commit.
+    let tree = tempfile::tempdir().unwrap();
+    let archive = Command::new("git")
+        .args(["archive", "main"])
+        .env("GIT_DIR", &git_dir)
+        .output()
+        .unwrap();
+    let mut tar = Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(tree.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &archive.stdout).unwrap();
+    drop(tar.stdin.take());
+    assert!(tar.wait().unwrap().success());
+    let built = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(tree.path().join("apps/churn"))
+        .env("HOME", tree.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let built = String::from_utf8_lossy(&built.stdout);
+    assert!(built.contains(&format!("image: {}", image())), "{built}");
+
+    // The same deploy again: nothing to commit, and it says so.
+    let again = deploy(&ws, &gh, &[("INPUT_GITOPS-TOKEN", "github_pat_crossrepo")]);
+    again.assert_code(0);
+    assert!(
+        said(&again).contains("nothing committed"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "2");
+    // Two calls for the deploy (read, write), one for the rerun (read).
+    let contents: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").contains("/contents/"))
+        .collect();
+    assert_eq!(contents.len(), 3, "{contents:#?}");
+    assert!(contents.iter().all(|r| r["has_auth"] == true));
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn a_push_that_lands_first_is_read_again_and_both_changes_are_kept() {
+    let (gh, git_dir, _seed) = seeded("kustomize");
+    let theirs = std::fs::read_to_string(
+        common::root().join("fixtures/gitops/kustomize/kustomization.yaml"),
+    )
+    .unwrap()
+    .replace("newTag: \"1.36\"", "newTag: \"1.37\"");
+    let race = serde_json::json!({"repo": "acme/deploy", "path": "apps/churn/kustomization.yaml", "content": theirs});
+    control_call(
+        "fake GitHub",
+        &gh.url,
+        "POST",
+        "/_fake/git/race",
+        Some(&race.to_string()),
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config("kustomize", "apps/churn/kustomization.yaml", ""),
+    );
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(0);
+    assert!(
+        said(&run).contains("after 1 pushes by others came first"),
+        "{}",
+        said(&run)
+    );
+    let log = git(&git_dir, &["log", "--format=%an: %s", "main"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines[0].starts_with("github-actions[bot]: Deploy churn"),
+        "{log}"
+    );
+    assert!(lines[1].starts_with("Teammate: "), "{log}");
+    let after = git(&git_dir, &["show", "main:apps/churn/kustomization.yaml"]);
+    assert!(after.contains("newTag: \"1.37\""), "{after}");
+    assert!(
+        after.contains(&format!("digest: sha256:{DIGEST_HEX}")),
+        "{after}"
+    );
+    let puts: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "PUT")
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(puts, vec![409, 200]);
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn a_token_that_cannot_push_names_contents_write_and_nothing_is_committed() {
+    let (gh, git_dir, _seed) = seeded("helm");
+    let deny = serde_json::json!({"path_prefix": "/repos/acme/deploy/contents", "method": "PUT", "status": 403, "message": "Resource not accessible by integration"});
+    control_call(
+        "fake GitHub",
+        &gh.url,
+        "POST",
+        "/_fake/deny",
+        Some(&deny.to_string()),
+    );
+    let ws = Workspace::new();
+    ws.write("mlcd.yml", &config("helm", "apps/churn/values.yaml", ""));
+    let run = deploy(&ws, &gh, &[("INPUT_GITOPS-TOKEN", "github_pat_readonly")]);
+    run.assert_code(1);
+    assert!(
+        said(&run).contains("it needs `contents: write` on that repository"),
+        "{}",
+        said(&run)
+    );
+    assert!(said(&run).contains("gitops-token"), "{}", said(&run));
+    assert!(!leaked(&run, "github_pat_readonly"));
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+}
+
+#[test]
+fn bad_manifests_are_refused_naming_the_file_and_line_before_any_commit() {
+    let (gh, git_dir, _seed) = seeded("helm");
+    let ws = Workspace::new();
+    // a Helm key path that is not in the values file
+    ws.write(
+        "mlcd.yml",
+        &config(
+            "helm",
+            "apps/churn/values.yaml",
+            "    keys: {image.repository: repository, image.sha: digest}\n",
+        ),
+    );
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    assert!(
+        said(&run).contains("::error file=apps/churn/values.yaml,line=4,title=mlcd%3A invalid input::`image.sha` is not in the file: `image` (line 4) has no `sha` (in acme/deploy on branch `main`)"),
+        "{}",
+        said(&run)
+    );
+    // a path that does not exist in the repository
+    ws.write("mlcd.yml", &config("helm", "apps/churn/missing.yaml", ""));
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    assert!(
+        said(&run).contains("no file `apps/churn/missing.yaml`"),
+        "{}",
+        said(&run)
+    );
+    // a strategy the manifests cannot express
+    ws.write(
+        "mlcd.yml",
+        &config("helm", "apps/churn/values.yaml", "").replace("all-at-once", "canary"),
+    );
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    assert!(
+        said(&run).contains("only `all-at-once` is possible"),
+        "{}",
+        said(&run)
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn helm_and_flux_deploys_commit_only_the_marked_values() {
+    for (dir, format, file, changed) in [
+        (
+            "helm",
+            "helm",
+            "values.yaml",
+            vec!["  tag: \"3f9a2c1\"        # quoted on purpose"],
+        ),
+        (
+            "flux",
+            "flux",
+            "churn.yaml",
+            vec!["      tag: 3f9a2c1 # {\"$imagepolicy\": \"flux-system:churn:tag\"}"],
+        ),
+    ] {
+        let (gh, git_dir, _seed) = seeded(dir);
+        let ws = Workspace::new();
+        ws.write(
+            "mlcd.yml",
+            &config(format, &format!("apps/churn/{file}"), ""),
+        );
+        deploy(&ws, &gh, &[]).assert_code(0);
+        let after = git(&git_dir, &["show", &format!("main:apps/churn/{file}")]);
+        let before = std::fs::read_to_string(
+            Path::new(&common::root())
+                .join("fixtures/gitops")
+                .join(dir)
+                .join(file),
+        )
+        .unwrap();
+        assert_eq!(after.lines().count(), before.lines().count(), "{after}");
+        for line in changed {
+            assert!(
+                after.lines().any(|l| l == line),
+                "{format}: no line {line:?} in\n{after}"
+            );
+        }
+        let differing = before
+            .lines()
+            .zip(after.lines())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(differing >= 2, "{format}: {after}");
+        assert_no_violations(&gh);
+    }
+}
+
+#[test]
+fn the_manifests_format_commits_what_mlcd_render_deploy_prints_and_yaml_sets_fields_by_path() {
+    let (gh, git_dir, _seed) = seeded("kserve");
+    let ws = Workspace::new();
+    let cfg = config("manifests", "apps/churn/rendered", "").replace(
+        "model: churn\n",
+        "model: churn\nbackend: kubernetes\nkubernetes: {namespace: ml}\n",
+    );
+    ws.write("mlcd.yml", &cfg);
+    deploy(&ws, &gh, &[]).assert_code(0);
+    // rendered in the same run environment (the identity annotations name the source)
+    let env = common::actions_env(&ws);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rendered = common::mlcd(
+        ws.path(),
+        &["render", "deploy", "--config", "mlcd.yml"],
+        &env,
+    );
+    rendered.assert_code(0);
+    let written = git(&git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]);
+    assert_eq!(
+        written,
+        format!(
+            "{}{}",
+            mlcd::gitops::edit::manifests::HEADER,
+            rendered.stdout
+        )
+    );
+    assert!(
+        written.contains(&format!("image: {}", image())),
+        "{written}"
+    );
+
+    // `yaml`: the hand-kept InferenceService's image field, by path; the comment stays.
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config(
+            "yaml",
+            "apps/churn/churn.yaml",
+            "    keys: {\"spec.predictor.containers[0].image\": image}\n",
+        ),
+    );
+    deploy(&ws, &gh, &[]).assert_code(0);
+    let before =
+        std::fs::read_to_string(common::root().join("fixtures/gitops/kserve/churn.yaml")).unwrap();
+    let after = git(&git_dir, &["show", "main:apps/churn/churn.yaml"]);
+    assert_eq!(
+        after,
+        before.replace(
+            "image: 127.0.0.1:5000/churn:v1",
+            &format!("image: {}", image())
+        )
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
+    assert_no_violations(&gh);
+}
+
+/// A kustomize deploy followed through the fake Argo CD (application `churn`
+/// following `apps/churn` of the git-backed repository).
+fn argo_setup(
+    ready_timeout: &str,
+) -> (
+    FakeGitHub,
+    String,
+    tempfile::TempDir,
+    fake_argocd::FakeArgoCd,
+    Workspace,
+) {
+    let (gh, git_dir, seed) = seeded("kustomize");
+    let argo = fake_argocd::FakeArgoCd::start();
+    argo.call(
+        "/_fake/app",
+        serde_json::json!({"name": "churn", "git_dir": git_dir, "branch": "main", "path": "apps/churn", "namespace": "ml"}),
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config(
+            "kustomize",
+            "apps/churn/kustomization.yaml",
+            &format!("    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n", argo.url),
+        )
+        .replace("  strategy: all-at-once\n", &format!("  strategy: all-at-once\n  ready-timeout: {ready_timeout}\n")),
+    );
+    (gh, git_dir, seed, argo, ws)
+}
+
+const ARGO_ENV: &[(&str, &str)] = &[
+    ("ARGO_TOKEN", "argocd-secret-token"),
+    ("MLCD_POLL_INTERVAL_MS", "200"),
+];
+
+#[test]
+fn argo_cd_syncing_the_commit_and_staying_healthy_ends_succeeded() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "succeeded");
+    let head = git(&git_dir, &["rev-parse", "main"]).trim().to_string();
+    assert_eq!(out["gitops-commit"], head);
+    assert!(
+        said(&run).contains(&format!("{} synced and Healthy", &head[..12])),
+        "{}",
+        said(&run)
+    );
+    assert!(!said(&run).contains("did not verify"), "{}", said(&run));
+    assert!(
+        !leaked(&run, "argocd-secret-token"),
+        "the Argo CD token leaked"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "2");
+    let reqs = argo.requests();
+    assert!(reqs.len() >= 3, "{reqs:#?}");
+    assert!(reqs.iter().all(|r| r["status"] == 200), "{reqs:#?}");
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+    // The GitHub deployment of this commit: in_progress, then success with the
+    // application's page as the environment URL.
+    let state = gh.state();
+    let statuses = &state["deployments"][0]["statuses"];
+    let states: Vec<&str> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"in_progress"), "{state:#}");
+    assert_eq!(states.last(), Some(&"success"), "{state:#}");
+    let last = statuses.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["environment_url"],
+        format!("{}/applications/churn", argo.url)
+    );
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn a_degraded_version_is_reverted_by_a_commit_and_the_old_one_is_healthy_again() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    argo.call(
+        "/_fake/degraded",
+        serde_json::json!({"image_contains": DIGEST_HEX}),
+    );
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(1);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "failed");
+    let log = git(&git_dir, &["log", "--format=%s", "main"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(lines[0].starts_with("Revert \"Deploy churn"), "{log}");
+    assert_eq!(
+        out["gitops-revert"],
+        git(&git_dir, &["rev-parse", "main"]).trim()
+    );
+    // The file is back to what it was, byte for byte.
+    let original = std::fs::read_to_string(
+        common::root().join("fixtures/gitops/kustomize/kustomization.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        git(&git_dir, &["show", "main:apps/churn/kustomization.yaml"]),
+        original
+    );
+    assert!(said(&run).contains("Degraded"), "{}", said(&run));
+    assert!(said(&run).contains("Healthy again"), "{}", said(&run));
+    let state = gh.state();
+    let statuses = state["deployments"][0]["statuses"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statuses.last().unwrap()["state"], "failure", "{state:#}");
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn argo_cd_never_syncing_is_bounded_by_the_ready_timeout_and_rolled_back() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("2s");
+    argo.call("/_fake/frozen", serde_json::json!({"name": "churn"}));
+    let started = std::time::Instant::now();
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(3);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "timed_out");
+    assert!(
+        said(&run).contains("within 2s (ready-timeout)"),
+        "{}",
+        said(&run)
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
+    assert!(
+        said(&run).contains("did not report Healthy within the ready-timeout"),
+        "{}",
+        said(&run)
+    );
+}
+
+#[test]
+fn argo_cd_without_its_token_is_refused_before_any_commit() {
+    let (gh, git_dir, _seed, _argo, ws) = argo_setup("30s");
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    assert!(
+        said(&run).contains("needs an Argo CD API token in the environment variable `ARGO_TOKEN`"),
+        "{}",
+        said(&run)
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+}
+
+#[test]
+fn a_later_commit_that_contains_ours_synced_healthy_counts_as_our_rollout() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    argo.call(
+        "/_fake/push-before-sync",
+        serde_json::json!({"name": "churn", "path": "apps/churn/NOTES.md", "content": "a teammate's note\n"}),
+    );
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let log = git(&git_dir, &["log", "--format=%an", "main"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        vec!["Teammate", "github-actions[bot]", "Test"]
+    );
+    assert!(
+        said(&run).contains("a later commit that contains"),
+        "{}",
+        said(&run)
+    );
+    let compares = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r["operation_id"] == "repos/compare-commits")
+        .count();
+    assert_eq!(compares, 1, "asked once per revision");
+    assert_no_violations(&gh);
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+}
