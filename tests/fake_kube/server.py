@@ -2,9 +2,9 @@
 """A fake Kubernetes API server for mlcd's tests: enough of the API for kubectl 1.32
 and kube-rs, with every object it receives validated, and a scripted controller
 that plays Kubeflow Trainer v2 (TrainJob), the Training Operator v1 (PyTorchJob),
-JobSet/kubelet (pods, logs, exit codes, termination messages). KServe
-InferenceServices (serving.kserve.io/v1beta1) are stored and validated like the
-other CRD objects; no controller acts on them (no status, no revisions).
+JobSet/kubelet (pods, logs, exit codes, termination messages), and KServe
+(InferenceService revisions, traffic, conditions, URLs proxied to real containers
+on the Docker engine at DOCKER_HOST: see kserve.py next to this file).
 
 Usage:
     python3 tests/fake_kube/server.py [--fixtures DIR] [--k8s-version 1.32]
@@ -48,6 +48,9 @@ Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   Suspended; activeDeadlineSeconds fails it with DeadlineExceeded; `stuck` leaves
   its pods Pending with a FailedScheduling Warning Event from the scheduler.
 
+KServe: see kserve.py (revisions, traffic split, tag URLs under /proxy/, Standard
+  mode); its status writes are validated against the CRD like any other write.
+
 Control endpoints (not validated, not recorded):
   GET  /_fake/violations   [{seq, method, path, kind, object, errors}]
   POST /_fake/violations/clear
@@ -58,6 +61,8 @@ Control endpoints (not validated, not recorded):
                             "message": "...", "logs": ["..."], "seconds": 1.0}
   POST /_fake/deny         {"namespace": "x", "status": 403}: every request in it is refused
   POST /_fake/namespace    {"name": "x"}: creates a namespace
+  POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N}
+  GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
 """
 
 import argparse
@@ -79,6 +84,8 @@ import urllib.parse
 import uuid
 
 import yaml
+
+from kserve import KServe
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -381,6 +388,7 @@ class Fake:
         self.denied = {}
         self.counters = {}
         self.seq = 0
+        self.kserve = KServe(self)
         with self.lock:
             for ns in ("default", "kube-system", "ml"):
                 self.put_namespace(ns)
@@ -683,6 +691,7 @@ class Fake:
                         self.step(r, key)
                     except HttpError as e:
                         log.error("controller: %s", e.body["message"])
+            self.kserve.tick()
 
     def step(self, r, key):
         job = self.objects[key]
@@ -850,6 +859,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if url.path.startswith("/_fake/"):
                 return self.control(method, url.path, raw)
+            if url.path.startswith("/proxy/"):
+                return self.fake.kserve.proxy(self, method, url.path, url.query, raw)
             with self.fake.lock:
                 self.fake.seq += 1
                 self.fake.requests.append({"seq": self.fake.seq, "method": method, "path": url.path, "query": query,
@@ -881,6 +892,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                             "cel_not_evaluated": f.counters.get("cel", 0),
                                             "kubernetes_validate": kubernetes_validate is not None})
             body = json.loads(raw or b"{}")
+            if path == "/_fake/kserve":
+                return self.send_json(200, f.kserve.control(method, body))
             if path == "/_fake/script":
                 f.scripts[body["name"]] = body
                 return self.send_json(200, {})
@@ -1185,6 +1198,7 @@ def main(argv=None):
     server = Server((args.host, args.port), Handler)
     server.fake = fake
     host, port = server.server_address[:2]
+    fake.kserve.base = f"http://{host}:{port}"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
     signal.signal(signal.SIGINT, lambda s, f: stop.set())
@@ -1201,6 +1215,7 @@ def main(argv=None):
         pass
     server.shutdown()
     server.server_close()
+    fake.kserve.shutdown()
     return 0
 
 
