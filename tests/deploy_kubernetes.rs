@@ -174,16 +174,19 @@ fn bad_kubernetes_deploy_input_names_the_key() {
     assert!(all.contains("`deploy.endpoint`"), "{all}");
     assert!(all.contains("InferenceService name"), "{all}");
 
-    // Deploying (rather than rendering) on Kubernetes says what is missing.
+    // Deploying (rather than rendering) needs a cluster: without credentials it
+    // fails before anything is made, naming what to set.
     let ws = kube_workspace();
+    let home = ws.path().display().to_string();
     let r = mlcd(
         ws.path(),
         &["deploy", "--config", "mlcd.yml"],
-        &[("GITHUB_SHA", SHA)],
+        &[("GITHUB_SHA", SHA), ("HOME", &home)],
     );
-    assert_ne!(r.code, 0);
+    r.assert_code(2);
     let all = format!("{}{}", r.stdout, r.stderr);
-    assert!(all.contains("render deploy"), "{all}");
+    assert!(all.contains("no Kubernetes cluster credentials"), "{all}");
+    assert!(all.contains("KUBECONFIG"), "{all}");
 }
 
 #[test]

@@ -134,6 +134,26 @@ pub(crate) fn annotation_key(tag: &str) -> String {
     format!("{ANNOTATION_PREFIX}{}", clean.trim_matches('-'))
 }
 
+/// The identity an object records in its `mlcd.dev/*` annotations (jobs and
+/// InferenceServices alike): [`Recorded::Unknown`] when it records none.
+pub(crate) fn recorded_from_annotations(obj: &Value) -> Recorded {
+    let tags: Vec<(String, String)> = obj["metadata"]["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let bare = k.strip_prefix(ANNOTATION_PREFIX)?;
+                    Some((format!("mlcd:{bare}"), v.as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match Identity::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Some(id) => Recorded::Run(id),
+        None => Recorded::Unknown,
+    }
+}
+
 /// A value as a label value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at
 /// both ends.
 pub(crate) fn label_value(v: &str) -> String {
@@ -973,23 +993,7 @@ impl TrainingBackend for KubernetesTraining {
         let Some(obj) = self.get_job(name).await? else {
             return Ok(Recorded::Absent);
         };
-        let tags: Vec<(String, String)> = obj["metadata"]["annotations"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        let bare = k.strip_prefix(ANNOTATION_PREFIX)?;
-                        Some((format!("mlcd:{bare}"), v.as_str()?.to_string()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(
-            match Identity::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-                Some(id) => Recorded::Run(id),
-                None => Recorded::Unknown,
-            },
-        )
+        Ok(recorded_from_annotations(&obj))
     }
 
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError> {

@@ -19,7 +19,8 @@ Serverless, as KServe v0.20 over Knative Serving does it:
     of that generation exists (the conditions then still describe the old one):
     a client trusting observedGeneration alone is fooled, as on a real cluster.
 Standard mode: a new revision replaces the old by a rolling update (the old keeps
-serving until the new is ready); `canaryTrafficPercent` is ignored; no tags.
+serving until the new is ready); `canaryTrafficPercent` is ignored; no tags; the
+status names no revisions, and observedGeneration moves with the new revision.
 
 Revisions are served by real containers: given DOCKER_HOST, the predictor's first
 container runs on that Docker engine with `--network host` and `--pull never`, its
@@ -136,7 +137,7 @@ class KServe:
         latest = svc.revisions[-1] if svc.revisions else None
         generation = md.get("generation", 1)
         if latest is None or latest.template != template:
-            if svc.seen_generation != generation and latest is not None:
+            if svc.seen_generation != generation and latest is not None and not raw:
                 # Knative has not reconciled yet: the status already names the
                 # new generation, the conditions and revisions are the old ones.
                 svc.seen_generation = generation
@@ -350,8 +351,11 @@ class KServe:
             for svc in self.services.values():
                 for rev in svc.revisions:
                     rev.state, rev.container = "stopped", None
-        for n in names:
-            self.remove(n)
+        threads = [threading.Thread(target=self.remove, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     # --- control and proxy (HTTP handler threads)
 

@@ -26,7 +26,8 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
   PUT (replace; a stale metadata.resourceVersion is 409 Conflict), DELETE (and the
        objects they own, through ownerReferences), PATCH: server-side apply
        (application/apply-patch+yaml, fieldManager required, recorded in
-       managedFields), merge patch and strategic merge patch (applied as a merge
+       managedFields; a field the same manager applied before and now leaves out
+       is removed), merge patch and strategic merge patch (applied as a merge
        patch); `/status` writes change only the status.
 Validation of every written object (the result of the write, as a real server does):
   CRD objects against the CRD's openAPIV3Schema (structural: unknown fields,
@@ -348,6 +349,18 @@ def merge_patch(target, patch):
     return out
 
 
+def prune_unapplied(before, now, merged):
+    """Removes from `merged` the map fields `before` (an earlier apply) set and
+    `now` (this apply) leaves out; lists are atomic (replaced whole)."""
+    if not (isinstance(before, dict) and isinstance(now, dict) and isinstance(merged, dict)):
+        return
+    for k, v in before.items():
+        if k not in now:
+            merged.pop(k, None)
+        else:
+            prune_unapplied(v, now[k], merged.get(k))
+
+
 def status(code, reason, message, details=None):
     s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
          "message": message, "reason": reason, "code": code}
@@ -388,6 +401,7 @@ class Fake:
         self.denied = {}
         self.counters = {}
         self.seq = 0
+        self.applied = {}  # (key, field manager, subresource) -> (uid, last applied body)
         self.kserve = KServe(self)
         with self.lock:
             for ns in ("default", "kube-system", "ml"):
@@ -1073,8 +1087,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     f.violations.append({"seq": f.seq, "method": "PATCH", "path": path, "kind": r.kind, "object": name,
                                          "errors": [f"server-side apply without fieldValidation=Strict ({strict})"]})
                 merged = merge_patch(old or {}, body)
+                # Fields this manager applied last time and leaves out now are
+                # removed, as server-side apply does (no other manager's
+                # ownership is tracked: the fake's managers do not overlap).
+                uid = (old or {}).get("metadata", {}).get("uid")
+                before = f.applied.get((key, query["fieldManager"], sub or ""))
+                if old is not None and before and before[0] == uid:
+                    prune_unapplied(before[1], body, merged)
                 code = 201 if old is None else 200
                 obj = f.write(r, ns, merged, manager=query["fieldManager"], method="PATCH-APPLY", path=path, old=old, subresource=sub)
+                f.applied[(key, query["fieldManager"], sub or "")] = (obj["metadata"]["uid"], copy.deepcopy(body))
                 return self.send_json(code, obj)
             if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 if old is None:
