@@ -212,3 +212,60 @@ async fn standard_mode_refuses_a_canary_and_replaces_the_version_all_at_once() {
     k.teardown(&ep).await.unwrap();
     b.fake.assert_no_violations();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_for_a_revision_follows_a_watch_instead_of_polling() {
+    let b = bed();
+    let ep = format!("slow-{}", unique());
+    // The revision's container starts 8 s late (a slow image pull).
+    b.fake.call(
+        "POST",
+        "/_fake/kserve",
+        Some(&format!(r#"{{"name": "{ep}", "start_delay": 8}}"#)),
+    );
+    // The default poll interval (2 s), as in production.
+    let mut env = b.fake.env();
+    env.remove("MLCD_POLL_INTERVAL_MS");
+    let k = KserveServing::new(&plan(None), &env)
+        .await
+        .unwrap()
+        .with_ready_timeout(Duration::from_secs(90));
+    let before = b.fake.requests().len();
+    let started = std::time::Instant::now();
+    k.deploy(&spec(&b.image, &ep, "v1"), false).await.unwrap();
+    // The conductor asks for the status every poll; here every 200 ms.
+    serve_conformance::until(&k, &ep, "serving v1", |s| {
+        s.state == EndpointState::InService && s.variants.iter().any(|v| v.ready)
+    })
+    .await;
+    let waited = started.elapsed();
+    let calls: Vec<String> = b.fake.requests()[before..]
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}{}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap(),
+                if r["query"]["watch"] == "true" || r["query"]["watch"] == "1" {
+                    " (watch)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    eprintln!(
+        "measured: {} API calls over {:.1} s of deploy + wait: {calls:#?}",
+        calls.len(),
+        waited.as_secs_f64()
+    );
+    assert!(waited >= Duration::from_secs(8), "{waited:?}");
+    // apply, read, watch, record: a fixed handful, not one per poll.
+    assert!(calls.len() <= 8, "{calls:#?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.ends_with("(watch)")).count(),
+        1,
+        "{calls:#?}"
+    );
+    k.teardown(&ep).await.unwrap();
+}

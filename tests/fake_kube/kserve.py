@@ -37,9 +37,10 @@ URLs (HTTP proxies on the fake's own port, to the revision's container):
 Each answer carries `x-fake-kserve-revision: <revision>`.
 
 Control: POST /_fake/kserve {"name": isvc, "broken": true, "message": "...",
-"ready_seconds": 120} sets how the NEXT revisions of that InferenceService behave
-(broken: never ready, the condition says `message`); GET /_fake/kserve shows the
-revisions, their state and containers.
+"ready_seconds": 120, "start_delay": 0} sets how the NEXT revisions of that
+InferenceService behave (broken: never ready, the condition says `message`;
+start_delay: seconds before the container starts, like a slow image pull);
+GET /_fake/kserve shows the revisions, their state and containers.
 """
 
 import copy
@@ -269,6 +270,7 @@ class KServe:
 
     def run_revision(self, ns, rev, knob):
         limit = float(knob.get("ready_seconds") or 120)
+        time.sleep(float(knob.get("start_delay") or 0))  # a slow image pull
         if knob.get("broken"):
             time.sleep(min(limit, float(knob.get("seconds") or 0.5)))
             return self.set_state(rev, "failed", knob.get("message") or "Container kserve-container is in CrashLoopBackOff")

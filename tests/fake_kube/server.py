@@ -62,7 +62,7 @@ Control endpoints (not validated, not recorded):
                             "message": "...", "logs": ["..."], "seconds": 1.0}
   POST /_fake/deny         {"namespace": "x", "status": 403}: every request in it is refused
   POST /_fake/namespace    {"name": "x"}: creates a namespace
-  POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N}
+  POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N, "start_delay": S}
   GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
 """
 

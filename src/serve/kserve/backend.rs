@@ -15,7 +15,8 @@
 //! replaces the old by a rolling update, so canary and linear are refused there,
 //! and all-at-once and blue-green go through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 use super::state::{self, RevisionInfo, Revisions};
 use super::{inference_service, resource};
 use crate::cloud::kube::{self as k, ApiFailure};
+use crate::cloud::kube_follow::Followed;
 use crate::config::types::KserveMode;
 use crate::config::values::{Protocol, Strategy};
 use crate::error::UserError;
@@ -52,6 +54,11 @@ pub struct KserveServing {
     ready_timeout: Duration,
     strategy: Strategy,
     http: reqwest::Client,
+    /// The InferenceServices, read through watches.
+    followed: Followed,
+    /// The revision records read or written by this process, per endpoint
+    /// (mlcd is their only writer, and never runs two changes of one endpoint).
+    records: Arc<Mutex<HashMap<String, Revisions>>>,
 }
 
 impl KserveServing {
@@ -72,12 +79,18 @@ impl KserveServing {
         env: &BTreeMap<String, String>,
     ) -> Self {
         KserveServing {
-            client,
             plan: plan.clone(),
             poll: crate::train::poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
             ready_timeout: Duration::from_secs(600),
             strategy: Strategy::AllAtOnce,
             http: reqwest::Client::new(),
+            followed: Followed::new(Api::namespaced_with(
+                client.clone(),
+                &plan.namespace,
+                &resource(),
+            )),
+            records: Arc::default(),
+            client,
         }
     }
 
@@ -103,15 +116,12 @@ impl KserveServing {
     }
 
     async fn get(&self, endpoint: &str) -> Result<Option<Value>, UserError> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), self.ns(), &resource());
-        match api.get_opt(endpoint).await {
-            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("serializes"))),
-            Err(e) => Err(self.err(
+        self.followed.get(endpoint).await.map_err(|e| {
+            self.err(
                 format!("reading InferenceService {}/{endpoint}", self.ns()),
                 &e,
-            )),
-        }
+            )
+        })
     }
 
     async fn must_get(&self, endpoint: &str) -> Result<Value, UserError> {
@@ -124,6 +134,9 @@ impl KserveServing {
     }
 
     async fn revisions(&self, endpoint: &str) -> Result<Revisions, UserError> {
+        if let Some(r) = self.records.lock().expect("not poisoned").get(endpoint) {
+            return Ok(r.clone());
+        }
         let cm = k::resource("v1", "ConfigMap", "configmaps");
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), self.ns(), &cm);
         let name = record_name(endpoint);
@@ -131,14 +144,18 @@ impl KserveServing {
             .get_opt(&name)
             .await
             .map_err(|e| self.err(format!("reading ConfigMap {}/{name}", self.ns()), &e))?;
-        let Some(found) = found else {
-            return Ok(Revisions::new());
-        };
-        let data = found.data["data"].as_object().cloned().unwrap_or_default();
-        Ok(data
+        let data = found
+            .and_then(|f| f.data["data"].as_object().cloned())
+            .unwrap_or_default();
+        let revisions: Revisions = data
             .into_iter()
             .filter_map(|(k, v)| Some((k, serde_json::from_str(v.as_str()?).ok()?)))
-            .collect())
+            .collect();
+        self.records
+            .lock()
+            .expect("not poisoned")
+            .insert(endpoint.to_string(), revisions.clone());
+        Ok(revisions)
     }
 
     /// Records `info` for `key` (a revision, or a Standard-mode generation) in
@@ -186,6 +203,10 @@ impl KserveServing {
                 &e,
             )
         })?;
+        self.records
+            .lock()
+            .expect("not poisoned")
+            .insert(endpoint.to_string(), all);
         Ok(())
     }
 
@@ -199,7 +220,9 @@ impl KserveServing {
                     &e,
                 )
             })?;
-        Ok(serde_json::to_value(stored).expect("serializes"))
+        let stored = serde_json::to_value(stored).expect("serializes");
+        self.followed.saw(&stored);
+        Ok(stored)
     }
 
     /// Whether the endpoint runs (or will run) in Standard mode.
@@ -604,7 +627,10 @@ impl ServingBackend for KserveServing {
     async fn teardown(&self, endpoint: &str) -> Result<(), UserError> {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), self.ns(), &resource());
-        match api.delete(endpoint, &DeleteParams::default()).await {
+        self.records.lock().expect("not poisoned").remove(endpoint);
+        let deleted = api.delete(endpoint, &DeleteParams::default()).await;
+        self.followed.forget(endpoint);
+        match deleted {
             Ok(_) => {}
             Err(e) if k::failure(&e) == ApiFailure::NotFound => {}
             Err(e) => {
