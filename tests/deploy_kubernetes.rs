@@ -7,8 +7,9 @@
 //! patches a canary. `mlcd deploy` against the fake, whose KServe controller runs
 //! each revision as a real container of the example model: a canary 10 → 50 →
 //! 100 promoted, a re-run that changes nothing, a revision that never serves and
-//! a version failing its smoke tests rolled back with the old one serving, and a
-//! canary refused in Standard (RawDeployment) mode. Bad input fails, naming the key.
+//! a version failing its smoke tests rolled back with the old one serving, an
+//! endpoint of another repository left alone, the rollback command, and a canary
+//! refused in Standard (RawDeployment) mode. Bad input fails, naming the key.
 //!
 //! Needs python3 with PyYAML and `kubernetes-validate` (scripts/testbed up pydeps),
 //! kubectl on PATH for the kubectl tests, and the test bed's Docker engine and
@@ -356,6 +357,9 @@ impl KubePipeline {
                 "  interval: 30s\n",
                 "  interval: 1s\n  ready-timeout: 60s\n",
             )
+            // The fake's proxy is a Python server on a shared, busy machine:
+            // latency is not what these tests are about.
+            .replace("max-latency: 500ms", "max-latency: 10s")
             + "kubernetes:\n  namespace: ml\n"
             + extra_config;
         ws.write("example/mlcd.yml", &cfg);
@@ -584,6 +588,41 @@ fn a_canary_is_promoted_and_broken_versions_are_rolled_back_through_the_binary()
     assert_eq!(
         p.isvc()["metadata"]["labels"]["mlcd.dev/version"],
         "i-kserve-v2"
+    );
+
+    // Another repository's run never changes the endpoint.
+    let (r, _) = p.deploy(&v3, &[("GITHUB_REPOSITORY", "other/churn")]);
+    r.assert_code(1);
+    assert!(
+        r.stdout
+            .contains(&format!("endpoint `{}` belongs to another run", p.endpoint)),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        p.isvc()["metadata"]["labels"]["mlcd.dev/version"],
+        "i-kserve-v2"
+    );
+
+    // The rollback command: the version before v2 serves again.
+    let (r, out) = p.deploy(&p.image, &[("INPUT_ROLLBACK", "true")]);
+    r.assert_code(0);
+    assert_eq!(out["previous-version"], "i-kserve-v2");
+    let isvc = p.isvc();
+    assert_eq!(isvc["metadata"]["labels"]["mlcd.dev/version"], "i-kserve");
+    assert!(
+        isvc["spec"]["predictor"]
+            .get("canaryTrafficPercent")
+            .is_none(),
+        "{isvc}"
+    );
+    let (status, rev) = p.call(&out["url"]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        rev,
+        isvc["status"]["components"]["predictor"]["latestCreatedRevision"]
+            .as_str()
+            .unwrap()
     );
     p.fake.assert_no_violations();
 }

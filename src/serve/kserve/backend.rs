@@ -474,11 +474,7 @@ impl ServingBackend for KserveServing {
             .ok_or_else(|| self.no_endpoint(endpoint))?;
         let revs = self.revisions(endpoint).await?;
         let s = state::endpoint_status(&obj, &revs);
-        let Some(v) = s
-            .variants
-            .iter()
-            .find(|v| v.version == version && v.weight <= 100)
-        else {
+        let Some(v) = s.variants.iter().find(|v| v.version == version) else {
             return Err(UserError::failed(format!(
                 "version `{version}` is not behind InferenceService {}/{endpoint} (it serves {})",
                 self.ns(),
