@@ -771,3 +771,28 @@ fn kubectl_waits_for_and_patches_a_served_inference_service() {
     kubectl_ok(&p.fake, &["delete", &isvc, "-n", "ml"]);
     p.fake.assert_no_violations();
 }
+
+#[test]
+fn a_namespace_without_permission_fails_before_anything_is_made() {
+    let fake = FakeKube::start();
+    fake.call("POST", "/_fake/deny", Some(r#"{"namespace": "ml"}"#));
+    let ws = kube_workspace();
+    let kubeconfig = fake.kubeconfig().display().to_string();
+    let r = mlcd(
+        ws.path(),
+        &["deploy", "--config", "mlcd.yml"],
+        &[("GITHUB_SHA", SHA), ("KUBECONFIG", &kubeconfig)],
+    );
+    r.assert_code(2);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("403 Forbidden"), "{all}");
+    assert!(all.contains("InferenceService ml/churn"), "{all}");
+    assert!(all.contains("grant it a Role"), "{all}");
+    assert!(!all.contains("kube-secret-token-0001"), "{all}");
+    let writes: Vec<serde_json::Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] != "GET")
+        .collect();
+    assert!(writes.is_empty(), "nothing was written: {writes:#?}");
+}
