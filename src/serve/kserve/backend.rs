@@ -264,6 +264,13 @@ impl KserveServing {
         let deadline = Instant::now() + self.ready_timeout;
         loop {
             let now = self.must_get(&endpoint).await?;
+            if state::is_raw(&now) {
+                // The cluster's default mode is Standard: no revisions to wait for.
+                let generation = stored["metadata"]["generation"].as_i64().unwrap_or(1);
+                return self
+                    .record(&stored, &state::generation_key(generation), info)
+                    .await;
+            }
             let latest = state::predictor(&now).latest_created;
             if let Some(rev) =
                 latest.filter(|r| Some(r) != before.as_ref() && !known.contains_key(r))
