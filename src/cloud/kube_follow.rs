@@ -101,6 +101,14 @@ impl Followed {
         }
     }
 
+    /// What the copy holds for `name` without a request: the object as last
+    /// seen (`None`: deleted) and whether its watch still runs; `None` when
+    /// `name` was never read.
+    pub fn peek(&self, name: &str) -> Option<(Option<Value>, bool)> {
+        let seen = self.seen.lock().expect("not poisoned");
+        seen.get(name).map(|s| (s.latest.clone(), s.live))
+    }
+
     /// Forgets `name` (after we deleted it): the next read is a GET.
     pub fn forget(&self, name: &str) {
         self.seen.lock().expect("not poisoned").remove(name);
