@@ -324,6 +324,22 @@ pub struct KubernetesConfig {
     pub trainer: Option<KubeTrainer>,
     /// The `ClusterTrainingRuntime` a TrainJob runs on. Default: `torch-distributed`.
     pub runtime: Option<String>,
+    /// How KServe runs the InferenceService: `serverless` (Knative revisions:
+    /// canary and linear steps through `canaryTrafficPercent`, tag URLs) or
+    /// `standard` (KServe's RawDeployment: a Deployment rolled over, so only
+    /// `all-at-once` and `blue-green`). Default: the cluster's own default mode.
+    pub deployment_mode: Option<KserveMode>,
+}
+
+/// KServe's deployment mode for an InferenceService.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KserveMode {
+    /// Knative Serving: a revision per change, traffic split between revisions.
+    Serverless,
+    /// Plain Kubernetes Deployments (KServe's `RawDeployment`, "Standard" since
+    /// v0.15): a rolling update, no traffic split.
+    Standard,
 }
 
 /// The Kubernetes training CRD mlcd creates.

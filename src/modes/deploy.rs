@@ -43,16 +43,20 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                     .with_bake_time(d.interval.0),
             ))
         }
-        Backend::Kubernetes => Err(UserError::invalid(format!(
-            "serving on `backend: kubernetes` is not available in mlcd {}: it renders the KServe InferenceService, but does not apply it, wait for it or move its traffic yet",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .hint("`mlcd render deploy` prints the InferenceService (apply it with `kubectl apply --server-side --field-manager mlcd -f -`); or deploy with `backend: local` or `backend: sagemaker`")),
+        Backend::Kubernetes => {
+            let k = d.kubernetes.as_ref().expect("a Kubernetes plan");
+            Ok(Box::new(
+                crate::serve::kserve::backend::KserveServing::new(k, env.env)
+                    .await?
+                    .with_ready_timeout(d.ready_timeout.0)
+                    .with_strategy(d.strategy),
+            ))
+        }
         other => Err(UserError::invalid(format!(
             "serving on `backend: {other}` is not available in mlcd {}",
             env!("CARGO_PKG_VERSION")
         ))
-        .hint("deploy with `backend: local` or `backend: sagemaker`")),
+        .hint("deploy with `backend: local`, `backend: sagemaker` or `backend: kubernetes`")),
     }
 }
 

@@ -308,7 +308,19 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
                 .hint("set `deploy.endpoint` to a name like `churn`")
             }
         })?;
-        Some(super::kubernetes::serving_plan(inputs)?)
+        let k = super::kubernetes::serving_plan(inputs)?;
+        if k.deployment_mode == Some(crate::config::types::KserveMode::Standard)
+            && matches!(strategy, Strategy::Canary | Strategy::Linear)
+        {
+            let e = format!("the `{strategy}` strategy needs KServe's serverless mode, but `kubernetes.deployment-mode` is `standard`: KServe's Standard (RawDeployment) mode ignores `canaryTrafficPercent` and would send all the traffic to the new version at once");
+            return Err(if strategy_overridden {
+                UserError::invalid(format!("input `strategy`: {e}"))
+            } else {
+                inputs.config_error(&["kubernetes", "deployment-mode"], e)
+            }
+            .hint("use `strategy: all-at-once` or `blue-green` in standard mode, or `kubernetes.deployment-mode: serverless` (Knative) for canary and linear steps"));
+        }
+        Some(k)
     } else {
         None
     };

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Inputs;
-use crate::config::types::KubeTrainer;
+use crate::config::types::{KserveMode, KubeTrainer};
 use crate::error::UserError;
 
 /// The runtime a TrainJob uses when `kubernetes.runtime` is not set.
@@ -48,6 +48,10 @@ pub struct ServingKubernetesPlan {
     /// The service account the predictor runs as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// KServe's deployment mode (`kubernetes.deployment-mode`); none: the
+    /// cluster's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_mode: Option<KserveMode>,
 }
 
 /// The URI schemes KServe's default storage initializer reads (its
@@ -114,6 +118,7 @@ pub(super) fn serving_plan(inputs: &Inputs) -> Result<ServingKubernetesPlan, Use
         context: k.context.clone().filter(|c| !c.trim().is_empty()),
         storage_uri,
         service_account: k.service_account.clone(),
+        deployment_mode: k.deployment_mode,
     })
 }
 

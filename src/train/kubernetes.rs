@@ -18,12 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
-use kube::api::{
-    Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams, WatchEvent,
-    WatchParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Map, Value};
 
@@ -32,6 +28,7 @@ use super::{
     TrainingBackend,
 };
 use crate::cloud::kube::{self as k, ApiFailure};
+use crate::cloud::kube_follow::Followed;
 use crate::config::types::KubeTrainer;
 use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
@@ -47,16 +44,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// the rest of the log is read as soon as the job has ended.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// How long one watch request stays open before it is renewed.
-const WATCH_SECONDS: u32 = 290;
-
-/// What the watch of one job knows, and when its log and Events were last read.
+/// When a job's log and Events were last read (the job itself is followed by a
+/// watch: [`Followed`]).
 #[derive(Debug, Default)]
 struct Watched {
-    /// The job as last seen (`None`: deleted).
-    latest: Option<Value>,
-    /// The watch runs: `latest` is current.
-    live: bool,
     /// When the log was last read.
     log_read: Option<Instant>,
     /// When the Events were last read, and the reason they gave.
@@ -64,18 +55,6 @@ struct Watched {
 }
 
 type WatchMap = Arc<Mutex<HashMap<String, Watched>>>;
-
-/// Stops the watches when the last clone of the backend goes.
-#[derive(Debug, Default)]
-struct Watches(Mutex<Vec<tokio::task::AbortHandle>>);
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        for h in self.0.lock().expect("not poisoned").drain(..) {
-            h.abort();
-        }
-    }
-}
 
 /// Label on every object mlcd makes, and on the job's pods: the job's name.
 pub const LABEL_JOB: &str = "mlcd.dev/job";
@@ -132,6 +111,26 @@ pub(crate) fn annotation_key(tag: &str) -> String {
         })
         .collect();
     format!("{ANNOTATION_PREFIX}{}", clean.trim_matches('-'))
+}
+
+/// The identity an object records in its `mlcd.dev/*` annotations (jobs and
+/// InferenceServices alike): [`Recorded::Unknown`] when it records none.
+pub(crate) fn recorded_from_annotations(obj: &Value) -> Recorded {
+    let tags: Vec<(String, String)> = obj["metadata"]["annotations"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let bare = k.strip_prefix(ANNOTATION_PREFIX)?;
+                    Some((format!("mlcd:{bare}"), v.as_str()?.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match Identity::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Some(id) => Recorded::Run(id),
+        None => Recorded::Unknown,
+    }
 }
 
 /// A value as a label value: at most 63 of `[A-Za-z0-9-_.]`, alphanumeric at
@@ -494,6 +493,14 @@ fn pod_termination(pod: &Pod) -> Option<(String, Option<String>)> {
     None
 }
 
+/// The API resource of `trainer`'s jobs.
+fn resource_of(trainer: KubeTrainer) -> ApiResource {
+    match trainer {
+        KubeTrainer::Trainjob => trainjob_resource(),
+        KubeTrainer::Pytorchjob => pytorchjob_resource(),
+    }
+}
+
 /// The Kubernetes training backend for one namespace and trainer.
 #[derive(Clone)]
 pub struct KubernetesTraining {
@@ -501,7 +508,7 @@ pub struct KubernetesTraining {
     plan: KubernetesPlan,
     poll_interval: Duration,
     watched: WatchMap,
-    watches: Arc<Watches>,
+    followed: Followed,
 }
 
 impl KubernetesTraining {
@@ -523,102 +530,39 @@ impl KubernetesTraining {
         env: &BTreeMap<String, String>,
     ) -> Self {
         KubernetesTraining {
+            followed: Followed::new(Api::namespaced_with(
+                client.clone(),
+                &plan.namespace,
+                &resource_of(plan.trainer),
+            )),
             client,
             plan: plan.clone(),
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
             watched: WatchMap::default(),
-            watches: Arc::default(),
         }
     }
 
     /// The job as its watch last saw it, or read now (and watched from then on).
     async fn current_job(&self, name: &str) -> Result<Option<Value>, UserError> {
-        let cached = {
-            let map = self.watched.lock().expect("not poisoned");
-            map.get(name).filter(|w| w.live).map(|w| w.latest.clone())
-        };
-        if let Some(obj) = cached {
-            return Ok(obj);
-        }
-        let obj = self.get_job(name).await?;
-        if let Some(rv) = obj
-            .as_ref()
-            .and_then(|o| o["metadata"]["resourceVersion"].as_str())
-        {
-            self.watch(name, rv.to_string(), obj.clone());
-        }
-        Ok(obj)
-    }
-
-    /// Follows the job `name` from `rv` in the background: every change lands in
-    /// `watched`; on any error the watch ends and `describe` reads the job again.
-    fn watch(&self, name: &str, rv: String, now: Option<Value>) {
-        {
-            let mut map = self.watched.lock().expect("not poisoned");
-            let w = map.entry(name.to_string()).or_default();
-            w.latest = now;
-            w.live = true;
-        }
-        let api = self.jobs();
-        let map = self.watched.clone();
-        let name = name.to_string();
-        let task = tokio::spawn(async move {
-            let set = |latest: Option<Option<Value>>, live: bool| {
-                let mut m = map.lock().expect("not poisoned");
-                let w = m.entry(name.clone()).or_default();
-                if let Some(l) = latest {
-                    w.latest = l;
-                }
-                w.live = live;
-            };
-            let mut rv = rv;
-            loop {
-                let wp = WatchParams::default()
-                    .fields(&format!("metadata.name={name}"))
-                    .timeout(WATCH_SECONDS);
-                let Ok(stream) = api.watch(&wp, &rv).await else {
-                    break;
-                };
-                let mut stream = Box::pin(stream);
-                while let Some(ev) = stream.next().await {
-                    match ev {
-                        Ok(WatchEvent::Added(o)) | Ok(WatchEvent::Modified(o)) => {
-                            if let Some(v) = &o.metadata.resource_version {
-                                rv = v.clone();
-                            }
-                            set(Some(serde_json::to_value(o).ok()), true);
-                        }
-                        Ok(WatchEvent::Deleted(_)) => set(Some(None), true),
-                        Ok(WatchEvent::Bookmark(b)) => rv = b.metadata.resource_version,
-                        Ok(WatchEvent::Error(_)) | Err(_) => {
-                            set(None, false);
-                            return;
-                        }
-                    }
-                }
-            }
-            set(None, false);
-        });
-        self.watches
-            .0
-            .lock()
-            .expect("not poisoned")
-            .push(task.abort_handle());
+        self.followed.get(name).await.map_err(|e| {
+            self.err(
+                format!("reading {} {}/{name}", self.kind(), self.plan.namespace),
+                &e,
+            )
+        })
     }
 
     /// Whether a read of `what` for `name` is due: always once the job ended or
     /// when it is not watched, else every [`LOG_EVERY`].
     fn due(&self, name: &str, pick: impl Fn(&mut Watched) -> &mut Option<Instant>) -> bool {
-        let mut map = self.watched.lock().expect("not poisoned");
-        let Some(w) = map.get_mut(name) else {
+        let Some((latest, live)) = self.followed.peek(name) else {
             return true;
         };
-        let ended = w
-            .latest
+        let ended = latest
             .as_ref()
             .is_none_or(|o| state_of(self.plan.trainer, o).0.is_terminal());
-        let live = w.live;
-        let last = pick(w);
+        let mut map = self.watched.lock().expect("not poisoned");
+        let last = pick(map.entry(name.to_string()).or_default());
         if !live || ended || last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             *last = Some(Instant::now());
             true
@@ -628,10 +572,7 @@ impl KubernetesTraining {
     }
 
     fn resource(&self) -> ApiResource {
-        match self.plan.trainer {
-            KubeTrainer::Trainjob => trainjob_resource(),
-            KubeTrainer::Pytorchjob => pytorchjob_resource(),
-        }
+        resource_of(self.plan.trainer)
     }
 
     fn kind(&self) -> &'static str {
@@ -973,23 +914,7 @@ impl TrainingBackend for KubernetesTraining {
         let Some(obj) = self.get_job(name).await? else {
             return Ok(Recorded::Absent);
         };
-        let tags: Vec<(String, String)> = obj["metadata"]["annotations"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        let bare = k.strip_prefix(ANNOTATION_PREFIX)?;
-                        Some((format!("mlcd:{bare}"), v.as_str()?.to_string()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(
-            match Identity::from_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-                Some(id) => Recorded::Run(id),
-                None => Recorded::Unknown,
-            },
-        )
+        Ok(recorded_from_annotations(&obj))
     }
 
     async fn describe(&self, name: &str) -> Result<Option<JobStatus>, UserError> {

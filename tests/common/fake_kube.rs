@@ -2,7 +2,10 @@
 //! need one: started on a free port with a kubeconfig for it, its control
 //! endpoints (violations, requests, scripts), and the real kubectl pointed at it.
 //! Needs python3 with PyYAML and `kubernetes-validate` (scripts/testbed up
-//! pydeps); kubectl on PATH for the kubectl tests.
+//! pydeps); kubectl on PATH for the kubectl tests. Given the test bed's Docker
+//! engine ([`FakeKube::with_docker`]) its KServe controller serves revisions from
+//! real containers; [`kserve_image`] is the example model in an image that
+//! carries its trained model (what KServe's storage initializer would fetch).
 
 #![allow(dead_code)]
 
@@ -10,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::common::{control_call, root, Run};
 
@@ -21,9 +25,60 @@ pub struct FakeKube {
     dir: tempfile::TempDir,
 }
 
+/// The example model's image with its model trained in at /opt/ml/model, built
+/// once per test process on the test bed's engine; returns its reference.
+pub fn kserve_image(tb: &BTreeMap<String, String>) -> String {
+    const IMAGE: &str = "mlcd-test/churn:kserve";
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let docker = |args: &[&str], dir: &std::path::Path| {
+            let out = Command::new("docker")
+                .args(args)
+                .arg(dir)
+                .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+                .output()
+                .expect("docker runs");
+            assert!(
+                out.status.success(),
+                "docker {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let base = format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]);
+        docker(
+            &["build", "-q", "-t", "mlcd-test/churn:train", "--build-arg", &base],
+            &root().join("fixtures/example"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        crate::common::copy_dir(&root().join("fixtures/example/data"), &dir.path().join("data"));
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM mlcd-test/churn:train\nCOPY data /opt/ml/input/data\nRUN [\"python3\", \"/opt/program/entry.py\", \"train\"]\n",
+        )
+        .unwrap();
+        docker(&["build", "-q", "-t", IMAGE], dir.path());
+    });
+    IMAGE.to_string()
+}
+
 impl FakeKube {
+    /// The fake without a Docker engine: InferenceService revisions fail, saying so.
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
+        Self::launch(None)
+    }
+
+    /// The fake whose KServe controller runs revisions on `tb`'s Docker engine.
+    pub fn with_docker(tb: &BTreeMap<String, String>) -> Self {
+        Self::launch(Some(&tb["DOCKER_HOST"]))
+    }
+
+    fn launch(docker_host: Option<&str>) -> Self {
+        let mut cmd = Command::new("python3");
+        match docker_host {
+            Some(h) => cmd.env("DOCKER_HOST", h),
+            None => cmd.env_remove("DOCKER_HOST"),
+        };
+        let mut child = cmd
             .arg(root().join("tests/fake_kube/server.py"))
             .args(["--port", "0", "--quiet"])
             .stdout(Stdio::piped())

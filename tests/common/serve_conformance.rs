@@ -2,6 +2,8 @@
 //! with one version, add a second beside it at 0%, shift traffic, invoke each
 //! version, roll back, add a shadow, retire it, tear down. `base` is a spec the
 //! backend can serve (the example model); `sample` a request it answers with 200.
+//! A backend without traffic mirroring (KServe) runs it without the shadow
+//! ([`run_without_shadow`]) and shows separately that it refuses one.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,7 +63,27 @@ fn weights(s: &EndpointStatus) -> BTreeMap<String, u8> {
 }
 
 /// Runs the suite on a fresh endpoint name.
+#[allow(dead_code)]
 pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invocation) {
+    run_with(backend, base, sample, true).await;
+}
+
+/// The suite without its shadow part, for a backend that cannot mirror traffic.
+#[allow(dead_code)]
+pub async fn run_without_shadow(
+    backend: &dyn ServingBackend,
+    base: &VersionSpec,
+    sample: &Invocation,
+) {
+    run_with(backend, base, sample, false).await;
+}
+
+async fn run_with(
+    backend: &dyn ServingBackend,
+    base: &VersionSpec,
+    sample: &Invocation,
+    shadow: bool,
+) {
     let ep = base.endpoint.clone();
     assert!(
         backend.status(&ep).await.expect("status").is_none(),
@@ -123,28 +145,30 @@ pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invo
     .await;
     assert_eq!(weights(&s), BTreeMap::from([("v1".to_string(), 100)]));
 
-    // A shadow beside it takes no live traffic; retiring it leaves v1.
-    backend
-        .deploy(&version(base, "v3"), true)
-        .await
-        .expect("deploy shadow v3");
-    let s = until(backend, &ep, "serving a shadow", |s| {
-        serving(s, &["v1", "v3"])
-    })
-    .await;
-    let shadow = s.variants.iter().find(|v| v.version == "v3").unwrap();
-    assert!(shadow.shadow && shadow.weight == 0, "{s:?}");
-    let a = backend
-        .invoke(&ep, "v3", sample)
-        .await
-        .expect("invoke the shadow");
-    assert_eq!(a.status, 200);
-    backend.retire(&ep, "v3").await.expect("retire v3");
-    let s = until(backend, &ep, "v1 alone", |s| {
-        s.state == EndpointState::InService && s.variants.len() == 1
-    })
-    .await;
-    assert_eq!(s.variants[0].version, "v1");
+    if shadow {
+        // A shadow beside it takes no live traffic; retiring it leaves v1.
+        backend
+            .deploy(&version(base, "v3"), true)
+            .await
+            .expect("deploy shadow v3");
+        let s = until(backend, &ep, "serving a shadow", |s| {
+            serving(s, &["v1", "v3"])
+        })
+        .await;
+        let shadow = s.variants.iter().find(|v| v.version == "v3").unwrap();
+        assert!(shadow.shadow && shadow.weight == 0, "{s:?}");
+        let a = backend
+            .invoke(&ep, "v3", sample)
+            .await
+            .expect("invoke the shadow");
+        assert_eq!(a.status, 200);
+        backend.retire(&ep, "v3").await.expect("retire v3");
+        let s = until(backend, &ep, "v1 alone", |s| {
+            s.state == EndpointState::InService && s.variants.len() == 1
+        })
+        .await;
+        assert_eq!(s.variants[0].version, "v1");
+    }
 
     // An unknown version cannot be invoked or retired.
     assert!(backend.invoke(&ep, "v9", sample).await.is_err());

@@ -2,9 +2,9 @@
 """A fake Kubernetes API server for mlcd's tests: enough of the API for kubectl 1.32
 and kube-rs, with every object it receives validated, and a scripted controller
 that plays Kubeflow Trainer v2 (TrainJob), the Training Operator v1 (PyTorchJob),
-JobSet/kubelet (pods, logs, exit codes, termination messages). KServe
-InferenceServices (serving.kserve.io/v1beta1) are stored and validated like the
-other CRD objects; no controller acts on them (no status, no revisions).
+JobSet/kubelet (pods, logs, exit codes, termination messages), and KServe
+(InferenceService revisions, traffic, conditions, URLs proxied to real containers
+on the Docker engine at DOCKER_HOST: see kserve.py next to this file).
 
 Usage:
     python3 tests/fake_kube/server.py [--fixtures DIR] [--k8s-version 1.32]
@@ -26,7 +26,8 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
   PUT (replace; a stale metadata.resourceVersion is 409 Conflict), DELETE (and the
        objects they own, through ownerReferences), PATCH: server-side apply
        (application/apply-patch+yaml, fieldManager required, recorded in
-       managedFields), merge patch and strategic merge patch (applied as a merge
+       managedFields; a field the same manager applied before and now leaves out
+       is removed), merge patch and strategic merge patch (applied as a merge
        patch); `/status` writes change only the status.
 Validation of every written object (the result of the write, as a real server does):
   CRD objects against the CRD's openAPIV3Schema (structural: unknown fields,
@@ -48,6 +49,9 @@ Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   Suspended; activeDeadlineSeconds fails it with DeadlineExceeded; `stuck` leaves
   its pods Pending with a FailedScheduling Warning Event from the scheduler.
 
+KServe: see kserve.py (revisions, traffic split, tag URLs under /proxy/, Standard
+  mode); its status writes are validated against the CRD like any other write.
+
 Control endpoints (not validated, not recorded):
   GET  /_fake/violations   [{seq, method, path, kind, object, errors}]
   POST /_fake/violations/clear
@@ -58,6 +62,8 @@ Control endpoints (not validated, not recorded):
                             "message": "...", "logs": ["..."], "seconds": 1.0}
   POST /_fake/deny         {"namespace": "x", "status": 403}: every request in it is refused
   POST /_fake/namespace    {"name": "x"}: creates a namespace
+  POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N, "start_delay": S}
+  GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
 """
 
 import argparse
@@ -79,6 +85,8 @@ import urllib.parse
 import uuid
 
 import yaml
+
+from kserve import KServe
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -341,6 +349,18 @@ def merge_patch(target, patch):
     return out
 
 
+def prune_unapplied(before, now, merged):
+    """Removes from `merged` the map fields `before` (an earlier apply) set and
+    `now` (this apply) leaves out; lists are atomic (replaced whole)."""
+    if not (isinstance(before, dict) and isinstance(now, dict) and isinstance(merged, dict)):
+        return
+    for k, v in before.items():
+        if k not in now:
+            merged.pop(k, None)
+        else:
+            prune_unapplied(v, now[k], merged.get(k))
+
+
 def status(code, reason, message, details=None):
     s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
          "message": message, "reason": reason, "code": code}
@@ -381,6 +401,8 @@ class Fake:
         self.denied = {}
         self.counters = {}
         self.seq = 0
+        self.applied = {}  # (key, field manager, subresource) -> (uid, last applied body)
+        self.kserve = KServe(self)
         with self.lock:
             for ns in ("default", "kube-system", "ml"):
                 self.put_namespace(ns)
@@ -683,6 +705,7 @@ class Fake:
                         self.step(r, key)
                     except HttpError as e:
                         log.error("controller: %s", e.body["message"])
+            self.kserve.tick()
 
     def step(self, r, key):
         job = self.objects[key]
@@ -850,6 +873,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if url.path.startswith("/_fake/"):
                 return self.control(method, url.path, raw)
+            if url.path.startswith("/proxy/"):
+                return self.fake.kserve.proxy(self, method, url.path, url.query, raw)
             with self.fake.lock:
                 self.fake.seq += 1
                 self.fake.requests.append({"seq": self.fake.seq, "method": method, "path": url.path, "query": query,
@@ -881,6 +906,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                             "cel_not_evaluated": f.counters.get("cel", 0),
                                             "kubernetes_validate": kubernetes_validate is not None})
             body = json.loads(raw or b"{}")
+            if path == "/_fake/kserve":
+                return self.send_json(200, f.kserve.control(method, body))
             if path == "/_fake/script":
                 f.scripts[body["name"]] = body
                 return self.send_json(200, {})
@@ -1060,8 +1087,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     f.violations.append({"seq": f.seq, "method": "PATCH", "path": path, "kind": r.kind, "object": name,
                                          "errors": [f"server-side apply without fieldValidation=Strict ({strict})"]})
                 merged = merge_patch(old or {}, body)
+                # Fields this manager applied last time and leaves out now are
+                # removed, as server-side apply does (no other manager's
+                # ownership is tracked: the fake's managers do not overlap).
+                uid = (old or {}).get("metadata", {}).get("uid")
+                before = f.applied.get((key, query["fieldManager"], sub or ""))
+                if old is not None and before and before[0] == uid:
+                    prune_unapplied(before[1], body, merged)
                 code = 201 if old is None else 200
                 obj = f.write(r, ns, merged, manager=query["fieldManager"], method="PATCH-APPLY", path=path, old=old, subresource=sub)
+                f.applied[(key, query["fieldManager"], sub or "")] = (obj["metadata"]["uid"], copy.deepcopy(body))
                 return self.send_json(code, obj)
             if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 if old is None:
@@ -1185,6 +1220,7 @@ def main(argv=None):
     server = Server((args.host, args.port), Handler)
     server.fake = fake
     host, port = server.server_address[:2]
+    fake.kserve.base = f"http://{host}:{port}"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
     signal.signal(signal.SIGINT, lambda s, f: stop.set())
@@ -1201,6 +1237,7 @@ def main(argv=None):
         pass
     server.shutdown()
     server.server_close()
+    fake.kserve.shutdown()
     return 0
 
 

@@ -1,8 +1,8 @@
 //! KServe on Kubernetes: the `InferenceService` (serving.kserve.io/v1beta1) mlcd
-//! would apply for a deploy, built by [`inference_service`] — the one function
-//! `mlcd render deploy` uses, and the one applying will use, so what a user
-//! reviews is what is applied. In this release mlcd renders it only: applying,
-//! waiting for readiness, canary steps and rollback on Kubernetes are not done.
+//! applies for a deploy, built by [`inference_service`] — the one function
+//! `mlcd render deploy` uses and the backend ([`backend::KserveServing`])
+//! applies, so what a user reviews is what is applied. [`state`] reads an
+//! InferenceService's status back as the endpoint mlcd's strategies see.
 //!
 //! The predictor is a custom container that keeps the SageMaker serving
 //! contract, as the local and SageMaker backends run the same image: `serve`,
@@ -15,6 +15,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::cloud::kube as k;
+use crate::config::types::KserveMode;
 use crate::config::values::{Protocol, Strategy};
 use crate::error::UserError;
 use crate::instance;
@@ -43,6 +44,18 @@ pub const LABEL_ENDPOINT: &str = "mlcd.dev/endpoint";
 pub const LABEL_VERSION: &str = "mlcd.dev/version";
 /// Label: the commit the version was built (and trained) from.
 pub const LABEL_COMMIT: &str = "mlcd.dev/commit";
+
+pub mod backend;
+pub mod state;
+
+/// The annotation naming KServe's deployment mode.
+pub const MODE_ANNOTATION: &str = "serving.kserve.io/deploymentMode";
+/// Its value for Standard mode (KServe's `RawDeployment`; v0.15 and later also
+/// read `Standard`).
+pub const RAW_MODE: &str = "RawDeployment";
+/// The annotation that gives each traffic target its own tag URL (`latest`,
+/// `prev`): how mlcd smoke-tests a new revision before it takes traffic.
+pub const TAG_ROUTING_ANNOTATION: &str = "serving.kserve.io/enable-tag-routing";
 
 /// The InferenceService resource.
 pub fn resource() -> kube::api::ApiResource {
@@ -133,11 +146,23 @@ pub fn inference_service(
     }
     predictor.insert("labels".into(), Value::Object(labels.clone()));
     predictor.insert("containers".into(), json!([container]));
-    let annotations: Map<String, Value> = spec
+    let mut annotations: Map<String, Value> = spec
         .all_tags()
         .into_iter()
         .map(|(k, v)| (annotation_key(&k), json!(v)))
         .collect();
+    match plan.deployment_mode {
+        Some(KserveMode::Standard) => {
+            annotations.insert(MODE_ANNOTATION.into(), json!(RAW_MODE));
+        }
+        Some(KserveMode::Serverless) => {
+            annotations.insert(MODE_ANNOTATION.into(), json!("Serverless"));
+            annotations.insert(TAG_ROUTING_ANNOTATION.into(), json!("true"));
+        }
+        None => {
+            annotations.insert(TAG_ROUTING_ANNOTATION.into(), json!("true"));
+        }
+    }
     Ok(json!({
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -195,6 +220,7 @@ mod tests {
             context: None,
             storage_uri: storage.map(str::to_string),
             service_account: None,
+            deployment_mode: None,
         }
     }
 
