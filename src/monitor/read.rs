@@ -197,7 +197,7 @@ fn push_positional(
                 String::new()
             }
         ))
-        .hint("the values of a headerless CSV payload or a JSON array are named after the reference's columns, in order: send every feature column"));
+        .hint("the values of a headerless CSV payload or a JSON array are named after the reference's columns, in order; leave the label column out of that list with `monitor.exclude: [<label>]` (or name it in `monitor.labels`)"));
     };
     for (name, v) in names.iter().zip(values) {
         let i = sample.column_index(name);

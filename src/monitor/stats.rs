@@ -270,6 +270,9 @@ pub fn chisquare(observed: &[f64], expected: &[f64]) -> f64 {
     if stat.is_infinite() {
         return 0.0;
     }
+    if stat <= 0.0 {
+        return 1.0;
+    }
     gamma_ur(df / 2.0, stat / 2.0)
 }
 
