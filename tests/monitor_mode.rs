@@ -189,6 +189,36 @@ fn on_drift_dispatch_sends_a_repository_dispatch_the_retrain_workflow_reads() {
     assert!(ws
         .read("out/summary")
         .contains("Sent `repository_dispatch` `retrain`"));
+
+    // The retraining workflow's run: GitHub delivers the dispatch as a
+    // repository_dispatch event (its own example payload, with this action and
+    // client_payload); mlcd's train plan reads the reason and the model from it.
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/events/repository_dispatch.json")).unwrap(),
+    )
+    .unwrap();
+    event["action"] = d["event_type"].clone();
+    event["client_payload"] = p.clone();
+    ws.write("event.json", &event.to_string());
+    ws.write("mlcd.yml", "model: other\n");
+    let event_path = ws.path().join("event.json").display().to_string();
+    let run = action(
+        &ws,
+        &[
+            ("INPUT_MODE", "train"),
+            ("INPUT_DRY-RUN", "true"),
+            ("GITHUB_EVENT_NAME", "repository_dispatch"),
+            ("GITHUB_EVENT_PATH", event_path.as_str()),
+        ],
+    );
+    run.assert_code(0);
+    let plan: Value = serde_json::from_str(&parse_outputs(&ws.read("out/output"))["plan"]).unwrap();
+    assert_eq!(
+        plan["model-id"], "churn",
+        "the payload's model-id wins over the config's"
+    );
+    assert_eq!(plan["source"]["trigger"]["action"], "retrain");
+    assert_eq!(plan["source"]["trigger"]["reason"], "drift");
 }
 
 #[test]
@@ -463,6 +493,110 @@ fn accuracy_below_the_production_versions_is_degraded() {
         run.stderr.contains(
             "degraded: accuracy 0.6 on recent data against 0.9 for the production version"
         ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sagemaker_capture_files_are_read_from_an_s3_prefix_on_moto() {
+    use mlcd::cloud::aws::{AwsClient, AwsCredentials};
+    use mlcd::cloud::s3::S3Client;
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let moto = tb["MLCD_TESTBED_MOTO_URL"].clone();
+    let bucket = format!("mlcd-capture-{}", unique());
+    let env: std::collections::BTreeMap<String, String> = [
+        ("AWS_ACCESS_KEY_ID", "AKIDMLCDTESTKEY0001"),
+        ("AWS_SECRET_ACCESS_KEY", "mlcd-test-secret/0001"),
+        ("AWS_ENDPOINT_URL", moto.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+
+    // The seeded current sample as SageMaker writes capture files: JSON payloads
+    // in hourly objects under <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/.
+    let ws = drift_ws("");
+    let current = ws.read("data/current.csv");
+    let mut lines = current.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let records: Vec<String> = lines
+        .enumerate()
+        .map(|(i, l)| {
+            let row: serde_json::Map<String, Value> = header
+                .iter()
+                .zip(l.split(','))
+                .map(|(k, v)| {
+                    let v = match v.parse::<f64>() {
+                        Ok(x) => serde_json::json!(x),
+                        Err(_) => serde_json::json!(v),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect();
+            let body = serde_json::json!({"instances": [row]}).to_string();
+            capture_line(i, "application/json", "JSON", &body)
+        })
+        .collect();
+    let half = records.len() / 2;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s3 = S3Client::new(
+            AwsClient::new(AwsCredentials::from_env(&env).unwrap(), "us-east-1").unwrap(),
+            &env,
+        )
+        .unwrap();
+        s3.create_bucket(&bucket).await.unwrap();
+        for (key, part) in [
+            (
+                "capture/churn/AllTraffic/2026/11/29/03/a.jsonl",
+                &records[..half],
+            ),
+            (
+                "capture/churn/AllTraffic/2026/11/29/04/b.jsonl",
+                &records[half..],
+            ),
+        ] {
+            s3.put_bytes(
+                &bucket,
+                key,
+                (part.join("\n") + "\n").into_bytes(),
+                "application/jsonl",
+            )
+            .await
+            .unwrap();
+        }
+        // Not a capture file: skipped.
+        s3.put_bytes(
+            &bucket,
+            "capture/churn/README.txt",
+            b"hello".to_vec(),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    });
+    let config = ws.read("mlcd.yml").replace(
+        "current: data/current.csv",
+        &format!("current: s3://{bucket}/capture/churn/"),
+    );
+    ws.write("mlcd.yml", &config);
+    let env_vec: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = mlcd(ws.path(), &["monitor", "--output", "json"], &env_vec);
+    run.assert_code(0);
+    let out = json_out(&run);
+    // The same rows as the CSV file: the same verdict, to the digit.
+    assert_eq!(out["status"], "drifted");
+    assert_eq!(out["drifted-columns"], r#"["age","calls","plan"]"#);
+    assert_eq!(out["drift-share"], "0.4286");
+    assert!(
+        run.stderr.contains(&format!(
+            "400 current rows from s3://{bucket}/capture/churn/"
+        )),
         "{}",
         run.stderr
     );
