@@ -69,6 +69,7 @@ pub struct Column {
     /// The counts overflowed [`CATEGORY_CAP`].
     pub too_many_categories: bool,
     rng: StdRng,
+    sorted: std::cell::OnceCell<Vec<f64>>,
 }
 
 impl Column {
@@ -85,6 +86,7 @@ impl Column {
             first_number: None,
             too_many_categories: false,
             rng: StdRng::seed_from_u64(seed),
+            sorted: std::cell::OnceCell::new(),
         }
     }
 
@@ -155,11 +157,15 @@ impl Column {
         self.first_text.is_none() && self.numbers_seen > 0
     }
 
-    /// The kept numbers, sorted (None when the column is not numeric or was declared categorical).
-    pub fn sorted_numbers(&self) -> Option<Vec<f64>> {
-        let mut v = self.numbers.clone()?;
-        v.sort_by(f64::total_cmp);
-        Some(v)
+    /// The kept numbers, sorted once when first asked for (None when the column
+    /// is not numeric or was declared categorical). Read them after the last push.
+    pub fn sorted_numbers(&self) -> Option<&[f64]> {
+        let nums = self.numbers.as_ref()?;
+        Some(self.sorted.get_or_init(|| {
+            let mut v = nums.clone();
+            v.sort_unstable_by(f64::total_cmp);
+            v
+        }))
     }
 
     /// Whether the kept numbers are all of them (no reservoir sampling happened).

@@ -172,7 +172,7 @@ fn counts_from_numbers(col: &Column) -> Counts {
     let nums = col.sorted_numbers().unwrap_or_default();
     let scale = col.numbers_seen as f64 / nums.len().max(1) as f64;
     let mut c = Counts::new();
-    for x in nums {
+    for &x in nums {
         *c.entry(number_key(x.to_bits())).or_insert(0.0) += scale;
     }
     c
@@ -198,7 +198,7 @@ fn binned(p: &Pair, bins: usize) -> (Vec<f64>, Vec<f64>) {
         let lo = a[0].min(b[0]);
         let hi = a[a.len() - 1].max(b[b.len() - 1]);
         let edges = stats::bin_edges(lo, hi, bins);
-        let (ha, hb) = (stats::histogram(&a, &edges), stats::histogram(&b, &edges));
+        let (ha, hb) = (stats::histogram(a, &edges), stats::histogram(b, &edges));
         let (na, nb) = (a.len() as f64, b.len() as f64);
         return (
             ha.iter().map(|c| c / na).collect(),
@@ -232,7 +232,7 @@ pub fn distinct(p: &Pair) -> Option<usize> {
 
 /// Scores one column with `method` (not `auto`).
 pub fn score(p: &Pair, method: DriftMethod) -> Result<f64, String> {
-    let numbers = || -> Result<(Vec<f64>, Vec<f64>), String> {
+    let numbers = || -> Result<(&[f64], &[f64]), String> {
         match (
             p.reference.sorted_numbers(),
             p.current.sorted_numbers(),
@@ -249,11 +249,11 @@ pub fn score(p: &Pair, method: DriftMethod) -> Result<f64, String> {
         DriftMethod::Auto => unreachable!("auto is resolved before scoring"),
         DriftMethod::Ks => {
             let (a, b) = numbers()?;
-            stats::ks_2samp(&a, &b).1
+            stats::ks_2samp(a, b).1
         }
         DriftMethod::Wasserstein => {
             let (a, b) = numbers()?;
-            stats::wasserstein_normed(&a, &b)
+            stats::wasserstein_normed(a, b)
         }
         DriftMethod::Psi => {
             let (a, b) = binned(p, PSI_BINS);
@@ -326,7 +326,7 @@ pub fn chart(p: &Pair) -> Chart {
         let lo = a[0].min(b[0]);
         let hi = a[a.len() - 1].max(b[b.len() - 1]);
         let edges = stats::bin_edges(lo, hi, CHART_BINS);
-        let (ha, hb) = (stats::histogram(&a, &edges), stats::histogram(&b, &edges));
+        let (ha, hb) = (stats::histogram(a, &edges), stats::histogram(b, &edges));
         return Chart {
             labels: edges[..CHART_BINS].iter().map(|e| short(*e)).collect(),
             reference: ha.iter().map(|c| c / a.len() as f64).collect(),
