@@ -98,13 +98,17 @@ pub fn command() -> Clap {
             Mode::Deploy,
             "Deploy the model behind an endpoint",
         ))
+        .subcommand(mode_cmd(
+            Mode::Monitor,
+            "Check recent data for drift and the model's quality; retrain on drift",
+        ))
         .subcommand(
             Clap::new("plan")
                 .about("Print a mode's plan and touch nothing (the same as --dry-run)")
                 .arg(
                     Arg::new("MODE")
                         .required(true)
-                        .help("build, train or deploy")
+                        .help("build, train, deploy or monitor")
                         .value_parser(Mode::NAMES.to_vec()),
                 )
                 .args(

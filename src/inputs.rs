@@ -82,7 +82,7 @@ const fn boolean(mut s: InputSpec) -> InputSpec {
 pub const INPUTS: &[InputSpec] = &[
     InputSpec {
         cli: false,
-        ..input("mode", "What to do: `build`, `train` or `deploy` (required).")
+        ..input("mode", "What to do: `build`, `train`, `deploy` or `monitor` (required).")
     },
     input("model-id", "The model's slug; names images, jobs, endpoints and registry entries. Default: `model` in the config file."),
     InputSpec {
@@ -107,7 +107,7 @@ pub const INPUTS: &[InputSpec] = &[
         kind: InputKind::Secret,
         action_default: Some("${{ github.token }}"),
         cli_env: Some("GITHUB_TOKEN"),
-        ..input("github-token", "Token for check runs, deployments and comments. Default: the workflow token (`github.token`).")
+        ..input("github-token", "Token for check runs, deployments, comments and monitor's `repository_dispatch` (that needs `contents: write`). Default: the workflow token (`github.token`).")
     },
     input("registry-username", "Container registry user name."),
     InputSpec {

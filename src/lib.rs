@@ -12,6 +12,7 @@ pub mod image;
 pub mod inputs;
 pub mod instance;
 pub mod modes;
+pub mod monitor;
 pub mod plan;
 pub mod registry;
 pub mod report;

@@ -365,6 +365,7 @@ fn validate(
             (Mode::Build, "build"),
             (Mode::Train, "train"),
             (Mode::Deploy, "deploy"),
+            (Mode::Monitor, "monitor"),
         ] {
             if loaded.locate(&[key]).is_none() {
                 continue;

@@ -248,6 +248,66 @@ impl S3Client {
         }
     }
 
+    /// ListObjectsV2: every key under `prefix` with its size, in key order
+    /// (following continuation tokens).
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64)>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(t) = &token {
+                query.push(("continuation-token", t.as_str()));
+            }
+            let url = self.url(bucket, "", &query);
+            let what = format!("S3 ListObjectsV2 s3://{bucket}/{prefix}");
+            let page: ListBucketXml = self
+                .call(
+                    &what,
+                    || self.request(Method::GET, &url, &[], Payload::Bytes(b"")),
+                    |resp| async move {
+                        let text = resp
+                            .text()
+                            .await
+                            .map_err(|e| aws::send_error("S3 ListObjectsV2", &e))?;
+                        quick_xml::de::from_str::<ListBucketXml>(&text).map_err(|e| {
+                            AwsError::other(format!(
+                                "S3 ListObjectsV2: an answer that does not parse: {e}"
+                            ))
+                        })
+                    },
+                )
+                .await?;
+            out.extend(page.contents.into_iter().map(|c| (c.key, c.size)));
+            match page.next_continuation_token {
+                Some(t) if page.is_truncated => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// GetObject: the object's bytes.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        let url = self.url(bucket, key, &[]);
+        let what = format!("S3 GetObject s3://{bucket}/{key}");
+        self.call(
+            &what,
+            || self.request(Method::GET, &url, &[], Payload::Bytes(b"")),
+            |resp| async move {
+                resp.bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| aws::send_error("S3 GetObject", &e))
+            },
+        )
+        .await
+    }
+
     /// PutObject of a small body held in memory.
     pub async fn put_bytes(
         &self,
@@ -800,4 +860,23 @@ mod tests {
             sha256_hex(&data[5..5 + CHUNK + 3])
         );
     }
+}
+
+/// A ListObjectsV2 answer (the parts mlcd reads).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketXml {
+    #[serde(default)]
+    contents: Vec<ListedObjectXml>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedObjectXml {
+    key: String,
+    #[serde(default)]
+    size: u64,
 }

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Backend, DurationSpec, Gate, ImageRef, InstanceType, ModelId, OnStop, Percent, Protocol,
-    RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
+    Backend, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType, ModelId, OnDrift,
+    OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
 };
 
 /// mlcd configuration: how a model is built, trained and deployed. Inputs given to the
@@ -44,6 +44,9 @@ pub struct Config {
     /// Kubernetes settings (for `backend: kubernetes`).
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// Drift and model-quality checks (`mode: monitor`).
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 /// How the model image is built and where it is pushed.
@@ -351,4 +354,69 @@ pub enum KubeTrainer {
     Trainjob,
     /// Training Operator v1 `PyTorchJob` (kubeflow.org/v1).
     Pytorchjob,
+}
+
+/// Drift and model-quality checks (`mode: monitor`): recent data against the
+/// training data, and the model's metric on labelled recent data against the
+/// production version's.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MonitorConfig {
+    /// The reference data: a CSV or JSON lines file or a directory of them,
+    /// relative to this file, or an `s3://` prefix. Default: the training
+    /// channel (`train.channels.train`, or the only channel).
+    pub reference: Option<String>,
+    /// The recent data: a CSV or JSON lines file or a directory of them (relative
+    /// to this file), `capture` (the local endpoint's captured traffic, under
+    /// `.mlcd/capture/<endpoint>/`), or an `s3://` prefix of SageMaker data capture
+    /// files. Default: `capture`.
+    pub current: Option<String>,
+    /// Only these columns are compared. Default: every column both samples have.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Columns never compared (ids, timestamps).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Column types, where the values would mislead: column → `numeric` or
+    /// `categorical` (numbers that are codes, say).
+    #[serde(default)]
+    pub types: BTreeMap<String, ColumnType>,
+    /// How drift is measured: `auto` (default, Evidently's choice by type and
+    /// size), `ks`, `wasserstein`, `psi`, `jensenshannon`, `chisquare`, `z`, `linf`.
+    pub method: Option<DriftMethod>,
+    /// Per-column methods: column → method.
+    #[serde(default)]
+    pub methods: BTreeMap<String, DriftMethod>,
+    /// The drift threshold for every column: a p-value (`ks`, `chisquare`, `z`:
+    /// drift below it, default 0.05) or a distance (drift at or above it, default 0.1).
+    pub threshold: Option<f64>,
+    /// Per-column thresholds: column → threshold.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f64>,
+    /// The dataset drifts when at least this share of its columns drifts (0 to 1).
+    /// Default: 0.5.
+    pub drift_share: Option<f64>,
+    /// Fewer rows than this in either sample makes the result `inconclusive`
+    /// (never "no drift"). Default: 30.
+    pub min_rows: Option<u64>,
+    /// The label column of labelled recent data: turns on the model-quality check.
+    pub labels: Option<String>,
+    /// The column holding the model's predictions for those rows.
+    /// Default: `prediction`.
+    pub predictions: Option<String>,
+    /// The metric compared with the production version's: `accuracy` (default),
+    /// `error-rate`, `mae` or `rmse`.
+    pub metric: Option<String>,
+    /// How far the metric may fall below the production version's before the
+    /// model counts as degraded (in the metric's units). Default: 0.
+    pub metric_below_baseline: Option<f64>,
+    /// What to do on drift or degraded quality: `report` (default), `fail`
+    /// (exit 1) or `dispatch` (send a `repository_dispatch` to this repository).
+    pub on_drift: Option<OnDrift>,
+    /// The `repository_dispatch` event type sent by `on-drift: dispatch`.
+    /// Default: `retrain`.
+    pub event_type: Option<String>,
+    /// Where the HTML report is written, relative to the workspace.
+    /// Default: `.mlcd/monitor/<model>.html`.
+    pub report: Option<String>,
 }

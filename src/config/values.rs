@@ -314,6 +314,54 @@ word_enum!(
         Train = "train",
         /// Deploy the model behind an endpoint.
         Deploy = "deploy",
+        /// Check recent data for drift and the model's quality.
+        Monitor = "monitor",
+    }
+);
+
+word_enum!(
+    /// How a column's drift is measured (`auto`: Evidently's choice by type and size).
+    DriftMethod, "drift method", {
+        /// Evidently's defaults: up to 1000 reference rows KS (numbers) or
+        /// chi-squared / z-test (categories); more: normed Wasserstein (numbers)
+        /// or Jensen-Shannon (categories).
+        Auto = "auto",
+        /// Two-sample Kolmogorov-Smirnov p-value (drift below 0.05).
+        Ks = "ks",
+        /// Wasserstein distance in reference standard deviations (drift at 0.1).
+        Wasserstein = "wasserstein",
+        /// Population stability index (drift at 0.1).
+        Psi = "psi",
+        /// Jensen-Shannon distance (drift at 0.1).
+        Jensenshannon = "jensenshannon",
+        /// Chi-squared p-value (drift below 0.05).
+        Chisquare = "chisquare",
+        /// Two-proportion z-test p-value, for two categories (drift below 0.05).
+        Z = "z",
+        /// L-infinity distance between category shares (drift at 0.1).
+        Linf = "linf",
+    }
+);
+
+word_enum!(
+    /// What `mode: monitor` does when it finds drift or degraded quality.
+    OnDrift, "on-drift", {
+        /// Report it (outputs, summary, check run) and succeed.
+        Report = "report",
+        /// Report it and fail the step (exit 1).
+        Fail = "fail",
+        /// Report it and send a `repository_dispatch` (retraining).
+        Dispatch = "dispatch",
+    }
+);
+
+word_enum!(
+    /// The type a monitored column is analysed as.
+    ColumnType, "column type", {
+        /// Numbers.
+        Numeric = "numeric",
+        /// Categories.
+        Categorical = "categorical",
     }
 );
 

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod deploy;
+pub mod monitor;
 pub mod train;
 
 use std::collections::BTreeMap;
@@ -59,5 +60,6 @@ pub async fn run(
         }
         Mode::Train => train::run(plan, env, reporter).await,
         Mode::Deploy => deploy::run(plan, env, reporter).await,
+        Mode::Monitor => monitor::run(plan, env, reporter).await,
     }
 }

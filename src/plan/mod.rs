@@ -4,6 +4,7 @@
 mod build;
 mod deploy;
 pub mod kubernetes;
+pub mod monitor;
 pub(crate) mod paths;
 pub mod render;
 pub mod tags;
@@ -17,6 +18,7 @@ use serde::Serialize;
 pub use build::BuildPlan;
 pub use deploy::{DeployPlan, SmokePlan};
 pub use kubernetes::{KubernetesPlan, ServingKubernetesPlan};
+pub use monitor::MonitorPlan;
 pub use train::{ChampionPlan, RegistryPlan, SagemakerPlan, TrainPlan};
 pub use vertex::VertexPlan;
 
@@ -52,6 +54,9 @@ pub struct Plan {
     /// The rollout, for `mode: deploy`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeployPlan>,
+    /// The drift and quality check, for `mode: monitor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorPlan>,
 }
 
 /// The commit and trigger a run acts on.
@@ -193,11 +198,13 @@ pub fn make(mode: Mode, inputs: &Inputs) -> Result<Plan, UserError> {
         build: None,
         train: None,
         deploy: None,
+        monitor: None,
     };
     match mode {
         Mode::Build => plan.build = Some(build::plan(inputs, &model_id)?),
         Mode::Train => plan.train = Some(train::plan(inputs, &model_id, backend)?),
         Mode::Deploy => plan.deploy = Some(deploy::plan(inputs, &model_id, backend)?),
+        Mode::Monitor => plan.monitor = Some(monitor::plan(inputs, &model_id)?),
     }
     Ok(plan)
 }

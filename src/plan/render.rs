@@ -121,6 +121,16 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
                     .map(|(k, v)| format!("{k} from /{}/", scalar(v)))
                     .collect::<Vec<_>>()
                     .join(", "),
+                ("reference" | "current", Value::Object(o)) => {
+                    let at = o
+                        .get("path")
+                        .or_else(|| o.get("uri"))
+                        .unwrap_or(&Value::Null);
+                    match o.get("kind").and_then(Value::as_str) {
+                        Some("capture") => format!("captured traffic in {}", scalar(at)),
+                        _ => scalar(at),
+                    }
+                }
                 ("steps", Value::Array(a)) => a
                     .iter()
                     .map(|p| format!("{}%", scalar(p)))

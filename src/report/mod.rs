@@ -33,6 +33,7 @@ pub struct Reporter {
     summary: String,
     check: Option<CheckRun>,
     check_note: Option<String>,
+    verdict: Option<(String, String)>,
 }
 
 fn out(line: &str) {
@@ -76,6 +77,7 @@ impl Reporter {
             summary: String::new(),
             check: None,
             check_note: None,
+            verdict: None,
         }
     }
 
@@ -87,6 +89,12 @@ impl Reporter {
     /// Sets an output (strings as they are; other JSON values serialized).
     pub fn set_output(&mut self, name: &str, value: impl Into<Value>) {
         self.outputs.insert(name.to_string(), value.into());
+    }
+
+    /// A mode's own verdict (`mode: monitor`: `ok`, `drifted`, …): the `status`
+    /// output and the check run's title, when the run ends without an error.
+    pub fn set_verdict(&mut self, status: &str, title: &str) {
+        self.verdict = Some((status.to_string(), title.to_string()));
     }
 
     /// The outputs set so far.
@@ -217,7 +225,15 @@ impl Reporter {
     /// Writes everything out: the `status` output, the outputs file, the step
     /// summary, the JSON on stdout, and the completed check run.
     pub async fn finish(&mut self, outcome: Outcome, title: &str) {
-        self.set_output("status", outcome.status());
+        let mut title = title.to_string();
+        match self.verdict.take() {
+            Some((status, verdict)) if matches!(outcome, Outcome::Succeeded | Outcome::Failed) => {
+                self.set_output("status", status);
+                title = verdict;
+            }
+            _ => self.set_output("status", outcome.status()),
+        }
+        let title = title.as_str();
         let rendered: Vec<(String, String)> = self
             .outputs
             .iter()

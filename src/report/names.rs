@@ -25,10 +25,11 @@ const fn o(name: &'static str, modes: &'static [Mode], description: &'static str
 const BUILD: &[Mode] = &[Mode::Build];
 const TRAIN: &[Mode] = &[Mode::Train];
 const DEPLOY: &[Mode] = &[Mode::Deploy];
+const MONITOR: &[Mode] = &[Mode::Monitor];
 
 /// Every output.
 pub const OUTPUTS: &[OutputSpec] = &[
-    o("status", &[], "How the run ended: `succeeded`, `planned` (dry run), `submitted` (a job not waited for), `failed`, `invalid`, `timed_out` or `cancelled`."),
+    o("status", &[], "How the run ended: `succeeded`, `planned` (dry run), `submitted` (a job not waited for), `failed`, `invalid`, `timed_out` or `cancelled`; monitor's verdict instead when it reached one: `ok`, `drifted`, `degraded` or `inconclusive`."),
     o("plan", &[], "The plan as JSON (set before anything runs, and in dry runs)."),
     o("report-url", &[], "The check run's page, when one was reported."),
     o("image", BUILD, "The pushed image as `repository@digest`."),
@@ -48,4 +49,8 @@ pub const OUTPUTS: &[OutputSpec] = &[
     o("previous-version", DEPLOY, "The version serving before, which a rollback restores."),
     o("gitops-commit", DEPLOY, "With `deploy.gitops`: the commit mlcd pushed to the manifests repository (unset when it already held the version)."),
     o("gitops-revert", DEPLOY, "With `deploy.gitops.argocd`: the revert commit mlcd pushed when the rollout failed."),
+    o("drifted", MONITOR, "`true` when the share of drifted columns reached `monitor.drift-share`."),
+    o("drift-share", MONITOR, "The share of compared columns that drifted (0 to 1)."),
+    o("drifted-columns", MONITOR, "The drifted columns as a JSON array of names."),
+    o("report-path", MONITOR, "The HTML report (a histogram per drifted column), relative to the workspace."),
 ];

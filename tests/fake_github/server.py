@@ -412,6 +412,7 @@ class Fake:
             self.deployments = {}  # id -> {"repo": "o/r", "deployment": {...}, "statuses": [...]}
             self.comments = {}  # id -> {"repo": "o/r", "issue_number": n, "comment": {...}}
             self.suites = {}
+            self.dispatches = []  # {"repository", "event_type", "client_payload"}
             self.seq = itertools.count(1)
             self.ids = {
                 "check_run": itertools.count(1001),
@@ -444,7 +445,12 @@ class Fake:
                 c["repository"] = rec["repo"]
                 c["issue_number"] = rec["issue_number"]
                 comments.append(c)
-            return {"check_runs": runs, "deployments": deps, "comments": comments}
+            return {
+                "check_runs": runs,
+                "deployments": deps,
+                "comments": comments,
+                "dispatches": copy.deepcopy(self.dispatches),
+            }
 
     def deny(self, body):
         with self.lock:
@@ -1117,6 +1123,23 @@ def repos_get(ctx):
     return Reply(200, r)
 
 
+def repos_create_dispatch_event(ctx):
+    payload = ctx.body.get("client_payload")
+    if payload is not None:
+        # Documented: "The total size of the JSON payload must be less than 64KB."
+        size = len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+        if size >= 64 * 1024:
+            raise GHError(
+                422,
+                "Invalid request.\n\nclient_payload is too large.",
+                violation=("semantic", "body", f"client_payload is {size} bytes: GitHub takes less than 64KB"),
+            )
+    ctx.fake.dispatches.append(
+        {"repository": ctx.full, "event_type": ctx.body["event_type"], "client_payload": payload or {}}
+    )
+    return Reply(204, "")
+
+
 def meta_root(ctx):
     return Reply(200, ctx.from_template(ctx.tpl.root))
 
@@ -1267,6 +1290,7 @@ HANDLERS = {
     "issues/update-comment": issues_update_comment,
     "issues/list-comments": issues_list_comments,
     "repos/get": repos_get,
+    "repos/create-dispatch-event": repos_create_dispatch_event,
     "meta/root": meta_root,
     "repos/get-content": repos_get_content,
     "repos/create-or-update-file-contents": repos_create_or_update_file_contents,
@@ -1304,6 +1328,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, status, body, headers=None):
+        if status == 204:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                if k != "Content-Type":
+                    self.send_header(k, v)
+            self.end_headers()
+            return
         if isinstance(body, str):
             data = body.encode("utf-8")
             ctype = "text/plain; charset=utf-8"

@@ -464,6 +464,24 @@ class FakeGitHubTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertTrue(root["current_user_url"].startswith(self.url))
 
+    def test_repository_dispatch(self):
+        body = {"event_type": "retrain", "client_payload": {"reason": "drift", "model-id": "churn"}}
+        status, answer, _ = self.call("POST", "/repos/acme/models/dispatches", body)
+        self.assertEqual((status, answer), (204, None))
+        self.assertEqual(
+            self.state()["dispatches"],
+            [{"repository": "acme/models", "event_type": "retrain", "client_payload": body["client_payload"]}],
+        )
+        self.assertEqual(self.violations(), [])
+        # GitHub's limits: at most 10 top-level keys (the schema), under 64KB (documented).
+        eleven = {f"k{i}": i for i in range(11)}
+        status, _, _ = self.call("POST", "/repos/acme/models/dispatches", {"event_type": "retrain", "client_payload": eleven})
+        self.assertEqual(status, 422)
+        big = {"columns": ["x" * 1000] * 70}
+        status, _, _ = self.call("POST", "/repos/acme/models/dispatches", {"event_type": "retrain", "client_payload": big})
+        self.assertEqual(status, 422)
+        self.assertEqual([v["kind"] for v in self.violations()], ["request", "semantic"])
+
     def test_check_run_semantics(self):
         status, body, _ = self.call("POST", "/repos/o/r/check-runs", {"name": "x", "head_sha": "main"})
         self.assertEqual(status, 422)
@@ -483,7 +501,7 @@ class FakeGitHubTest(unittest.TestCase):
         self.assertEqual((status, body), (200, {"ok": True}))
         self.assertEqual(self.requests(), [])
         self.assertEqual(self.violations(), [])
-        self.assertEqual(self.state(), {"check_runs": [], "deployments": [], "comments": []})
+        self.assertEqual(self.state(), {"check_runs": [], "deployments": [], "comments": [], "dispatches": []})
         run, _ = self.create_run()  # the denial is gone too, and ids start again
         self.assertEqual(run["id"], 1001)
 

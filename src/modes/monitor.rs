@@ -1,0 +1,262 @@
+//! `mode: monitor`: read the reference and the recent data, score drift per
+//! column, check the model's metric against the production version, report
+//! (outputs, step summary, HTML report, check run) and act (`on-drift`).
+//! Orchestration only: the statistics and readers live in monitor/.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::ModeEnv;
+use crate::config::values::OnDrift;
+use crate::error::{Outcome, UserError};
+use crate::monitor::column::Sample;
+use crate::monitor::quality::{self, Quality};
+use crate::monitor::read::Positional;
+use crate::monitor::report::{self, Status};
+use crate::monitor::{analyse, dispatch, source};
+use crate::plan::monitor::MonitorPlan;
+use crate::plan::Plan;
+use crate::registry;
+use crate::report::Reporter;
+
+/// Runs a monitoring plan.
+pub async fn run(
+    plan: &Plan,
+    env: &ModeEnv<'_>,
+    reporter: &mut Reporter,
+) -> anyhow::Result<Outcome> {
+    let m = plan
+        .monitor
+        .as_ref()
+        .ok_or_else(|| UserError::invalid("a monitor run without a monitor plan"))?;
+    let ws = env.workspace;
+    let region = m.region.as_deref();
+
+    let mut reference = Sample::new(&m.settings.types);
+    source::read_source(
+        &mut reference,
+        &m.reference,
+        "reference",
+        ws,
+        region,
+        env.env,
+        &Positional::default(),
+    )
+    .await?;
+    let skip: BTreeSet<&String> = m
+        .settings
+        .not_features
+        .iter()
+        .chain(&m.settings.exclude)
+        .collect();
+    let positional = Positional {
+        all: reference.names.clone(),
+        features: reference
+            .names
+            .iter()
+            .filter(|n| !skip.contains(n))
+            .cloned()
+            .collect(),
+    };
+    let mut current = Sample::new(&m.settings.types);
+    if let Some(q) = &m.quality {
+        current = current.with_pairs(&q.labels, &q.predictions);
+    }
+    source::read_source(
+        &mut current,
+        &m.current,
+        "current",
+        ws,
+        region,
+        env.env,
+        &positional,
+    )
+    .await?;
+    reporter.info(&format!(
+        "read {} reference rows from {} and {} current rows from {}",
+        reference.rows,
+        m.reference.display(),
+        current.rows,
+        m.current.display()
+    ));
+
+    let analysis = analyse(&reference, &current, &m.settings)?;
+    let quality = match (&m.quality, current.rows) {
+        (Some(q), n) if n > 0 => Some(check_quality(plan, q, &current, env, reporter).await?),
+        _ => None,
+    };
+    let status = report::status(&analysis, quality.as_ref());
+    let headline = report::headline(status, &analysis, quality.as_ref());
+    let (ref_name, cur_name) = (m.reference.display(), m.current.display());
+
+    // The HTML report.
+    let html = report::html(
+        plan.model_id.as_str(),
+        status,
+        &analysis,
+        quality.as_ref(),
+        &ref_name,
+        &cur_name,
+    );
+    let path = ws.join(&m.report);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| UserError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(&path, html)
+        .map_err(|e| UserError::failed(format!("cannot write the report {}: {e}", m.report)))?;
+
+    let drifted_columns = analysis.drifted_columns();
+    reporter.set_output("drifted", analysis.drifted.to_string());
+    reporter.set_output("drift-share", report::num(analysis.drift_share));
+    reporter.set_output(
+        "drifted-columns",
+        serde_json::to_string(&drifted_columns).unwrap_or_default(),
+    );
+    reporter.set_output("report-path", m.report.clone());
+    reporter.add_summary(&report::markdown(
+        status,
+        &analysis,
+        quality.as_ref(),
+        &ref_name,
+        &cur_name,
+        &m.report,
+    ));
+    for c in &analysis.columns {
+        reporter.info(&format!(
+            "  {:<24} {:<11} {:<13} score {:<10} threshold {:<6} {}",
+            c.column,
+            c.kind.to_string(),
+            c.method.to_string(),
+            report::num(c.score),
+            report::num(c.threshold),
+            if c.drifted { "DRIFTED" } else { "ok" }
+        ));
+    }
+    reporter.info(&format!("{headline} — report: {}", m.report));
+
+    let mut outcome = Outcome::Succeeded;
+    match status {
+        Status::Ok => {}
+        Status::Inconclusive => reporter.warn(format!(
+            "monitor `{}`: {headline}; no verdict on drift (never read as \"no drift\")",
+            plan.model_id
+        )),
+        Status::Drifted | Status::Degraded => match m.on_drift {
+            OnDrift::Report => reporter.warn(format!("monitor `{}`: {headline}", plan.model_id)),
+            OnDrift::Fail => {
+                reporter.annotate(crate::report::commands::Annotation {
+                    level: crate::report::commands::Level::Error,
+                    title: format!("mlcd monitor: {}", status.as_str()),
+                    message: format!("monitor `{}`: {headline}", plan.model_id),
+                    location: None,
+                });
+                outcome = Outcome::Failed;
+            }
+            OnDrift::Dispatch => {
+                let why = dispatch::Why {
+                    reason: if status == Status::Degraded {
+                        "degraded".into()
+                    } else {
+                        "drift".into()
+                    },
+                    model_id: plan.model_id.to_string(),
+                    status: status.as_str().into(),
+                    drift_share: analysis.drift_share,
+                    drifted_columns: drifted_columns.clone(),
+                    run_url: plan.source.run_url.clone(),
+                    commit: plan.source.commit.clone(),
+                    quality: quality.as_ref().map(|q| {
+                        json!({"metric": q.metric, "value": q.value, "baseline": q.baseline, "tolerance": q.tolerance})
+                    }),
+                };
+                send_dispatch(plan, m, &why, env).await?;
+                reporter.info(&format!(
+                    "sent repository_dispatch `{}` to {}",
+                    m.event_type,
+                    plan.source.repository.as_deref().unwrap_or_default()
+                ));
+                reporter.add_summary(&format!(
+                    "\nSent `repository_dispatch` `{}` (reason `{}`) to start retraining.\n",
+                    m.event_type, why.reason
+                ));
+            }
+        },
+    }
+    reporter.set_verdict(status.as_str(), &format!("mlcd monitor: {headline}"));
+    Ok(outcome)
+}
+
+async fn send_dispatch(
+    plan: &Plan,
+    m: &MonitorPlan,
+    why: &dispatch::Why,
+    env: &ModeEnv<'_>,
+) -> Result<(), UserError> {
+    let repo = plan.source.repository.as_deref().ok_or_else(|| {
+        UserError::invalid("`on-drift: dispatch` needs the repository to dispatch to: GITHUB_REPOSITORY is not set")
+            .hint("run inside GitHub Actions, or set GITHUB_REPOSITORY=owner/repo (and GITHUB_TOKEN) for the CLI")
+    })?;
+    let token = env.request.github_token.as_ref().ok_or_else(|| {
+        UserError::invalid("`on-drift: dispatch` needs a GitHub token: the `github-token` input is empty")
+            .hint("the action passes `github.token` by default; the CLI reads --github-token or $GITHUB_TOKEN. The token needs `contents: write`")
+    })?;
+    let api = env
+        .env
+        .get("GITHUB_API_URL")
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "https://api.github.com".into());
+    dispatch::send(&api, token, repo, &m.event_type, &dispatch::payload(why)).await
+}
+
+async fn check_quality(
+    plan: &Plan,
+    q: &crate::plan::monitor::QualityPlan,
+    current: &Sample,
+    env: &ModeEnv<'_>,
+    reporter: &mut Reporter,
+) -> Result<Quality, UserError> {
+    let (value, rows) = quality::compute(current, q)?;
+    // A SageMaker registry takes its region from AWS_REGION here.
+    let reg = registry::open(&q.registry, env.workspace, None, env.env).await?;
+    let prod = reg.by_alias(&q.registry.model_name, &q.alias).await?;
+    let (baseline, version, note) = match prod {
+        None => (
+            None,
+            None,
+            Some(format!(
+                "no version of `{}` has the alias `{}` in the {} registry: no baseline to compare with",
+                q.registry.model_name,
+                q.alias,
+                reg.name()
+            )),
+        ),
+        Some(v) => match v.metrics.get(&q.metric) {
+            Some(b) => (Some(*b), Some(v.version.clone()), None),
+            None => (
+                None,
+                Some(v.version.clone()),
+                Some(format!(
+                    "the production version {} of `{}` has no metric `{}` recorded: no baseline to compare with",
+                    v.version, q.registry.model_name, q.metric
+                )),
+            ),
+        },
+    };
+    if let Some(n) = &note {
+        reporter.warn(format!("monitor `{}`: {n}", plan.model_id));
+    }
+    let degraded = baseline.is_some_and(|b| quality::degraded(&q.metric, value, b, q.tolerance));
+    Ok(Quality {
+        metric: q.metric.clone(),
+        value,
+        rows,
+        baseline,
+        baseline_version: version,
+        tolerance: q.tolerance,
+        degraded,
+        note,
+    })
+}

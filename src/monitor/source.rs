@@ -1,0 +1,108 @@
+//! Reading a planned source into a [`Sample`]: a file or directory in the
+//! workspace, the local endpoint's capture directory, or an `s3://` prefix
+//! (listed with ListObjectsV2, each object fetched and read in turn; SageMaker
+//! rotates its capture files, so an object is small, and only one is held at a
+//! time).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::column::Sample;
+use super::read::{self, Positional};
+use crate::cloud::aws::{AwsClient, AwsCredentials};
+use crate::cloud::s3::S3Client;
+use crate::error::UserError;
+use crate::plan::monitor::SourcePlan;
+
+/// Reads `source` into `sample`. `what` names it in errors (`reference`, `current`).
+pub async fn read_source(
+    sample: &mut Sample,
+    source: &SourcePlan,
+    what: &str,
+    workspace: &Path,
+    region: Option<&str>,
+    env: &BTreeMap<String, String>,
+    positional: &Positional,
+) -> Result<(), UserError> {
+    match source {
+        SourcePlan::Path { path } => {
+            read_local(sample, &workspace.join(path), path, what, positional)
+        }
+        SourcePlan::Capture { path } => {
+            let abs = workspace.join(path);
+            if !abs.is_dir() {
+                return Err(UserError::invalid(format!(
+                    "`monitor.{what}: capture`: no captured traffic at `{path}/`"
+                ))
+                .hint("deploy the endpoint with capture on (`deploy.capture`), send it traffic, then monitor; or set `monitor.current` to a file or directory of recent data"));
+            }
+            read_local(sample, &abs, path, what, positional)
+        }
+        SourcePlan::S3 { uri } => read_s3(sample, uri, what, region, env, positional).await,
+    }
+}
+
+fn read_local(
+    sample: &mut Sample,
+    abs: &Path,
+    display: &str,
+    what: &str,
+    positional: &Positional,
+) -> Result<(), UserError> {
+    let key = format!("`monitor.{what}`");
+    for file in read::files_of(abs, &key)? {
+        let format = read::format_of(&file).ok_or_else(|| {
+            UserError::invalid(format!(
+                "{key}: `{display}` is not a .csv, .jsonl, .ndjson or .json file"
+            ))
+        })?;
+        let shown = match file.strip_prefix(abs) {
+            Ok(rel) if !rel.as_os_str().is_empty() => format!("{display}/{}", rel.display()),
+            _ => display.to_string(),
+        };
+        let f = std::fs::File::open(&file)
+            .map_err(|e| UserError::invalid(format!("{key}: cannot open `{shown}`: {e}")))?;
+        read::read_into(sample, f, format, &shown, positional)?;
+    }
+    Ok(())
+}
+
+async fn read_s3(
+    sample: &mut Sample,
+    uri: &str,
+    what: &str,
+    region: Option<&str>,
+    env: &BTreeMap<String, String>,
+    positional: &Positional,
+) -> Result<(), UserError> {
+    let rest = uri.trim_start_matches("s3://");
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let region = region.ok_or_else(|| {
+        UserError::invalid(format!("`monitor.{what}` `{uri}` needs an AWS region"))
+            .hint("set `sagemaker.region` in mlcd.yml or AWS_REGION")
+    })?;
+    let creds = AwsCredentials::from_env(env)?;
+    let client = AwsClient::new(creds, region).map_err(UserError::from)?;
+    let s3 = S3Client::new(client, env)?;
+    let objects = s3
+        .list_objects(bucket, prefix)
+        .await
+        .map_err(UserError::from)?;
+    let readable: Vec<_> = objects
+        .iter()
+        .filter_map(|(k, _)| read::format_of(Path::new(k)).map(|f| (k, f)))
+        .collect();
+    if readable.is_empty() {
+        return Err(UserError::invalid(format!(
+            "`monitor.{what}`: no .jsonl, .csv or .json object under `{uri}` ({} objects listed)",
+            objects.len()
+        ))
+        .hint("SageMaker writes data capture files under <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl: give that prefix"));
+    }
+    for (key, format) in readable {
+        let body = s3.get_object(bucket, key).await.map_err(UserError::from)?;
+        let shown = format!("s3://{bucket}/{key}");
+        read::read_into(sample, body.as_slice(), format, &shown, positional)?;
+    }
+    Ok(())
+}
