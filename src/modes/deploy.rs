@@ -43,7 +43,8 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                 crate::serve::sagemaker::SagemakerServing::new(sm, env.env)
                     .await?
                     .with_alarms(d.rollback_alarms.clone())
-                    .with_bake_time(d.interval.0),
+                    .with_bake_time(d.interval.0)
+                    .with_capture(d.capture.as_ref().map(|c| (c.sample, c.path.clone()))),
             ))
         }
         Backend::Kubernetes => Err(UserError::invalid(format!(
