@@ -357,7 +357,8 @@ fn bad_capture_and_guard_settings_point_at_their_line() {
     let r = plan(&ws, &["deploy"]);
     r.assert_code(2);
     assert!(
-        r.stderr.contains("needs an `s3://bucket/prefix`, found nothing"),
+        r.stderr
+            .contains("needs an `s3://bucket/prefix`, found nothing"),
         "{}",
         r.stderr
     );

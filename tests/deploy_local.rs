@@ -526,6 +526,7 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
         "{summary}"
     );
     assert!(summary.contains("| 1 | 50% | not run |"), "{summary}");
+    eprintln!("the rolled-back rollout's summary:\n{summary}");
     assert!(summary.contains("❌ `v2`: "), "{summary}");
     assert!(summary.contains("% 5xx"), "{summary}");
     assert_eq!(p.served_by(&url), "v1");
@@ -548,6 +549,7 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
         "{step}"
     );
     assert!(step.contains("`v1`: "), "{step}");
+    eprintln!("the promoted rollout's step: {step}");
     assert_eq!(p.served_by(&url), "v2");
 
     // Capture: every request through the endpoint is a record, read back out

@@ -195,7 +195,8 @@ async fn captured_requests_are_sagemaker_capture_records() {
     // GETs (health checks) are not inference: not captured.
     c.get(format!("{url}/ping")).send().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while stats(&url).await.capture.written < 30 && Instant::now() < deadline {
+    // Written off the request path, flushed within 200 ms.
+    while (!cap.exists() || records(&cap).len() < 30) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let s = stats(&url).await.capture;
@@ -259,8 +260,16 @@ async fn an_overflowing_capture_queue_drops_records_never_requests() {
         .collect()
         .await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let s = stats(&url).await.capture;
+    // The queue drains and the writer flushes within 200 ms of the last record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = stats(&url).await.capture;
+    while (s.written + s.dropped < 400
+        || (!cap.exists() || records(&cap).len() as u64 != s.written))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = stats(&url).await.capture;
+    }
     assert_eq!(s.sampled, 400);
     assert_eq!(s.written + s.dropped, 400, "{s:?}");
     assert_eq!(records(&cap).len() as u64, s.written);

@@ -9,11 +9,12 @@
 //! `rotate_bytes` and deleting the oldest files past `max_bytes`. A full queue
 //! drops the record and counts it: capture never blocks or fails a request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -25,6 +26,9 @@ use serde::{Deserialize, Serialize};
 pub const CSV_CONTENT_TYPES: &[&str] = &["text/csv"];
 /// Content types captured as JSON text (SageMaker's default `JsonContentTypes`).
 pub const JSON_CONTENT_TYPES: &[&str] = &["application/json"];
+
+/// The longest a written record waits in the writer's buffer.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Where the router keeps capture files inside its container (local backend).
 pub const ROUTER_CAPTURE_DIR: &str = "/mlcd/capture";
@@ -183,8 +187,9 @@ pub fn spawn_writer(
         .spawn(move || Writer::new(settings, counters).run(rx))
 }
 
-/// How a body is written into a record: SageMaker's `encoding` and `data`.
-pub fn encode(content_type: &str, body: &[u8]) -> (&'static str, String) {
+/// How a body is written into a record: SageMaker's `encoding` and `data`
+/// (text borrowed from the body, base64 made).
+pub fn encode<'a>(content_type: &str, body: &'a [u8]) -> (&'static str, Cow<'a, str>) {
     let essence = content_type
         .split(';')
         .next()
@@ -193,11 +198,11 @@ pub fn encode(content_type: &str, body: &[u8]) -> (&'static str, String) {
         .to_ascii_lowercase();
     let text = std::str::from_utf8(body).ok();
     match text {
-        Some(t) if CSV_CONTENT_TYPES.contains(&essence.as_str()) => ("CSV", t.to_string()),
-        Some(t) if JSON_CONTENT_TYPES.contains(&essence.as_str()) => ("JSON", t.to_string()),
+        Some(t) if CSV_CONTENT_TYPES.contains(&essence.as_str()) => ("CSV", Cow::Borrowed(t)),
+        Some(t) if JSON_CONTENT_TYPES.contains(&essence.as_str()) => ("JSON", Cow::Borrowed(t)),
         _ => (
             "BASE64",
-            base64::engine::general_purpose::STANDARD.encode(body),
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(body)),
         ),
     }
 }
@@ -218,37 +223,75 @@ fn event_id() -> String {
     )
 }
 
+/// A capture record, serialized straight from the exchange's bodies.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    capture_data: CaptureData<'a>,
+    event_metadata: EventMetadata<'a>,
+    event_version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CaptureData<'a> {
+    endpoint_input: Side<'a>,
+    endpoint_output: Side<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Side<'a> {
+    observed_content_type: &'a str,
+    mode: &'static str,
+    data: Cow<'a, str>,
+    encoding: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventMetadata<'a> {
+    event_id: String,
+    inference_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inference_id: Option<&'a str>,
+}
+
+fn side<'a>(content_type: &'a str, body: &'a [u8], mode: &'static str) -> Side<'a> {
+    let (encoding, data) = encode(content_type, body);
+    Side {
+        observed_content_type: content_type,
+        mode,
+        data,
+        encoding,
+    }
+}
+
+/// Appends one JSON line in SageMaker's data capture record format, newline included.
+pub fn write_record(e: &Exchange, out: &mut Vec<u8>) {
+    let time: chrono::DateTime<chrono::Utc> = e.at.into();
+    let record = Record {
+        capture_data: CaptureData {
+            endpoint_input: side(&e.request_type, &e.request, "INPUT"),
+            endpoint_output: side(&e.response_type, &e.response, "OUTPUT"),
+        },
+        event_metadata: EventMetadata {
+            event_id: event_id(),
+            inference_time: time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            inference_id: e.inference_id.as_deref(),
+        },
+        event_version: "0",
+    };
+    serde_json::to_writer(&mut *out, &record).expect("a capture record serializes");
+    out.push(b'\n');
+}
+
 /// One JSON line in SageMaker's data capture record format (without the newline).
 pub fn record_line(e: &Exchange) -> String {
-    let (in_enc, in_data) = encode(&e.request_type, &e.request);
-    let (out_enc, out_data) = encode(&e.response_type, &e.response);
-    let time: chrono::DateTime<chrono::Utc> = e.at.into();
-    let mut meta = serde_json::json!({
-        "eventId": event_id(),
-        "inferenceTime": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    });
-    if let Some(id) = &e.inference_id {
-        meta["inferenceId"] = id.clone().into();
-    }
-    serde_json::json!({
-        "captureData": {
-            "endpointInput": {
-                "observedContentType": e.request_type,
-                "mode": "INPUT",
-                "data": in_data,
-                "encoding": in_enc,
-            },
-            "endpointOutput": {
-                "observedContentType": e.response_type,
-                "mode": "OUTPUT",
-                "data": out_data,
-                "encoding": out_enc,
-            },
-        },
-        "eventMetadata": meta,
-        "eventVersion": "0",
-    })
-    .to_string()
+    let mut out = Vec::new();
+    write_record(e, &mut out);
+    out.pop();
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
 /// The complete lines of a capture file being written (a copy taken while the
@@ -278,6 +321,8 @@ struct Writer {
     dir: PathBuf,
     seq: u64,
     reported: bool,
+    /// The line being written (its buffer reused from record to record).
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -290,26 +335,46 @@ impl Writer {
             dir,
             seq: 0,
             reported: false,
+            line: Vec::new(),
         }
     }
 
     fn run(mut self, rx: Receiver<Exchange>) {
-        while let Ok(first) = rx.recv() {
-            self.write(&first);
-            // Drain what is queued, then flush once: readers see whole batches
-            // soon after the traffic, without a flush per record.
-            while let Ok(next) = rx.try_recv() {
-                self.write(&next);
+        // Records are flushed at most every FLUSH_EVERY (and when the traffic
+        // pauses that long): readers see them soon, without a write per record.
+        let mut flushed = std::time::Instant::now();
+        let mut dirty = false;
+        loop {
+            match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(e) => {
+                    self.write(&e);
+                    dirty = true;
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        self.flush();
+                        flushed = std::time::Instant::now();
+                        dirty = false;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if dirty {
+                        self.flush();
+                        dirty = false;
+                    }
+                    flushed = std::time::Instant::now();
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.flush();
         }
         self.flush();
     }
 
     fn write(&mut self, e: &Exchange) {
-        let mut line = record_line(e);
-        line.push('\n');
-        match self.append(&e.version, e.at, line.as_bytes()) {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        write_record(e, &mut line);
+        let written = self.append(&e.version, e.at, &line);
+        self.line = line;
+        match written {
             Ok(()) => {
                 self.counters.written.fetch_add(1, Ordering::Relaxed);
                 self.reported = false;

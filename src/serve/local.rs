@@ -81,6 +81,7 @@ pub struct LocalServing {
     http: reqwest::Client,
     poll: Duration,
     capture: Option<CaptureSettings>,
+    capture_dest: Option<PathBuf>,
 }
 
 /// What [`LocalServing::pull_capture`] copied.
@@ -383,17 +384,26 @@ impl LocalServing {
                 Duration::from_millis(100),
             ),
             capture: None,
+            capture_dest: None,
         }
     }
 
     /// Turns traffic capture on for endpoints this backend deploys to (the
-    /// router writes into `dir` inside its container, see capture.rs); None
-    /// turns it off at the next deploy.
-    pub fn with_capture(mut self, settings: Option<CaptureSettings>) -> Self {
-        self.capture = settings.map(|mut c| {
-            c.dir = capture::ROUTER_CAPTURE_DIR.to_string();
-            c
-        });
+    /// router writes into its container, see capture.rs); None turns it off
+    /// at the next deploy. `dest` is where [`ServingBackend::teardown`] copies
+    /// the capture files before the router goes.
+    pub fn with_capture(mut self, settings: Option<(CaptureSettings, PathBuf)>) -> Self {
+        match settings {
+            Some((mut c, dest)) => {
+                c.dir = capture::ROUTER_CAPTURE_DIR.to_string();
+                self.capture = Some(c);
+                self.capture_dest = Some(dest);
+            }
+            None => {
+                self.capture = None;
+                self.capture_dest = None;
+            }
+        }
         self
     }
 
@@ -1318,6 +1328,21 @@ impl ServingBackend for LocalServing {
 
     async fn teardown(&self, endpoint: &str) -> Result<(), UserError> {
         let found = self.find(endpoint).await?;
+        if let (Some(_), Some(dest)) = (&found.router, &self.capture_dest) {
+            // The capture files live in the router: saved before it goes.
+            match self.pull_capture(endpoint, dest).await {
+                Ok(p) if p.files > 0 => log::info!(
+                    "{} capture records of endpoint `{endpoint}` copied to {}",
+                    p.records,
+                    dest.display()
+                ),
+                Ok(_) => {}
+                Err(e) => log::warn!(
+                    "the capture files of endpoint `{endpoint}` could not be saved before teardown: {}",
+                    e.message
+                ),
+            }
+        }
         if let Some(r) = &found.router {
             self.remove(&r.container).await?;
         }
