@@ -317,6 +317,11 @@ fn bad_capture_and_guard_settings_point_at_their_line() {
             "copies capture files to a directory on this machine, not to a URL",
         ),
         (
+            "model: churn\ndeploy:\n  capture:\n    path: ../../elsewhere\n",
+            "--> mlcd.yml:4",
+            "outside the workspace",
+        ),
+        (
             "model: churn\ndeploy:\n  capture: {sample: 120%}\n",
             "mlcd.yml:3",
             "from 0 to 100, found 120",

@@ -19,13 +19,47 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 
-const IMAGE: &str = "mlcd-test/churn:train";
+/// The example image's tag: named by a digest of fixtures/example, so that
+/// test runs of different checkouts sharing one engine never swap each
+/// other's example under the same tag.
+fn image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&root().join("fixtures/example"), &mut files);
+        files.retain(|f| !f.to_string_lossy().contains("__pycache__"));
+        files.sort();
+        let mut h = Sha256::new();
+        for f in files {
+            h.update(f.to_string_lossy().as_bytes());
+            h.update(std::fs::read(&f).unwrap());
+        }
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("mlcd-test/churn:train-{hex}")
+    })
+}
 
 fn example_image(tb: &BTreeMap<String, String>) {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE, "--build-arg"])
+            .args(["build", "-q", "-t", image(), "--build-arg"])
             .arg(format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]))
             .arg(root().join("fixtures/example"))
             .env("DOCKER_HOST", &tb["DOCKER_HOST"])
@@ -87,7 +121,7 @@ impl Pipeline {
             ("MLCD_POLL_INTERVAL_MS", "200".into()),
             ("INPUT_MODE", mode.into()),
             ("INPUT_CONFIG", "example/mlcd.yml".into()),
-            ("INPUT_IMAGE", IMAGE.into()),
+            ("INPUT_IMAGE", image().into()),
         ] {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v));
@@ -501,6 +535,12 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
     let traffic = Traffic::start(&url, sample.clone());
     let (r, out) = p.run("deploy", &[("INPUT_ENV-VARS", "MODEL_FAIL_RATE=0.5")]);
     let (sent, errors) = traffic.stop();
+    if r.code != 1 {
+        eprintln!(
+            "{sent} requests sent, {errors} 5xx; the summary:\n{}",
+            p.ws.read("out/summary")
+        );
+    }
     r.assert_code(1);
     assert_eq!(out["status"], "failed");
     assert!(sent > 50 && errors > 0, "{sent} sent, {errors} 5xx");

@@ -216,8 +216,9 @@ pub struct CaptureConfig {
     /// The share of requests captured, like `100%` or `10%`. Default: `100%`.
     pub sample: Option<Percent>,
     /// Where the capture files go. `backend: local`: the directory on this
-    /// machine `*.jsonl` files are copied to from the endpoint's router
-    /// (default `.mlcd/capture/<endpoint>/` in the workspace). `backend:
+    /// machine `*.jsonl` files are copied to from the endpoint's router,
+    /// relative to this file and inside the workspace (default
+    /// `.mlcd/capture/<endpoint>/` in the workspace). `backend:
     /// sagemaker`: the `s3://bucket/prefix` SageMaker writes to (required).
     pub path: Option<String>,
     /// `backend: local`: a capture file is closed and a new one started at this

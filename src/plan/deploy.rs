@@ -125,8 +125,8 @@ pub struct DeployPlan {
 pub struct CapturePlan {
     /// The share of requests captured, 0 to 100.
     pub sample: u8,
-    /// Where the capture files go: a directory (local; relative paths are
-    /// relative to the workspace) or an `s3://` prefix (SageMaker).
+    /// Where the capture files go: a directory relative to the workspace
+    /// (local) or an `s3://` prefix (SageMaker).
     pub path: String,
     /// A local capture file is closed at this size.
     pub rotate_size: ByteSize,
@@ -180,9 +180,16 @@ fn capture_plan(
                         "`deploy.capture.path` `{p}`: `backend: {backend}` copies capture files to a directory on this machine, not to a URL"
                     ),
                 )
-                .hint("give a directory (relative to the workspace), or leave it out for `.mlcd/capture/<endpoint>`"))
+                .hint("give a directory (relative to mlcd.yml, inside the workspace), or leave it out for `.mlcd/capture/<endpoint>`"))
         }
-        (_, Some(p)) if !p.is_empty() => p.to_string(),
+        (_, Some(p)) if !p.is_empty() => {
+            // Like every path in the file: relative to it, inside the workspace.
+            let ws = &inputs.context.workspace;
+            let base = inputs.config.map_or(ws.as_path(), |c| c.dir.as_path());
+            inside_workspace(ws, base, Path::new(p), "`deploy.capture.path`")
+                .map_err(|e| inputs.config_error(&key, e))?
+                .display
+        }
         _ => format!(".mlcd/capture/{endpoint}"),
     };
     let rotate_size = c.rotate_size.unwrap_or(ByteSize(16_000_000));
