@@ -6,7 +6,8 @@
 //! with the previous one still serving; a version that never becomes ready is
 //! rolled back within the bound; a shadow is reported; `rollback` restores the
 //! previous version; a canary answering 5xx to a share of live traffic (its
-//! smoke test passing) is rolled back by `rollback.max-error-rate`, a healthy
+//! smoke test passing) is rolled back by `rollback.max-error-rate`, a slow one
+//! by `rollback.max-p95-latency`, a healthy
 //! one is promoted with its live numbers in the summary, and the endpoint's
 //! captured traffic is read back as SageMaker capture records.
 //!
@@ -518,7 +519,7 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
         .replace("  steps: [10, 50, 100]\n", "  steps: [50, 100]\n")
         .replace(
             "  interval: 1s\n",
-            "  interval: 4s\n  rollback: {max-error-rate: 0.1, max-p95-latency: 2s}\n  capture: {sample: 100%, rotate-size: 4KB}\n",
+            "  interval: 4s\n  rollback: {max-error-rate: 0.1, max-p95-latency: 250ms}\n  capture: {sample: 100%, rotate-size: 4KB}\n",
         );
     p.ws.write("example/mlcd.yml", &cfg);
     p.run("train", &[]).0.assert_code(0);
@@ -569,6 +570,25 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
     eprintln!("the rolled-back rollout's summary:\n{summary}");
     assert!(summary.contains("❌ `v2`: "), "{summary}");
     assert!(summary.contains("% 5xx"), "{summary}");
+    assert_eq!(p.served_by(&url), "v1");
+
+    // v2 answering in 400 ms passes its smoke test (max-latency 500ms) but
+    // breaks `max-p95-latency: 250ms` on live traffic.
+    let traffic = Traffic::start(&url, sample.clone());
+    let (r, _) = p.run("deploy", &[("INPUT_ENV-VARS", "MODEL_DELAY_MS=400")]);
+    traffic.stop();
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("v2 on live traffic: its p95 latency"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("is above `rollback.max-p95-latency: 250ms`"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(p.served_by(&url), "v1");
 
     // The same version without failures is promoted; the step's numbers show.
