@@ -308,3 +308,65 @@ fn a_boolean_flag_takes_true_or_false_as_the_next_word() {
     );
     assert!(r.stderr.contains("`--wait false`"), "{}", r.stderr);
 }
+
+#[test]
+fn bad_capture_and_guard_settings_point_at_their_line() {
+    let ws = Workspace::new();
+    let cases = [
+        (
+            "model: churn\ndeploy:\n  capture:\n    path: s3://bucket/capture\n",
+            "--> mlcd.yml:4",
+            "copies capture files to a directory on this machine, not to a URL",
+        ),
+        (
+            "model: churn\ndeploy:\n  capture:\n    path: ../../elsewhere\n",
+            "--> mlcd.yml:4",
+            "outside the workspace",
+        ),
+        (
+            "model: churn\ndeploy:\n  capture: {sample: 120%}\n",
+            "mlcd.yml:3",
+            "from 0 to 100, found 120",
+        ),
+        (
+            "model: churn\ndeploy:\n  capture: {rotate-size: 100}\n",
+            "mlcd.yml:3",
+            "add the unit",
+        ),
+        (
+            "model: churn\ndeploy:\n  capture: {rotate-size: 64MB, max-size: 16MB}\n",
+            "mlcd.yml:3",
+            "is below `rotate-size` (64MB)",
+        ),
+        (
+            "model: churn\ndeploy:\n  rollback:\n    max-error-rate: 5\n",
+            "--> mlcd.yml:4",
+            "expected a share from 0 to 1",
+        ),
+        (
+            "model: churn\ndeploy:\n  rollback: {max-p95-latency: 250}\n",
+            "mlcd.yml:3",
+            "a bare number is ambiguous",
+        ),
+    ];
+    for (yaml, at, says) in cases {
+        ws.write("mlcd.yml", yaml);
+        let r = plan(&ws, &["deploy"]);
+        r.assert_code(2);
+        assert!(r.stderr.contains(at), "{yaml}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{yaml}: {}", r.stderr);
+    }
+    // SageMaker needs an S3 destination.
+    ws.write(
+        "mlcd.yml",
+        "model: churn\nbackend: sagemaker\nsagemaker: {region: us-east-1, role-arn: \"arn:aws:iam::123456789012:role/x\"}\ndeploy:\n  capture: {sample: 10%}\n",
+    );
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("needs an `s3://bucket/prefix`, found nothing"),
+        "{}",
+        r.stderr
+    );
+}

@@ -5,7 +5,11 @@
 //! as a canary step by step; a version whose smoke tests fail is rolled back
 //! with the previous one still serving; a version that never becomes ready is
 //! rolled back within the bound; a shadow is reported; `rollback` restores the
-//! previous version.
+//! previous version; a canary answering 5xx to a share of live traffic (its
+//! smoke test passing) is rolled back by `rollback.max-error-rate`, a slow one
+//! by `rollback.max-p95-latency`, a healthy
+//! one is promoted with its live numbers in the summary, and the endpoint's
+//! captured traffic is read back as SageMaker capture records.
 //!
 //! Needs `scripts/testbed up docker base-image` (scripts/test does it).
 
@@ -16,13 +20,47 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 
-const IMAGE: &str = "mlcd-test/churn:train";
+/// The example image's tag: named by a digest of fixtures/example, so that
+/// test runs of different checkouts sharing one engine never swap each
+/// other's example under the same tag.
+fn image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&root().join("fixtures/example"), &mut files);
+        files.retain(|f| !f.to_string_lossy().contains("__pycache__"));
+        files.sort();
+        let mut h = Sha256::new();
+        for f in files {
+            h.update(f.to_string_lossy().as_bytes());
+            h.update(std::fs::read(&f).unwrap());
+        }
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("mlcd-test/churn:train-{hex}")
+    })
+}
 
 fn example_image(tb: &BTreeMap<String, String>) {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE, "--build-arg"])
+            .args(["build", "-q", "-t", image(), "--build-arg"])
             .arg(format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]))
             .arg(root().join("fixtures/example"))
             .env("DOCKER_HOST", &tb["DOCKER_HOST"])
@@ -84,7 +122,7 @@ impl Pipeline {
             ("MLCD_POLL_INTERVAL_MS", "200".into()),
             ("INPUT_MODE", mode.into()),
             ("INPUT_CONFIG", "example/mlcd.yml".into()),
-            ("INPUT_IMAGE", IMAGE.into()),
+            ("INPUT_IMAGE", image().into()),
         ] {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v));
@@ -379,4 +417,234 @@ fn an_endpoint_of_another_repository_is_never_changed() {
     b.sort();
     assert_eq!(after, b);
     assert_eq!(p.served_by(&url), serving);
+}
+
+/// Inference requests sent to an endpoint from a thread until stopped.
+struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+/// One `POST /invocations` over a plain socket: the status, or 0 when the
+/// connection failed.
+fn invoke(url: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let req = format!(
+        "POST /invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Traffic {
+    fn start(url: &str, body: String) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let url = url.to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut sent, mut errors) = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if invoke(&url, &body) >= 500 {
+                    errors += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            }
+            (sent, errors)
+        });
+        Traffic {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops sending; returns (requests sent, 5xx answers).
+    fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies the endpoint's capture files into `dest`; returns every record there.
+fn pull_capture(p: &Pipeline, dest: &std::path::Path) -> Vec<serde_json::Value> {
+    std::env::set_var("DOCKER_HOST", &p.tb["DOCKER_HOST"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let engine = mlcd::image::engine::Engine::connect().await.unwrap();
+        mlcd::serve::local::LocalServing::new(&engine)
+            .pull_capture(&p.endpoint, dest)
+            .await
+            .unwrap();
+    });
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dest).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                out.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffic() {
+    let p = Pipeline::new();
+    let cfg = p
+        .ws
+        .read("example/mlcd.yml")
+        .replace("  steps: [10, 50, 100]\n", "  steps: [50, 100]\n")
+        .replace(
+            "  interval: 1s\n",
+            "  interval: 4s\n  rollback: {max-error-rate: 0.1, max-p95-latency: 250ms}\n  capture: {sample: 100%, rotate-size: 4KB}\n",
+        );
+    p.ws.write("example/mlcd.yml", &cfg);
+    p.run("train", &[]).0.assert_code(0);
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let url = out["url"].clone();
+    let sample = p.ws.read("example/tests/sample.json");
+
+    // v2 passes its smoke test but fails half of its live requests: during the
+    // 50% step the error-rate guard sees it and rolls back.
+    p.run("train", &[("INPUT_PARAM-LIST", "sleep=0")])
+        .0
+        .assert_code(0);
+    let traffic = Traffic::start(&url, sample.clone());
+    let (r, out) = p.run("deploy", &[("INPUT_ENV-VARS", "MODEL_FAIL_RATE=0.5")]);
+    let (sent, errors) = traffic.stop();
+    if r.code != 1 {
+        eprintln!(
+            "{sent} requests sent, {errors} 5xx; the summary:\n{}",
+            p.ws.read("out/summary")
+        );
+    }
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    assert!(sent > 50 && errors > 0, "{sent} sent, {errors} 5xx");
+    assert!(
+        r.stdout.contains("v2 on live traffic: its error rate"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("is above `rollback.max-error-rate: 0.1`"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rolled back: v1 serves all the traffic again"),
+        "{}",
+        r.stdout
+    );
+    let summary = p.ws.read("out/summary");
+    assert!(
+        summary.contains("| before traffic | 0% | ✅ 1/1 |"),
+        "{summary}"
+    );
+    assert!(summary.contains("| 1 | 50% | not run |"), "{summary}");
+    eprintln!("the rolled-back rollout's summary:\n{summary}");
+    assert!(summary.contains("❌ `v2`: "), "{summary}");
+    assert!(summary.contains("% 5xx"), "{summary}");
+    assert_eq!(p.served_by(&url), "v1");
+
+    // v2 answering in 400 ms passes its smoke test (max-latency 500ms) but
+    // breaks `max-p95-latency: 250ms` on live traffic.
+    let traffic = Traffic::start(&url, sample.clone());
+    let (r, _) = p.run("deploy", &[("INPUT_ENV-VARS", "MODEL_DELAY_MS=400")]);
+    traffic.stop();
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("v2 on live traffic: its p95 latency"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("is above `rollback.max-p95-latency: 250ms`"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(p.served_by(&url), "v1");
+
+    // The same version without failures is promoted; the step's numbers show.
+    let traffic = Traffic::start(&url, sample.clone());
+    let (r, out) = p.run("deploy", &[]);
+    let (sent, errors) = traffic.stop();
+    r.assert_code(0);
+    assert_eq!(out["traffic"], "100");
+    assert!(sent > 50, "{sent}");
+    assert_eq!(errors, 0);
+    let summary = p.ws.read("out/summary");
+    let step = summary
+        .lines()
+        .find(|l| l.starts_with("| 1 | 50% | ✅ 1/1 |"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        step.contains("`v2`: ") && step.contains("0.0% 5xx (0), p95 "),
+        "{step}"
+    );
+    assert!(step.contains("`v1`: "), "{step}");
+    eprintln!("the promoted rollout's step: {step}");
+    assert_eq!(p.served_by(&url), "v2");
+
+    // Capture: every request through the endpoint is a record, read back out
+    // of the router as SageMaker capture records.
+    let dest = p.ws.path().join("captured");
+    let before = pull_capture(&p, &dest).len();
+    assert!(before > 0, "the traffic above was captured");
+    for i in 0..25 {
+        let body = format!("{{\"instances\":[{{\"tenure_months\":{i},\"monthly_charges\":70.5,\"support_calls\":1,\"contract_monthly\":1}}]}}");
+        invoke(&url, &body);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut records = pull_capture(&p, &dest);
+    while records.len() < before + 25 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        records = pull_capture(&p, &dest);
+    }
+    assert_eq!(records.len(), before + 25);
+    let ours: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| {
+            r["captureData"]["endpointInput"]["data"]
+                .as_str()
+                .is_some_and(|d| d.contains("\"tenure_months\":7,"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{records:?}");
+    let r = ours[0];
+    assert_eq!(r["captureData"]["endpointInput"]["encoding"], "JSON");
+    assert_eq!(r["captureData"]["endpointOutput"]["mode"], "OUTPUT");
+    assert!(r["captureData"]["endpointOutput"]["data"]
+        .as_str()
+        .unwrap()
+        .contains("predictions"));
+    assert_eq!(r["eventVersion"], "0");
+    let files = std::fs::read_dir(&dest).unwrap().count();
+    assert!(files > 1, "rotated at 4KB: {files} files");
 }

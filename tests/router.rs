@@ -1,7 +1,10 @@
 //! The local endpoint's router (`mlcd route`) against fake upstreams on
 //! loopback: the weighted split is exact, shadows get copies and answer nobody,
 //! a changed config is picked up and a broken one keeps the routes in force
-//! (reported once), and a failing upstream is a 502 naming the version.
+//! (reported once), and a failing upstream is a 502 naming the version; each
+//! version's requests, 5xx answers and latency are counted on `/_mlcd/stats`;
+//! captured traffic is SageMaker capture records, and a capture queue that
+//! overflows drops records, never requests.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -10,13 +13,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use mlcd::serve::router::{RouteConfig, Upstream};
+use mlcd::serve::capture::CaptureSettings;
+use mlcd::serve::router::{RouteConfig, RouterStats, Upstream};
 use tokio::net::TcpListener;
 
 /// What a fake upstream received: each request's path and body.
@@ -73,8 +78,205 @@ fn write_config(path: &Path, upstreams: Vec<Upstream>, timeout_ms: Option<u64>) 
     let c = RouteConfig {
         upstreams,
         timeout_ms,
+        capture: None,
     };
     std::fs::write(path, c.to_json()).unwrap();
+}
+
+async fn stats(url: &str) -> RouterStats {
+    client()
+        .get(format!("{url}/_mlcd/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_versions_requests_errors_and_latency_are_counted() {
+    let (v1, v2) = (
+        fake("v1", Duration::from_millis(30), 200).await,
+        fake("v2", Duration::ZERO, 503).await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("routes.json");
+    write_config(
+        &cfg,
+        vec![up("v1", &v1.url, 50, false), up("v2", &v2.url, 50, false)],
+        None,
+    );
+    let url = router(cfg).await;
+    let c = client();
+    let mut failed = 0;
+    for _ in 0..40 {
+        let r = c
+            .post(format!("{url}/invocations"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 503 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 20);
+    let s = stats(&url).await;
+    let (a, b) = (&s.versions["v1"], &s.versions["v2"]);
+    assert_eq!((a.requests, a.errors), (20, 0));
+    assert_eq!((b.requests, b.errors), (20, 20));
+    let p95 = mlcd::serve::stats::VersionStats::between(None, a)
+        .p95
+        .unwrap();
+    assert!(
+        p95 >= Duration::from_millis(27) && p95 < Duration::from_secs(1),
+        "{p95:?}"
+    );
+    // The router's own paths are neither forwarded nor counted.
+    assert!(v1
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(p, _)| !p.contains("_mlcd")));
+    assert_eq!(stats(&url).await.versions["v1"].requests, 20);
+}
+
+fn capture_config(path: &Path, upstream: &str, dir: &Path, queue: u32) {
+    let c = RouteConfig {
+        upstreams: vec![up("v1", upstream, 100, false)],
+        timeout_ms: None,
+        capture: Some(CaptureSettings {
+            sample_percent: 100,
+            dir: dir.display().to_string(),
+            rotate_bytes: 4096,
+            max_bytes: 1 << 20,
+            queue,
+        }),
+    };
+    std::fs::write(path, c.to_json()).unwrap();
+}
+
+/// Every line of the capture files in `dir`, parsed.
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "jsonl") {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                out.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn captured_requests_are_sagemaker_capture_records() {
+    let v1 = fake("v1", Duration::ZERO, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("capture");
+    let cfg = dir.path().join("routes.json");
+    capture_config(&cfg, &v1.url, &cap, 1024);
+    let url = router(cfg).await;
+    let c = client();
+    for i in 0..30 {
+        let r = c
+            .post(format!("{url}/invocations"))
+            .header("content-type", "application/json")
+            .header("x-amzn-sagemaker-inference-id", format!("id-{i}"))
+            .body(format!("{{\"instances\":[{{\"x\":{i}}}]}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // GETs (health checks) are not inference: not captured.
+    c.get(format!("{url}/ping")).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Written off the request path, flushed within 200 ms.
+    while (!cap.exists() || records(&cap).len() < 30) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = stats(&url).await.capture;
+    assert_eq!((s.sampled, s.written, s.dropped, s.failed), (30, 30, 0, 0));
+    let mut recs = records(&cap);
+    assert_eq!(recs.len(), 30);
+    recs.sort_by_key(|r| {
+        r["eventMetadata"]["inferenceId"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("id-")
+            .parse::<u32>()
+            .unwrap()
+    });
+    let r = &recs[7];
+    let input = &r["captureData"]["endpointInput"];
+    assert_eq!(input["mode"], "INPUT");
+    assert_eq!(input["encoding"], "JSON");
+    assert_eq!(input["observedContentType"], "application/json");
+    assert_eq!(input["data"], r#"{"instances":[{"x":7}]}"#);
+    let output = &r["captureData"]["endpointOutput"];
+    assert_eq!(output["mode"], "OUTPUT");
+    // The fake answers without a content type: captured as base64 of `v1 /invocations`.
+    assert_eq!(output["encoding"], "BASE64");
+    assert_eq!(output["data"], "djEgL2ludm9jYXRpb25z");
+    assert_eq!(r["eventVersion"], "0");
+    // Rotated at 4096 bytes: several files, each within the size.
+    let files: Vec<_> = std::fs::read_dir(&cap)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    assert!(files.len() > 1, "{files:?}");
+    assert!(files.iter().all(|f| f.metadata().unwrap().len() <= 4096));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_overflowing_capture_queue_drops_records_never_requests() {
+    let v1 = fake("v1", Duration::ZERO, 200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("capture");
+    let cfg = dir.path().join("routes.json");
+    // A queue of one record and 64 requests at once (the writer is its own thread).
+    capture_config(&cfg, &v1.url, &cap, 1);
+    let url = router(cfg).await;
+    let c = client();
+    let sends = (0..400).map(|i| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.post(format!("{url}/invocations"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"i\":{i}}}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses: Vec<_> = futures_util::stream::iter(sends)
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The queue drains and the writer flushes within 200 ms of the last record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = stats(&url).await.capture;
+    while (s.written + s.dropped < 400
+        || (!cap.exists() || records(&cap).len() as u64 != s.written))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s = stats(&url).await.capture;
+    }
+    assert_eq!(s.sampled, 400);
+    assert_eq!(s.written + s.dropped, 400, "{s:?}");
+    assert_eq!(records(&cap).len() as u64, s.written);
+    eprintln!(
+        "400 requests, queue of 1: {} written, {} dropped",
+        s.written, s.dropped
+    );
 }
 
 /// Starts the router in this process on a free port; returns its URL.

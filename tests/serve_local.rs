@@ -574,3 +574,54 @@ async fn a_serving_image_without_glibc_serves_behind_the_endpoint() {
     );
     teardown_leaves_nothing(&bed, &backend, &ep).await;
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn capture_files_are_saved_when_the_endpoint_is_torn_down() {
+    let bed = Bed::new().await;
+    let dest = tempfile::tempdir().unwrap();
+    let settings = mlcd::serve::capture::CaptureSettings {
+        sample_percent: 100,
+        dir: String::new(),
+        rotate_bytes: 4096,
+        max_bytes: 1 << 20,
+        queue: 64,
+    };
+    let backend = bed
+        .backend()
+        .with_capture(Some((settings, dest.path().join("capture"))));
+    let ep = format!("cap{}", unique());
+    let _cleanup = bed.cleanup(&ep);
+    backend
+        .deploy(&spec(&ep, "v1"), false)
+        .await
+        .expect("deploy");
+    let s = serve_conformance::until(&backend, &ep, "v1 ready", |s| {
+        s.state == EndpointState::InService && s.variants.iter().all(|v| v.ready)
+    })
+    .await;
+    let url = s.url.unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..12 {
+        let r = http
+            .post(format!("{url}/invocations"))
+            .header("content-type", "application/json")
+            .body(sample().body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The writer writes what queued up every 100 ms.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    teardown_leaves_nothing(&bed, &backend, &ep).await;
+    let mut lines = 0;
+    for e in std::fs::read_dir(dest.path().join("capture")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["captureData"]["endpointInput"]["encoding"], "JSON");
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, 12, "every request was saved before the router went");
+}

@@ -2,7 +2,8 @@
 //! conformance suite against the scripted fake SageMaker (every request checked
 //! against botocore's sagemaker and sagemaker-runtime models), the states moto
 //! never reaches (another deployment's update, Failed, RollingBack), InvokeEndpoint
-//! per variant, create/describe/weights/teardown against moto, and bad setups
+//! per variant, create/describe/weights/teardown against moto, data capture
+//! (`DataCaptureConfig`) on every endpoint configuration, and bad setups
 //! refused before any request.
 
 mod common;
@@ -541,4 +542,49 @@ async fn a_retired_version_comes_back_on_its_model_and_a_changed_image_is_refuse
         "{err}"
     );
     fake.assert_no_violations();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn data_capture_is_on_every_endpoint_configuration() {
+    let capture = Some((20u8, "s3://mlcd-capture/churn".to_string()));
+    let fake = FakeSagemaker::start();
+    let sm = backend(&env_for(&fake.url))
+        .await
+        .with_capture(capture.clone());
+    let spec = base_spec("churn");
+    serving_v1(&sm, &spec).await;
+    let mut v2 = spec.clone();
+    v2.version = "v2".into();
+    sm.deploy(&v2, false).await.expect("deploy v2 beside v1");
+    fake.assert_no_violations();
+    let configs = fake.calls("CreateEndpointConfig");
+    assert_eq!(configs.len(), 2, "{configs:#?}");
+    for c in &configs {
+        let d = &c["body"]["DataCaptureConfig"];
+        assert_eq!(d["EnableCapture"], true);
+        assert_eq!(d["InitialSamplingPercentage"], 20);
+        assert_eq!(d["DestinationS3Uri"], "s3://mlcd-capture/churn");
+        assert_eq!(
+            d["CaptureOptions"],
+            serde_json::json!([{"CaptureMode": "Input"}, {"CaptureMode": "Output"}])
+        );
+        assert_eq!(
+            d["CaptureContentTypeHeader"]["JsonContentTypes"],
+            serde_json::json!(["application/json"])
+        );
+    }
+    sm.teardown("churn").await.unwrap();
+
+    // moto takes the same request.
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let sm = backend(&env_for(&tb["MLCD_TESTBED_MOTO_URL"]))
+        .await
+        .with_capture(capture);
+    let endpoint = format!("capture{}", unique());
+    sm.deploy(&base_spec(&endpoint), false)
+        .await
+        .expect("CreateEndpointConfig with DataCaptureConfig on moto");
+    let s = sm.status(&endpoint).await.unwrap().expect("moto knows it");
+    assert_eq!(s.state, EndpointState::InService);
+    sm.teardown(&endpoint).await.unwrap();
 }

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Backend, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType, ModelId, OnDrift,
-    OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
+    Backend, ByteSize, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType, ModelId,
+    OnDrift, OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
 };
 
 /// mlcd configuration: how a model is built, trained and deployed. Inputs given to the
@@ -208,6 +208,34 @@ pub struct DeployConfig {
     /// Deploy through GitOps: a commit to a manifests repository, followed
     /// through Argo CD to a healthy rollout.
     pub gitops: Option<super::gitops::GitopsConfig>,
+    /// Capture the endpoint's requests and answers as JSON lines in SageMaker's
+    /// data capture format (`deploy.capture: {}` turns it on with the defaults).
+    pub capture: Option<CaptureConfig>,
+}
+
+/// Traffic capture: sampled requests and answers written as JSON lines
+/// (`captureData.endpointInput` / `endpointOutput`, `eventMetadata`), never
+/// blocking or failing a request.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaptureConfig {
+    /// The share of requests captured, like `100%` or `10%`. Default: `100%`.
+    pub sample: Option<Percent>,
+    /// Where the capture files go. `backend: local`: the directory on this
+    /// machine `*.jsonl` files are copied to from the endpoint's router,
+    /// relative to this file and inside the workspace (default
+    /// `.mlcd/capture/<endpoint>/` in the workspace). `backend:
+    /// sagemaker`: the `s3://bucket/prefix` SageMaker writes to (required).
+    pub path: Option<String>,
+    /// `backend: local`: a capture file is closed and a new one started at this
+    /// size. Default: `16MB`.
+    pub rotate_size: Option<ByteSize>,
+    /// `backend: local`: the most capture data the endpoint's router keeps; the
+    /// oldest files are deleted past it. Default: `256MB`.
+    pub max_size: Option<ByteSize>,
+    /// `backend: local`: records waiting to be written; when the queue is full a
+    /// record is dropped and counted, never the request. Default: 1024.
+    pub queue: Option<u32>,
 }
 
 /// Request batching for the serving container.
@@ -245,9 +273,12 @@ pub struct RollbackConfig {
     /// CloudWatch alarm names that roll a SageMaker deployment back.
     #[serde(default)]
     pub alarms: Vec<String>,
-    /// Roll back when the error rate exceeds this share (0 to 1) during a step.
-    /// Not applied in this release: mlcd warns when it is set.
+    /// Roll back when the new version's share of 5xx answers to live traffic
+    /// (0 to 1, like `0.01`) exceeds this during a canary or linear step's interval.
     pub max_error_rate: Option<f64>,
+    /// Roll back when the new version's 95th-percentile latency on live traffic
+    /// exceeds this during a canary or linear step's interval, like `250ms`.
+    pub max_p95_latency: Option<DurationSpec>,
 }
 
 /// The model registry that records trained versions.

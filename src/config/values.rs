@@ -951,6 +951,69 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A size in bytes written with a unit: `16MB`, `1GiB`, `512KB`, `4096B`
+/// (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = (t[..split].trim(), t[split..].trim());
+        let expected =
+            || format!("expected a size with a unit, like `16MB`, `512KiB` or `1GB`, found `{s}`");
+        let n: f64 = num.parse().map_err(|_| expected())?;
+        let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+            "b" => 1,
+            "kb" | "k" => 1000,
+            "mb" | "m" => 1000 * 1000,
+            "gb" | "g" => 1000 * 1000 * 1000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "" => {
+                return Err(format!(
+                    "{} (a bare number is ambiguous: add the unit)",
+                    expected()
+                ))
+            }
+            _ => return Err(expected()),
+        };
+        let bytes = n * scale as f64;
+        if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+            return Err(format!("expected a size above zero, found `{s}`"));
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, scale) in [("GB", 1_000_000_000u64), ("MB", 1_000_000), ("KB", 1000)] {
+            if b >= scale && b.is_multiple_of(scale) {
+                return write!(f, "{}{unit}", b / scale);
+            }
+        }
+        for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if b >= scale && b.is_multiple_of(scale) {
+                return write!(f, "{}{unit}", b / scale);
+            }
+        }
+        write!(f, "{b}B")
+    }
+}
+
+text_value!(ByteSize, "ByteSize", {
+    "type": "string",
+    "description": "A size with a unit: `16MB`, `512KiB`, `1GB` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).",
+    "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([kKmMgG]i?[bB]|[bBkKmMgG])\\s*$"
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1058,6 +1121,18 @@ mod tests {
         for bad in ["yes", "1", "tRue", "on"] {
             assert!(parse_bool(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes_need_a_unit() {
+        assert_eq!("16MB".parse::<ByteSize>(), Ok(ByteSize(16_000_000)));
+        assert_eq!("1 GiB".parse::<ByteSize>(), Ok(ByteSize(1 << 30)));
+        assert_eq!(ByteSize(16_000_000).to_string(), "16MB");
+        assert_eq!(ByteSize(1 << 20).to_string(), "1MiB");
+        let e = "100".parse::<ByteSize>().unwrap_err();
+        assert!(e.contains("add the unit"), "{e}");
+        assert!("0MB".parse::<ByteSize>().is_err());
+        assert!("ten MB".parse::<ByteSize>().is_err());
     }
 
     #[test]

@@ -32,7 +32,14 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
     match plan.backend {
         Backend::Local => {
             let engine = crate::image::engine::Engine::connect().await?;
-            Ok(Box::new(crate::serve::local::LocalServing::new(&engine)))
+            Ok(Box::new(
+                crate::serve::local::LocalServing::new(&engine)
+                    .with_capture(
+                        d.capture
+                            .as_ref()
+                            .map(|c| (c.router_settings(), env.workspace.join(&c.path))),
+                    ),
+            ))
         }
         Backend::Sagemaker => {
             let sm = d.sagemaker.as_ref().expect("a SageMaker plan");
@@ -40,7 +47,8 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                 crate::serve::sagemaker::SagemakerServing::new(sm, env.env)
                     .await?
                     .with_alarms(d.rollback_alarms.clone())
-                    .with_bake_time(d.interval.0),
+                    .with_bake_time(d.interval.0)
+                    .with_capture(d.capture.as_ref().map(|c| (c.sample, c.path.clone()))),
             ))
         }
         Backend::Kubernetes => {
@@ -464,14 +472,6 @@ pub async fn run(
         return crate::gitops::deploy::run(plan, g, env, reporter).await;
     }
     let smokes = verify::load(env.workspace, &d.smoke)?;
-    if let Some(rate) = env
-        .config
-        .and_then(|c| c.config.deploy.rollback.max_error_rate)
-    {
-        reporter.warn(format!(
-            "`deploy.rollback.max-error-rate: {rate}` is not applied in this release (mlcd does not measure live error rates yet): the smoke tests after each step decide"
-        ));
-    }
     let backend = backend(plan, env).await?;
     reporter.set_output("endpoint", d.endpoint.clone());
     check_owner(&*backend, plan, d, reporter).await?;
@@ -632,11 +632,15 @@ async fn rollout(
     let v = &spec.version;
     let bound = d.ready_timeout.0;
     let mut md = format!(
-        "### Deploy `{}` → `{ep}` ({})\n\n| step | traffic to `{v}` | smoke tests | time |\n|---|---|---|---|\n",
+        "### Deploy `{}` → `{ep}` ({})\n\n| step | traffic to `{v}` | smoke tests | time | live traffic during the step |\n|---|---|---|---|---|\n",
         v, d.strategy
     );
     let started = Instant::now();
     let fail = |message: String, results: Vec<SmokeResult>| Failure { message, results };
+    let limits = crate::serve::stats::Limits {
+        max_error_rate: d.rollback_max_error_rate,
+        max_p95: d.rollback_max_p95_latency.map(|l| l.0),
+    };
 
     reporter.group(&format!(
         "Deploy {v} to {ep} ({}, {})",
@@ -670,7 +674,7 @@ async fn rollout(
     // Verified before it takes any traffic.
     let first = verify::smoke(backend, ep, v, smokes).await;
     md.push_str(&format!(
-        "| before traffic | 0% | {} | {} s |\n",
+        "| before traffic | 0% | {} | {} s | |\n",
         passed(&first),
         started.elapsed().as_secs()
     ));
@@ -731,15 +735,39 @@ async fn rollout(
             }
         }
         reporter.info(&format!("{v} takes {step}% of the traffic"));
+        // The step's interval, measured: live error rate and p95 against the limits.
+        let mut live_traffic = crate::serve::stats::Bake::default();
         if *step < 100 && i + 1 < steps.len() {
-            tokio::time::sleep(d.interval.0).await;
+            live_traffic =
+                crate::serve::stats::bake(backend, ep, v, live, d.interval.0, &limits).await;
+        }
+        if let Some(why) = live_traffic.breach {
+            md.push_str(&format!(
+                "| {} | {step}% | not run | {} s | ❌ {} |\n",
+                i + 1,
+                started.elapsed().as_secs(),
+                live_traffic.cell
+            ));
+            return Err(abort(
+                backend,
+                ep,
+                live,
+                bound,
+                reporter,
+                &md,
+                why,
+                all_results,
+                true,
+            )
+            .await);
         }
         let results = verify::smoke(backend, ep, v, smokes).await;
         md.push_str(&format!(
-            "| {} | {step}% | {} | {} s |\n",
+            "| {} | {step}% | {} | {} s | {} |\n",
             i + 1,
             passed(&results),
-            started.elapsed().as_secs()
+            started.elapsed().as_secs(),
+            live_traffic.cell
         ));
         all_results.extend(results.clone());
         if !results.iter().all(|r| r.passed) {

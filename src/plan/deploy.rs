@@ -13,7 +13,7 @@ use super::train::{RegistryPlan, SagemakerPlan};
 use super::Inputs;
 use crate::config::suggest;
 use crate::config::values::{
-    Backend, DurationSpec, InstanceType, ModelId, Percent, Protocol, Steps, Strategy,
+    Backend, ByteSize, DurationSpec, InstanceType, ModelId, Percent, Protocol, Steps, Strategy,
 };
 use crate::error::UserError;
 use crate::instance::{self, Resolved};
@@ -87,6 +87,17 @@ pub struct DeployPlan {
     /// Alarms that roll back.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback_alarms: Vec<String>,
+    /// Roll back when the new version's share of 5xx answers to live traffic
+    /// during a step's interval is above this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_max_error_rate: Option<f64>,
+    /// Roll back when the new version's p95 latency on live traffic during a
+    /// step's interval is above this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_max_p95_latency: Option<DurationSpec>,
+    /// Traffic capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CapturePlan>,
     /// The GitHub environment reported to.
     pub environment: String,
     /// Wait for the rollout to finish.
@@ -106,6 +117,105 @@ pub struct DeployPlan {
     /// from the commit.
     #[serde(skip)]
     pub image_given: bool,
+}
+
+/// Traffic capture on the endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CapturePlan {
+    /// The share of requests captured, 0 to 100.
+    pub sample: u8,
+    /// Where the capture files go: a directory relative to the workspace
+    /// (local) or an `s3://` prefix (SageMaker).
+    pub path: String,
+    /// A local capture file is closed at this size.
+    pub rotate_size: ByteSize,
+    /// The most capture data the local router keeps.
+    pub max_size: ByteSize,
+    /// Records waiting to be written before new ones are dropped.
+    pub queue: u32,
+}
+
+impl CapturePlan {
+    /// The router's capture settings (the backend sets the directory it writes to).
+    pub fn router_settings(&self) -> crate::serve::capture::CaptureSettings {
+        crate::serve::capture::CaptureSettings {
+            sample_percent: self.sample,
+            dir: crate::serve::capture::ROUTER_CAPTURE_DIR.to_string(),
+            rotate_bytes: self.rotate_size.0,
+            max_bytes: self.max_size.0,
+            queue: self.queue,
+        }
+    }
+}
+
+/// The capture plan of `deploy.capture`, checked for the backend.
+fn capture_plan(
+    inputs: &Inputs,
+    backend: Backend,
+    endpoint: &str,
+) -> Result<Option<CapturePlan>, UserError> {
+    let Some(c) = &inputs.cfg().deploy.capture else {
+        return Ok(None);
+    };
+    let key = ["deploy", "capture", "path"];
+    let path = match (backend, c.path.as_deref().map(str::trim)) {
+        (Backend::Sagemaker, Some(p)) if p.starts_with("s3://") && p.len() > 5 => p.to_string(),
+        (Backend::Sagemaker, given) => {
+            return Err(inputs
+                .config_error(
+                    &key,
+                    format!(
+                        "`deploy.capture.path`: SageMaker writes capture files to S3, so it needs an `s3://bucket/prefix`, found {}",
+                        given.map_or("nothing".to_string(), |g| format!("`{g}`"))
+                    ),
+                )
+                .hint("set `deploy.capture.path: s3://<bucket>/<prefix>` (SageMaker adds `<endpoint>/<variant>/yyyy/mm/dd/hh/`)"))
+        }
+        (_, Some(p)) if p.contains("://") => {
+            return Err(inputs
+                .config_error(
+                    &key,
+                    format!(
+                        "`deploy.capture.path` `{p}`: `backend: {backend}` copies capture files to a directory on this machine, not to a URL"
+                    ),
+                )
+                .hint("give a directory (relative to mlcd.yml, inside the workspace), or leave it out for `.mlcd/capture/<endpoint>`"))
+        }
+        (_, Some(p)) if !p.is_empty() => {
+            // Like every path in the file: relative to it, inside the workspace.
+            let ws = &inputs.context.workspace;
+            let base = inputs.config.map_or(ws.as_path(), |c| c.dir.as_path());
+            inside_workspace(ws, base, Path::new(p), "`deploy.capture.path`")
+                .map_err(|e| inputs.config_error(&key, e))?
+                .display
+        }
+        _ => format!(".mlcd/capture/{endpoint}"),
+    };
+    let rotate_size = c.rotate_size.unwrap_or(ByteSize(16_000_000));
+    let max_size = c.max_size.unwrap_or(ByteSize(256_000_000));
+    if max_size < rotate_size {
+        return Err(inputs.config_error(
+            &["deploy", "capture", "max-size"],
+            format!(
+                "`deploy.capture.max-size` ({max_size}) is below `rotate-size` ({rotate_size}): the endpoint keeps at least one whole file"
+            ),
+        ));
+    }
+    let queue = c.queue.unwrap_or(1024);
+    if queue == 0 {
+        return Err(inputs.config_error(
+            &["deploy", "capture", "queue"],
+            "`deploy.capture.queue` must be at least 1",
+        ));
+    }
+    Ok(Some(CapturePlan {
+        sample: c.sample.map_or(100, |p| p.0),
+        path,
+        rotate_size,
+        max_size,
+        queue,
+    }))
 }
 
 /// One smoke test.
@@ -286,6 +396,17 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         .map(str::to_string)
         .or_else(|| cfg.endpoint.clone())
         .unwrap_or_else(|| model.to_string());
+    if let Some(r) = cfg.rollback.max_error_rate {
+        if !(0.0..=1.0).contains(&r) || r.is_nan() {
+            return Err(inputs
+                .config_error(
+                    &["deploy", "rollback", "max-error-rate"],
+                    format!("`deploy.rollback.max-error-rate` is {r}: expected a share from 0 to 1, like 0.01 for 1%"),
+                )
+                .hint("write the share, not the percentage: 0.05 means 5%"));
+        }
+    }
+    let capture = capture_plan(inputs, backend, &endpoint)?;
     let kubernetes = if backend == Backend::Kubernetes {
         if strategy == Strategy::Shadow {
             let e = "the `shadow` strategy is not available with `backend: kubernetes` yet (mlcd does not mirror traffic to a KServe InferenceService); use `canary`, `linear`, `blue-green` or `all-at-once`";
@@ -359,6 +480,9 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         smoke,
         rollback_on_smoke_failure: cfg.rollback.on_smoke_failure.unwrap_or(true),
         rollback_alarms: cfg.rollback.alarms.clone(),
+        rollback_max_error_rate: cfg.rollback.max_error_rate,
+        rollback_max_p95_latency: cfg.rollback.max_p95_latency,
+        capture,
         environment: p("environment")
             .map(str::to_string)
             .or_else(|| req.environment.clone())

@@ -7,6 +7,13 @@
 //! `/mlcd/routes.json`. The containers, their labels and that file are the whole
 //! state: no state file, so any process (a later step, a rollback) sees the same
 //! endpoint.
+//!
+//! Capture files are written by the router inside its container
+//! (`/mlcd/capture`), never to a bind mount: bind-mount paths are the daemon
+//! host's, which mlcd running in an action container does not know. They are
+//! copied out through the engine's archive API ([`LocalServing::pull_capture`]),
+//! the same way the routes file goes in. The live counters the rollout guards
+//! read come from the router's `GET /_mlcd/stats`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,8 +31,10 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::router::{RouteConfig, Upstream};
+use super::capture::{self, CaptureSettings};
+use super::router::{RouteConfig, RouterStats, Upstream, STATS_PATH};
 use super::router_image::RouterImage;
+use super::stats::{TrafficMark, VersionStats};
 use super::{
     Answer, EndpointState, EndpointStatus, Invocation, ServingBackend, Variant, VersionSpec,
 };
@@ -71,6 +80,17 @@ pub struct LocalServing {
     router_image: tokio::sync::OnceCell<RouterImage>,
     http: reqwest::Client,
     poll: Duration,
+    capture: Option<CaptureSettings>,
+    capture_dest: Option<PathBuf>,
+}
+
+/// What [`LocalServing::pull_capture`] copied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturePull {
+    /// Capture files written on this machine (new or grown since the last pull).
+    pub files: usize,
+    /// Records (lines) in those files.
+    pub records: usize,
 }
 
 /// A version's container, as its labels and state describe it.
@@ -272,6 +292,50 @@ fn router_tar(routes: &[u8]) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
+/// Writes the capture files of a tar Docker sent into `dest`.
+fn unpack_capture(tar_bytes: &[u8], dest: &Path) -> Result<CapturePull, UserError> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| {
+        UserError::failed(format!(
+            "cannot write capture files to {}: {e}",
+            dest.display()
+        ))
+        .hint("set `deploy.capture.path` to a writable directory")
+    };
+    std::fs::create_dir_all(dest).map_err(fail)?;
+    let mut pulled = CapturePull::default();
+    let mut a = tar::Archive::new(tar_bytes);
+    for e in a.entries().map_err(fail)? {
+        let mut e = e.map_err(fail)?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let name = e
+            .path()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_default();
+        if !capture::is_capture_file(&name) {
+            continue;
+        }
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).map_err(fail)?;
+        let whole = capture::complete_lines(&data);
+        let target = dest.join(&name);
+        let have = std::fs::metadata(&target).map_or(0, |m| m.len());
+        if whole.is_empty() || whole.len() as u64 <= have {
+            continue;
+        }
+        let tmp = dest.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, whole)
+            .and_then(|()| std::fs::rename(&tmp, &target))
+            .map_err(fail)?;
+        pulled.files += 1;
+        pulled.records += whole.iter().filter(|b| **b == b'\n').count();
+    }
+    Ok(pulled)
+}
+
 /// The one file in a tar archive Docker sent.
 fn first_file(tar_bytes: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -319,7 +383,96 @@ impl LocalServing {
                 &std::env::vars().collect(),
                 Duration::from_millis(100),
             ),
+            capture: None,
+            capture_dest: None,
         }
+    }
+
+    /// Turns traffic capture on for endpoints this backend deploys to (the
+    /// router writes into its container, see capture.rs); None turns it off
+    /// at the next deploy. `dest` is where [`ServingBackend::teardown`] copies
+    /// the capture files before the router goes.
+    pub fn with_capture(mut self, settings: Option<(CaptureSettings, PathBuf)>) -> Self {
+        match settings {
+            Some((mut c, dest)) => {
+                c.dir = capture::ROUTER_CAPTURE_DIR.to_string();
+                self.capture = Some(c);
+                self.capture_dest = Some(dest);
+            }
+            None => {
+                self.capture = None;
+                self.capture_dest = None;
+            }
+        }
+        self
+    }
+
+    /// The router's counters, read from its `GET /_mlcd/stats`.
+    async fn router_stats(&self, endpoint: &str) -> Result<RouterStats, UserError> {
+        let found = self.find(endpoint).await?;
+        let router = found.router.ok_or_else(|| self.no_endpoint(endpoint))?;
+        let url = format!("http://127.0.0.1:{}{STATS_PATH}", router.port);
+        let fail = |e: &dyn std::fmt::Display| {
+            UserError::failed(format!(
+                "cannot read the live counters of endpoint `{endpoint}` from its router at {url}: {e}"
+            ))
+            .hint(format!("`docker logs {}` shows what the router did", router.container))
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(PROBE_TIMEOUT * 5)
+            .send()
+            .await
+            .map_err(|e| fail(&e))?;
+        if !resp.status().is_success() {
+            return Err(fail(&format!(
+                "HTTP {} (a router from an mlcd release before live counters? deploy again to replace it)",
+                resp.status()
+            )));
+        }
+        resp.json().await.map_err(|e| fail(&e))
+    }
+
+    /// Copies the endpoint's capture files out of its router into `dest`
+    /// (created when missing): each `*.jsonl` file whole lines only, written
+    /// again when it grew since the last copy. The router keeps its files (up
+    /// to `deploy.capture.max-size`), so a copy can be taken again any time.
+    pub async fn pull_capture(
+        &self,
+        endpoint: &str,
+        dest: &Path,
+    ) -> Result<CapturePull, UserError> {
+        let found = self.find(endpoint).await?;
+        let router = found.router.ok_or_else(|| self.no_endpoint(endpoint))?;
+        let opts = DownloadFromContainerOptionsBuilder::default()
+            .path(capture::ROUTER_CAPTURE_DIR)
+            .build();
+        let mut stream = self
+            .docker
+            .download_from_container(&router.container, Some(opts));
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => tar_bytes.extend_from_slice(&b),
+                // Capture never wrote anything (off, or no traffic yet).
+                Err(e) if not_found(&e) => return Ok(CapturePull::default()),
+                Err(e) => {
+                    return Err(self.engine_error(
+                        &format!(
+                            "cannot copy {} out of {}",
+                            capture::ROUTER_CAPTURE_DIR,
+                            router.container
+                        ),
+                        e,
+                    ))
+                }
+            }
+        }
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || unpack_capture(&tar_bytes, &dest))
+            .await
+            .map_err(|e| UserError::failed(format!("copying capture files: {e}")))?
     }
 
     /// The credentials a missing image is pulled with.
@@ -1003,6 +1156,7 @@ impl ServingBackend for LocalServing {
                 let routes = RouteConfig {
                     upstreams: vec![upstream],
                     timeout_ms: Some(timeout_ms.max(1)),
+                    capture: self.capture.clone(),
                 };
                 let (version, router) = tokio::join!(
                     self.start_container(&container, body, files),
@@ -1026,6 +1180,8 @@ impl ServingBackend for LocalServing {
                 self.start_container(&container, body, files).await?;
                 routes.upstreams.push(upstream);
                 routes.timeout_ms = Some(routes.timeout_ms.unwrap_or(0).max(timeout_ms).max(1));
+                // The capture settings of the latest deploy are in force.
+                routes.capture = self.capture.clone();
                 let routed = self.write_routes(&router, &routes).await;
                 if routed.is_err() {
                     let _ = self.remove(&container).await;
@@ -1172,6 +1328,21 @@ impl ServingBackend for LocalServing {
 
     async fn teardown(&self, endpoint: &str) -> Result<(), UserError> {
         let found = self.find(endpoint).await?;
+        if let (Some(_), Some(dest)) = (&found.router, &self.capture_dest) {
+            // The capture files live in the router: saved before it goes.
+            match self.pull_capture(endpoint, dest).await {
+                Ok(p) if p.files > 0 => log::info!(
+                    "{} capture records of endpoint `{endpoint}` copied to {}",
+                    p.records,
+                    dest.display()
+                ),
+                Ok(_) => {}
+                Err(e) => log::warn!(
+                    "the capture files of endpoint `{endpoint}` could not be saved before teardown: {}",
+                    e.message
+                ),
+            }
+        }
         if let Some(r) = &found.router {
             self.remove(&r.container).await?;
         }
@@ -1183,6 +1354,28 @@ impl ServingBackend for LocalServing {
 
     fn poll_interval(&self) -> Duration {
         self.poll
+    }
+
+    async fn traffic_mark(&self, endpoint: &str) -> Result<TrafficMark, UserError> {
+        let stats = self.router_stats(endpoint).await?;
+        Ok(TrafficMark {
+            at: std::time::SystemTime::now(),
+            counters: stats.versions,
+        })
+    }
+
+    async fn version_stats(
+        &self,
+        endpoint: &str,
+        mark: &TrafficMark,
+    ) -> Result<Option<BTreeMap<String, VersionStats>>, UserError> {
+        let now = self.router_stats(endpoint).await?;
+        Ok(Some(
+            now.versions
+                .iter()
+                .map(|(v, c)| (v.clone(), VersionStats::between(mark.counters.get(v), c)))
+                .collect(),
+        ))
     }
 }
 

@@ -15,11 +15,13 @@ use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
 use crate::instance::Resolved;
 
+pub mod capture;
 pub mod kserve;
 pub mod local;
 pub mod router;
 pub mod router_image;
 pub mod sagemaker;
+pub mod stats;
 pub mod verify;
 
 /// One model version to put behind an endpoint.
@@ -238,4 +240,20 @@ pub trait ServingBackend: Send + Sync {
 
     /// How long to wait between two `status` calls while a change is under way.
     fn poll_interval(&self) -> Duration;
+
+    /// The start of an interval whose live traffic [`ServingBackend::version_stats`]
+    /// then measures (the local backend reads its router's counters here).
+    async fn traffic_mark(&self, _endpoint: &str) -> Result<stats::TrafficMark, UserError> {
+        Ok(stats::TrafficMark::now())
+    }
+
+    /// Each version's live requests, 5xx answers and p95 latency since `mark`;
+    /// None when the backend does not measure live traffic.
+    async fn version_stats(
+        &self,
+        _endpoint: &str,
+        _mark: &stats::TrafficMark,
+    ) -> Result<Option<BTreeMap<String, stats::VersionStats>>, UserError> {
+        Ok(None)
+    }
 }

@@ -5,7 +5,13 @@
 //! without waiting for their answers, and names the answering version in an
 //! `x-mlcd-version` header. The config file is re-read when it changes (polled
 //! every 150 ms); a file that does not parse keeps the config in force.
+//!
+//! It also counts each version's live requests, 5xx answers and latency, served
+//! as JSON on `GET /_mlcd/stats` (the rollout guards read them), and with a
+//! `capture` section writes sampled inference requests and answers to capture
+//! files off the request path (see capture.rs).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,10 +29,19 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::capture::{self, CaptureSettings, CounterSnapshot, Exchange, Sink};
+use super::stats::VersionCounters;
 use crate::error::UserError;
 
 /// The header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-mlcd-version";
+/// The router's own paths (never forwarded, counted or captured).
+pub const ADMIN_PREFIX: &str = "/_mlcd/";
+/// Where the router serves its counters ([`RouterStats`] as JSON).
+pub const STATS_PATH: &str = "/_mlcd/stats";
+/// The request header whose value becomes a capture record's `inferenceId`
+/// (SageMaker's InvokeEndpoint `InferenceId`).
+pub const INFERENCE_ID_HEADER: &str = "x-amzn-sagemaker-inference-id";
 
 /// How often the config file is checked for changes.
 const RELOAD_EVERY: Duration = Duration::from_millis(150);
@@ -43,7 +58,7 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 const MAX_SHADOW_IN_FLIGHT: usize = 64;
 
 /// The router's config file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Where requests go.
@@ -51,6 +66,18 @@ pub struct RouteConfig {
     /// The request timeout in milliseconds (default 60 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Traffic capture; none: nothing is captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureSettings>,
+}
+
+/// What `GET /_mlcd/stats` answers: cumulative counters since the router started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterStats {
+    /// Per version that answered live traffic.
+    pub versions: BTreeMap<String, VersionCounters>,
+    /// Capture counters (all zero when capture was never on).
+    pub capture: CounterSnapshot,
 }
 
 /// One version behind the router.
@@ -118,6 +145,9 @@ impl RouteConfig {
         if self.timeout_ms == Some(0) {
             return Err("`timeout_ms` must be above 0".into());
         }
+        if let Some(c) = &self.capture {
+            c.check()?;
+        }
         Ok(())
     }
 
@@ -175,6 +205,7 @@ impl Picker {
 struct State {
     config: RouteConfig,
     picker: Picker,
+    sink: Option<Arc<Sink>>,
 }
 
 struct Router {
@@ -182,6 +213,8 @@ struct Router {
     client: reqwest::Client,
     shadows: Arc<Semaphore>,
     config_path: PathBuf,
+    counters: Mutex<BTreeMap<String, VersionCounters>>,
+    captured: Arc<capture::Counters>,
 }
 
 /// What one request is sent to.
@@ -189,6 +222,31 @@ struct Route {
     target: Option<Upstream>,
     shadows: Vec<Upstream>,
     timeout: Duration,
+    sink: Option<Arc<Sink>>,
+}
+
+/// A capture sink for `settings` with its writer thread running (None, and
+/// logged, when the thread cannot start: the router serves without capture).
+fn start_capture(
+    settings: Option<&CaptureSettings>,
+    counters: &Arc<capture::Counters>,
+) -> Option<Arc<Sink>> {
+    let settings = settings?.clone();
+    let (sink, rx) = Sink::new(settings.clone(), counters.clone());
+    match capture::spawn_writer(settings.clone(), rx, counters.clone()) {
+        Ok(_) => {
+            log::info!(
+                "capturing {}% of inference requests to {}",
+                settings.sample_percent,
+                settings.dir
+            );
+            Some(Arc::new(sink))
+        }
+        Err(e) => {
+            log::warn!("capture is off: cannot start its writer thread: {e}");
+            None
+        }
+    }
 }
 
 impl Router {
@@ -197,7 +255,11 @@ impl Router {
             .state
             .lock()
             .expect("the router state is never poisoned");
-        let State { config, picker } = &mut *st;
+        let State {
+            config,
+            picker,
+            sink,
+        } = &mut *st;
         let target = picker
             .pick(&config.upstreams)
             .map(|i| config.upstreams[i].clone());
@@ -210,10 +272,63 @@ impl Router {
                 .cloned()
                 .collect(),
             timeout: config.timeout(),
+            sink: sink.clone(),
         }
     }
 
+    fn stats(&self) -> RouterStats {
+        RouterStats {
+            versions: self
+                .counters
+                .lock()
+                .expect("the counters are never poisoned")
+                .clone(),
+            capture: self.captured.snapshot(),
+        }
+    }
+
+    /// Counts one live answer of `version`.
+    fn count(&self, version: &str, status: StatusCode, latency: Duration) {
+        let mut all = self
+            .counters
+            .lock()
+            .expect("the counters are never poisoned");
+        let c = all.entry(version.to_string()).or_default();
+        c.requests += 1;
+        if status.is_server_error() {
+            c.errors += 1;
+        }
+        c.latency.record(latency);
+    }
+
+    fn admin(&self, parts: &hyper::http::request::Parts) -> Response<Full<Bytes>> {
+        if parts.uri.path() == STATS_PATH && parts.method == hyper::Method::GET {
+            let body = serde_json::to_vec(&self.stats()).expect("stats serialize");
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
+        error_response(
+            StatusCode::NOT_FOUND,
+            None,
+            &format!(
+                "{} {}: the router answers GET {STATS_PATH} under {ADMIN_PREFIX}",
+                parts.method,
+                parts.uri.path()
+            ),
+        )
+    }
+
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path().starts_with(ADMIN_PREFIX) {
+            let (parts, _) = req.into_parts();
+            return self.admin(&parts);
+        }
+        let arrived = std::time::Instant::now();
+        let arrived_at = std::time::SystemTime::now();
         let route = self.route();
         let (parts, body) = req.into_parts();
         let body = match tokio::time::timeout(route.timeout, Limited::new(body, MAX_BODY).collect())
@@ -293,6 +408,7 @@ impl Router {
                 ),
             );
         };
+        let body_for_capture = body.clone();
         let sent = self
             .request(&target, &parts.method, &path, &headers, body, route.timeout)
             .send()
@@ -305,8 +421,29 @@ impl Router {
             }
             Err(e) => Err(e),
         };
-        match answer {
+        let resp = match answer {
             Ok((status, headers, bytes)) => {
+                if let Some(sink) = route
+                    .sink
+                    .as_ref()
+                    .filter(|_| parts.method == hyper::Method::POST)
+                {
+                    if sink.sample() {
+                        sink.offer(Exchange {
+                            version: target.version.clone(),
+                            at: arrived_at,
+                            request_type: content_type(&parts.headers),
+                            request: body_for_capture.clone(),
+                            response_type: content_type(&headers),
+                            response: bytes.clone(),
+                            inference_id: parts
+                                .headers
+                                .get(INFERENCE_ID_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string),
+                        });
+                    }
+                }
                 let mut resp = Response::new(Full::new(bytes));
                 *resp.status_mut() = status;
                 *resp.headers_mut() = headers;
@@ -331,7 +468,9 @@ impl Router {
                     &format!("version `{}` at {} {what}", target.version, target.url),
                 )
             }
-        }
+        };
+        self.count(&target.version, resp.status(), arrived.elapsed());
+        resp
     }
 
     fn request(
@@ -382,6 +521,12 @@ impl Router {
                         .state
                         .lock()
                         .expect("the router state is never poisoned");
+                    if st.config.capture != config.capture {
+                        st.sink = start_capture(config.capture.as_ref(), &self.captured);
+                        if config.capture.is_none() {
+                            log::info!("capture is off");
+                        }
+                    }
                     st.config = config;
                     st.picker = Picker::default();
                     drop(st);
@@ -451,6 +596,15 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// A message's content type (`application/octet-stream` when it names none).
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string()
+}
+
 fn set_version<B>(resp: &mut Response<B>, version: &str) {
     if let Ok(v) = HeaderValue::from_str(version) {
         resp.headers_mut()
@@ -510,14 +664,19 @@ pub async fn serve(listener: TcpListener, config: PathBuf) -> Result<(), UserErr
         config.display(),
         describe(&parsed)
     );
+    let captured: Arc<capture::Counters> = Arc::default();
+    let sink = start_capture(parsed.capture.as_ref(), &captured);
     let router = Arc::new(Router {
         state: Mutex::new(State {
             config: parsed,
             picker: Picker::default(),
+            sink,
         }),
         client,
         shadows: Arc::new(Semaphore::new(MAX_SHADOW_IN_FLIGHT)),
         config_path: config,
+        counters: Mutex::default(),
+        captured,
     });
     let watcher = tokio::spawn(router.clone().watch(bytes));
     let _stop_watching = AbortOnDrop(watcher);

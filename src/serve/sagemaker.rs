@@ -79,6 +79,8 @@ pub struct SagemakerServing {
     role_arn: String,
     alarms: Vec<String>,
     bake_time: Duration,
+    /// Data capture on every endpoint configuration: (sampling %, S3 URI).
+    capture: Option<(u8, String)>,
     poll_interval: Duration,
     /// Model name → image: models never change, so one DescribeModel each.
     images: Mutex<HashMap<String, String>>,
@@ -129,6 +131,7 @@ impl SagemakerServing {
             role_arn: plan.role_arn.trim().to_string(),
             alarms: Vec::new(),
             bake_time: DEFAULT_BAKE_TIME,
+            capture: None,
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
             images: Mutex::new(HashMap::new()),
         })
@@ -144,6 +147,30 @@ impl SagemakerServing {
             .filter(|a| !a.is_empty())
             .collect();
         self
+    }
+
+    /// Data capture (`deploy.capture`): every endpoint configuration mlcd
+    /// writes carries a `DataCaptureConfig` capturing this share of requests
+    /// and their answers to `s3_uri` (JSON and CSV as text, like the local
+    /// endpoint's capture files).
+    pub fn with_capture(mut self, capture: Option<(u8, String)>) -> Self {
+        self.capture = capture;
+        self
+    }
+
+    /// The `DataCaptureConfig` of a new endpoint configuration.
+    pub fn data_capture_config(&self) -> Option<Value> {
+        let (sample, uri) = self.capture.as_ref()?;
+        Some(json!({
+            "EnableCapture": true,
+            "InitialSamplingPercentage": sample,
+            "DestinationS3Uri": uri,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": crate::serve::capture::CSV_CONTENT_TYPES,
+                "JsonContentTypes": crate::serve::capture::JSON_CONTENT_TYPES,
+            },
+        }))
     }
 
     /// How long SageMaker watches the alarms before shifting traffic, and
@@ -386,6 +413,9 @@ impl SagemakerServing {
         });
         if !shadows.is_empty() {
             body["ShadowProductionVariants"] = Value::Array(shadows);
+        }
+        if let Some(capture) = self.data_capture_config() {
+            body["DataCaptureConfig"] = capture;
         }
         if !tags.is_empty() {
             body["Tags"] = Value::Array(tags.to_vec());
