@@ -44,6 +44,10 @@ pub struct Config {
     /// Kubernetes settings (for `backend: kubernetes`).
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// Write the report comment: one per model on the pull request (edited in
+    /// place by every later run), or on the commit when there is none. The
+    /// `comment` input overrides it. Default: true.
+    pub comment: Option<bool>,
 }
 
 /// How the model image is built and where it is pushed.
