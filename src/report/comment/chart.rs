@@ -29,8 +29,12 @@ fn thin(n: usize, max: usize) -> Vec<usize> {
     (0..max).map(|i| i * (n - 1) / (max - 1)).collect()
 }
 
+/// A strong colour for the plot (Mermaid's default is a pale lavender).
+const THEME: &str =
+    r##"%%{init: {"themeVariables": {"xyChart": {"plotColorPalette": "#1f6feb"}}}}%%"##;
+
 fn fenced(lines: &[String]) -> String {
-    format!("```mermaid\n{}\n```", lines.join("\n"))
+    format!("```mermaid\n{THEME}\n{}\n```", lines.join("\n"))
 }
 
 fn finite(v: &[f64]) -> bool {
@@ -43,12 +47,12 @@ pub fn curve(metric: &str, values: &[f64]) -> Option<String> {
         return None;
     }
     let idx = thin(values.len(), MAX_POINTS);
-    let xs: Vec<String> = idx.iter().map(|i| (i + 1).to_string()).collect();
     let ys: Vec<String> = idx.iter().map(|i| show(values[*i])).collect();
     Some(fenced(&[
         "xychart-beta".into(),
         format!("    title {}", quoted(&format!("{metric} over training"))),
-        format!("    x-axis \"log step\" [{}]", xs.join(", ")),
+        // A numeric axis: the thinned points stay evenly spread over the steps.
+        format!("    x-axis \"log step\" 1 --> {}", values.len()),
         format!("    y-axis {}", quoted(metric)),
         format!("    line [{}]", ys.join(", ")),
     ]))
@@ -73,7 +77,15 @@ pub fn versions(metric: &str, recent: &[VersionMetrics], this_run: Option<f64>) 
         return None;
     }
     let keep = ys.len().saturating_sub(MAX_POINTS);
-    let ys: Vec<String> = ys[keep..].iter().map(|v| show(*v)).collect();
+    let ys = &ys[keep..];
+    // Bars start at zero when every value is positive, so their heights compare.
+    let max = ys.iter().copied().fold(f64::MIN, f64::max);
+    let axis = if max > 0.0 && ys.iter().all(|v| *v >= 0.0) {
+        format!(" 0 --> {}", show(max))
+    } else {
+        String::new()
+    };
+    let ys: Vec<String> = ys.iter().map(|v| show(*v)).collect();
     Some(fenced(&[
         "xychart-beta".into(),
         format!(
@@ -81,7 +93,7 @@ pub fn versions(metric: &str, recent: &[VersionMetrics], this_run: Option<f64>) 
             quoted(&format!("{metric} of the last registry versions"))
         ),
         format!("    x-axis [{}]", xs[keep..].join(", ")),
-        format!("    y-axis {}", quoted(metric)),
+        format!("    y-axis {}{axis}", quoted(metric)),
         format!("    bar [{}]", ys.join(", ")),
     ]))
 }
@@ -95,7 +107,7 @@ mod tests {
         let c = curve("loss", &[0.9, 0.5, 0.25]).unwrap();
         assert_eq!(
             c,
-            "```mermaid\nxychart-beta\n    title \"loss over training\"\n    x-axis \"log step\" [1, 2, 3]\n    y-axis \"loss\"\n    line [0.9, 0.5, 0.25]\n```"
+            format!("```mermaid\n{THEME}\nxychart-beta\n    title \"loss over training\"\n    x-axis \"log step\" 1 --> 3\n    y-axis \"loss\"\n    line [0.9, 0.5, 0.25]\n```")
         );
         assert!(curve("loss", &[0.9]).is_none());
         assert!(curve("loss", &[0.9, f64::NAN]).is_none());
@@ -125,6 +137,7 @@ mod tests {
             "{c}"
         );
         assert!(c.contains("bar [0.8, 0.85, 0.9]"));
+        assert!(c.contains("y-axis \"accuracy\" 0 --> 0.9"), "{c}");
         assert!(versions("accuracy", &[], Some(0.9)).is_none());
         assert_eq!(quoted("a \"b\" [c]"), "\"a  b   c\"");
     }

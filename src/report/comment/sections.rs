@@ -335,7 +335,7 @@ mod tests {
         );
         assert!(md.contains("| loss | 0.3 | — | — |"));
         assert!(md.contains("| ✗ | accuracy | 0.85 | `>= 0.9` |"));
-        assert!(md.contains("```mermaid\nxychart-beta\n    title \"loss over training\""));
+        assert!(md.contains("xychart-beta\n    title \"loss over training\""));
     }
 
     #[test]
