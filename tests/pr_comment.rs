@@ -252,7 +252,9 @@ fn a_pull_request_gets_one_comment_that_later_runs_edit_with_gate_verdicts() {
         "the old verdict is replaced"
     );
     assert!(
-        r.stderr.contains("updated the pull-request comment"),
+        r.stderr.contains(
+            "updated the report comment: https://github.com/acme/churn/issues/42#issuecomment-"
+        ),
         "{}",
         r.stderr
     );

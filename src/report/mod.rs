@@ -258,7 +258,7 @@ impl Reporter {
             Ok(posted) => {
                 for p in posted {
                     self.info(&format!(
-                        "{} the pull-request comment: {}",
+                        "{} the report comment: {}",
                         if p.edited { "updated" } else { "wrote" },
                         p.html_url
                     ));
