@@ -289,7 +289,7 @@ pub async fn run(
         }
     };
 
-    gather_for_comment(&*registry, t, &scanner, reporter).await;
+    gather_for_comment(&*registry, t, &name, &scanner, reporter).await;
     let mut found = scanner.found().clone();
     // metrics.json / the engine's final metrics win over values read from the log.
     found.extend(status.metrics.clone());
@@ -628,6 +628,7 @@ const CHARTED_VERSIONS: usize = 10;
 async fn gather_for_comment(
     registry: &dyn registry::ModelRegistry,
     t: &TrainPlan,
+    job: &str,
     scanner: &Scanner,
     reporter: &mut Reporter,
 ) {
@@ -644,7 +645,12 @@ async fn gather_for_comment(
         }
     };
     let recent = match registry.recent(model, CHARTED_VERSIONS).await {
-        Ok(vs) => vs.into_iter().map(as_metrics).collect(),
+        // A re-run's own version is "this commit" in the chart, not a bar of its own.
+        Ok(vs) => vs
+            .into_iter()
+            .filter(|v| v.job_id.as_deref() != Some(job))
+            .map(as_metrics)
+            .collect(),
         Err(e) => {
             log::info!("no registry versions to chart: {e}");
             Vec::new()
