@@ -67,6 +67,15 @@ pub enum Trigger {
     },
 }
 
+/// A pull request the run belongs to, as the event names it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PullRef {
+    /// Its number.
+    pub number: u64,
+    /// Its head commit, when the event names it.
+    pub head_sha: Option<String>,
+}
+
 /// Everything about the run's surroundings that plans and reports need.
 #[derive(Debug, Clone, Serialize)]
 pub struct GitHubContext {
@@ -94,6 +103,10 @@ pub struct GitHubContext {
     pub api_url: String,
     /// The trigger.
     pub trigger: Trigger,
+    /// The pull requests the event names: a `pull_request`'s own, a
+    /// `workflow_run`'s `pull_requests` (empty for a fork's).
+    #[serde(skip)]
+    pub pull_requests: Vec<PullRef>,
 }
 
 impl GitHubContext {
@@ -264,6 +277,34 @@ impl GitHubContext {
             },
         };
 
+        let pull_requests = match &trigger {
+            Trigger::PullRequest { number, .. } => vec![PullRef {
+                number: *number,
+                head_sha: payload
+                    .pointer("/pull_request/head/sha")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }],
+            Trigger::WorkflowRun { .. } => payload
+                .pointer("/workflow_run/pull_requests")
+                .and_then(Value::as_array)
+                .map(|prs| {
+                    prs.iter()
+                        .filter_map(|p| {
+                            Some(PullRef {
+                                number: p.get("number")?.as_u64()?,
+                                head_sha: p
+                                    .pointer("/head/sha")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+
         if sha.is_none() && !in_actions {
             sha = git(&workspace, &["rev-parse", "HEAD"]);
             if branch.is_none() && tag.is_none() {
@@ -285,6 +326,7 @@ impl GitHubContext {
             server_url: var("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into()),
             api_url: var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
             trigger,
+            pull_requests,
         })
     }
 }

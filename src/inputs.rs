@@ -123,6 +123,7 @@ pub const INPUTS: &[InputSpec] = &[
     },
     modes(boolean(input("allow-failed-upstream", "Train/deploy on a `workflow_run` whose upstream run did not succeed (refused by default).")), TRAIN_DEPLOY),
     boolean(input("checks", "Report a check run with annotations (`true`/`false`). Default: true.")),
+    boolean(input("comment", "Write the report comment (`true`/`false`): one per model on the pull request, edited in place by later runs; a commit comment when the run has no pull request. Default: `comment` in the config file, else true.")),
     modes(input("model-path", "Build: the build context directory (Qwak's name). Default: `build.context` or the config file's directory."), BUILD),
     input("env-vars", "`NAME=VALUE,…` environment variables for the training or serving container (Qwak's name)."),
     modes(input("replicas", "Deploy: number of serving replicas."), DEPLOY),
@@ -336,6 +337,8 @@ pub struct Request {
     pub rollback: bool,
     /// Report a check run.
     pub checks: bool,
+    /// Write the report comment (unset: the config file decides).
+    pub comment: Option<bool>,
     /// Build context override (`model-path`).
     pub model_path: Option<PathBuf>,
     /// Container environment (`env-vars`).
@@ -503,6 +506,7 @@ impl Request {
             allow_failed_upstream: bool_of("allow-failed-upstream")?.unwrap_or(false),
             rollback: bool_of("rollback")?.unwrap_or(false),
             checks: bool_of("checks")?.unwrap_or(true),
+            comment: bool_of("comment")?,
             model_path: get("model-path").map(|g| PathBuf::from(&g.value)),
             env_vars,
             replicas,

@@ -299,6 +299,9 @@ async fn execute(
             format!("Plan: {}", render::headline(&plan)),
         ));
     }
+    if let Some(target) = comment_target(&request, loaded.as_ref(), ctx, &plan) {
+        reporter.comment_on(target, mode.as_str());
+    }
     let mode_env = modes::ModeEnv {
         workspace: &ctx.workspace,
         request: &request,
@@ -307,6 +310,44 @@ async fn execute(
     };
     let outcome = modes::run(&plan, &mode_env, reporter).await?;
     Ok((outcome, render::headline(&plan)))
+}
+
+/// Where this run's report comment goes: in Actions, with a token, a repository
+/// and a commit, unless `comment: false` (input, else config file).
+fn comment_target(
+    request: &Request,
+    loaded: Option<&LoadedConfig>,
+    ctx: &GitHubContext,
+    plan: &Plan,
+) -> Option<report::comment::post::Target> {
+    use crate::context::Trigger;
+    use report::comment::post::{Place, Target};
+    let on = request
+        .comment
+        .or_else(|| loaded.and_then(|l| l.config.comment))
+        .unwrap_or(true);
+    if !on || !ctx.in_actions {
+        return None;
+    }
+    let place = match &ctx.trigger {
+        Trigger::Local => return None,
+        Trigger::PullRequest { .. } => Place::Pulls(ctx.pull_requests.clone()),
+        Trigger::WorkflowRun { .. } if !ctx.pull_requests.is_empty() => {
+            Place::Pulls(ctx.pull_requests.clone())
+        }
+        Trigger::WorkflowRun { .. } | Trigger::Push => Place::LookUp,
+        _ => Place::Commit,
+    };
+    Some(Target {
+        api_url: ctx.api_url.clone(),
+        server_url: ctx.server_url.clone(),
+        token: request.github_token.clone()?,
+        repository: ctx.repository.clone()?,
+        sha: ctx.sha.clone()?,
+        place,
+        model: plan.model_id.to_string(),
+        run_url: ctx.run_url(),
+    })
 }
 
 fn reporter_in_actions(env: &BTreeMap<String, String>) -> bool {

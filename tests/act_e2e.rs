@@ -8,6 +8,8 @@
 
 mod common;
 use common::*;
+#[path = "common/mermaid.rs"]
+mod mermaid;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -621,4 +623,132 @@ fn the_three_example_workflows_build_train_and_deploy_under_act() {
         }
     };
     cleanup();
+}
+
+/// The report comment under the runner: a pull request of the example repository
+/// runs build and train twice (act pointed at the fake GitHub through its `.env`
+/// file), and the PR ends with one mlcd comment, created by the first run and
+/// edited by the second, whose chart parses with Mermaid and renders in Chromium.
+#[test]
+fn a_pull_request_under_act_gets_one_report_comment_that_a_second_run_updates() {
+    let env = testbed_env(&[
+        "DOCKER_HOST",
+        "MLCD_TESTBED_ACT",
+        "MLCD_TESTBED_BASE_IMAGE",
+        "MLCD_TESTBED_REGISTRY",
+        "MLCD_TESTBED_REGISTRY_USER",
+        "MLCD_TESTBED_REGISTRY_PASSWORD",
+    ]);
+    let image = action_image(&env);
+    let gh = FakeGitHub::start();
+    let ns = format!("actpr{}", unique());
+    let mut files: Vec<(String, String)> = Vec::new();
+    collect(&root().join("fixtures/example"), "example", &mut files);
+    for (path, text) in files.iter_mut() {
+        if path == "example/mlcd.yml" {
+            *text = text
+                .replace(
+                    "registry: 127.0.0.1:15000/mlcd",
+                    &format!("registry: {}/{ns}", env["MLCD_TESTBED_REGISTRY"]),
+                )
+                .replace(
+                    "BASE_IMAGE: \"local/python:3.11\"",
+                    &format!("BASE_IMAGE: \"{}\"", env["MLCD_TESTBED_BASE_IMAGE"]),
+                );
+        }
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let workflow = BUILD_WORKFLOW.replace("on: push", "on: pull_request");
+    let (repo, sha) = repository(image, &files, &workflow);
+    // act reads `.env` in the working directory into every step's environment.
+    repo.write(".env", &format!("GITHUB_API_URL={}\n", gh.url));
+    let mut pr: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/events/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    pr["number"] = 12.into();
+    pr["pull_request"]["number"] = 12.into();
+    pr["pull_request"]["head"]["sha"] = sha.clone().into();
+    repo.write("pr.json", &pr.to_string());
+    let secrets = [
+        ("REGISTRY_USER", env["MLCD_TESTBED_REGISTRY_USER"].as_str()),
+        (
+            "REGISTRY_PASSWORD",
+            env["MLCD_TESTBED_REGISTRY_PASSWORD"].as_str(),
+        ),
+        // act's `github.token` (the action's default `github-token`).
+        ("GITHUB_TOKEN", "ghs_actfaketoken0123456789"),
+    ];
+    let run = || {
+        act_on(
+            &env,
+            &repo,
+            "pull_request",
+            ".github/workflows/e2e.yml",
+            "pr.json",
+            &secrets,
+        )
+    };
+    let comments = || {
+        gh.state()["comments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    let (out, _, log) = run();
+    assert_eq!(get(&out, "train", "status"), "succeeded", "{log}");
+    let first = comments();
+    assert_eq!(first.len(), 1, "{first:?}\n{log}");
+    assert_eq!(first[0]["issue_number"], 12);
+    let body = first[0]["body"].as_str().unwrap().to_string();
+    assert!(body.starts_with("<!-- mlcd:model=churn -->"), "{body}");
+    assert!(
+        body.contains(&format!("For commit [`{}`]", &sha[..7])),
+        "{body}"
+    );
+    assert!(body.contains("### 🏗️ Build — ✅ succeeded"), "{body}");
+    assert!(
+        body.contains("| skipped | no: built and pushed |"),
+        "{body}"
+    );
+    assert!(body.contains("### 🧪 Train — ✅ succeeded"), "{body}");
+
+    let (out, _, log) = run();
+    assert_eq!(get(&out, "build", "skipped"), "true", "{log}");
+    let second = comments();
+    assert_eq!(second.len(), 1, "edited, not added: {second:?}");
+    assert_eq!(second[0]["id"], first[0]["id"]);
+    let body = second[0]["body"].as_str().unwrap().to_string();
+    assert!(
+        body.contains("| skipped | yes: an image with the same build inputs existed"),
+        "{body}"
+    );
+    assert!(body.contains("### 🧪 Train — ✅ succeeded"), "{body}");
+    let ops: Vec<String> = gh
+        .requests()
+        .iter()
+        .map(|r| r["operation_id"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| *o == "issues/create-comment").count(),
+        1,
+        "{ops:?}"
+    );
+    assert!(ops.iter().any(|o| o == "issues/update-comment"), "{ops:?}");
+    assert_eq!(gh.violations(), Vec::<serde_json::Value>::new());
+
+    // The chart GitHub would render: parsed by Mermaid, drawn by Chromium.
+    assert!(mermaid::assert_charts_parse(&body) >= 1, "{body}");
+    let png = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("test-artifacts/act-pr-comment-charts.png");
+    std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+    let (code, json) = mermaid::run_script("render.mjs", &body, &[png.to_str().unwrap()]);
+    assert_eq!(code, 0, "{json}");
+    assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
 }

@@ -245,6 +245,28 @@ async fn conformance(reg: &dyn ModelRegistry, model: &str, artifact: &str) {
         "{name}"
     );
 
+    // The newest versions, oldest first, with their metrics (what the report
+    // comment charts). SageMaker's registry does not list them (none, by the
+    // trait's contract: the chart is left out).
+    let recent = reg.recent(model, 2).await.unwrap();
+    if name == "sagemaker" {
+        assert!(recent.is_empty(), "{name}: {recent:?}");
+    } else {
+        let got: Vec<(&str, Option<&f64>)> = recent
+            .iter()
+            .map(|v| (v.version.as_str(), v.metrics.get("accuracy")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (second.version.as_str(), Some(&0.95)),
+                (third.version.as_str(), Some(&0.97))
+            ],
+            "{name}"
+        );
+        assert_eq!(reg.recent(model, 10).await.unwrap().len(), 3, "{name}");
+    }
+
     // Bad input is an error, not a silent no-op.
     let err = reg.set_alias(model, "999", "production").await.unwrap_err();
     assert!(err.to_string().contains(model), "{name}: {err}");

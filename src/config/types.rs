@@ -47,6 +47,10 @@ pub struct Config {
     /// Drift and model-quality checks (`mode: monitor`).
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Write the report comment: one per model on the pull request (edited in
+    /// place by every later run), or on the commit when there is none. The
+    /// `comment` input overrides it. Default: true.
+    pub comment: Option<bool>,
 }
 
 /// How the model image is built and where it is pushed.

@@ -1039,7 +1039,12 @@ fn summary_smoke(reporter: &mut Reporter, results: &[SmokeResult]) {
             } else {
                 format!(
                     "❌ {}",
-                    r.reason.as_deref().unwrap_or("failed").replace('|', "\\|")
+                    r.reason
+                        .as_deref()
+                        .unwrap_or("failed")
+                        .trim()
+                        .replace('|', "\\|")
+                        .replace('\n', " ")
                 )
             }
         ));

@@ -16,6 +16,7 @@ use crate::image::engine::Engine;
 use crate::plan::{Plan, TrainPlan};
 use crate::registry::{self, NewVersion};
 use crate::report::commands::{Annotation, Level};
+use crate::report::comment::{GateRow, VersionMetrics};
 use crate::report::Reporter;
 use crate::train::local::LocalTraining;
 use crate::train::metrics::{self, Scanner, Verdict};
@@ -297,6 +298,7 @@ pub async fn run(
         }
     };
 
+    gather_for_comment(&*registry, t, &name, &scanner, reporter).await;
     let mut found = scanner.found().clone();
     // metrics.json / the engine's final metrics win over values read from the log.
     found.extend(status.metrics.clone());
@@ -626,7 +628,54 @@ impl Signals {
     }
 }
 
-/// The step summary: the job, its metrics and the gates.
+/// How many registry versions the report comment charts.
+const CHARTED_VERSIONS: usize = 10;
+
+/// What the report comment compares with: the `production` version's metrics,
+/// the last versions', and the metric curves read from the log. The registry
+/// failing here costs the comparison only (it is logged).
+async fn gather_for_comment(
+    registry: &dyn registry::ModelRegistry,
+    t: &TrainPlan,
+    job: &str,
+    scanner: &Scanner,
+    reporter: &mut Reporter,
+) {
+    let model = &t.registry.model_name;
+    let as_metrics = |v: registry::Version| VersionMetrics {
+        version: v.version,
+        metrics: v.metrics,
+    };
+    let production = match registry.by_alias(model, "production").await {
+        Ok(v) => v.map(as_metrics),
+        Err(e) => {
+            log::info!("no production version to compare with: {e}");
+            None
+        }
+    };
+    let recent = match registry.recent(model, CHARTED_VERSIONS).await {
+        // A re-run's own version is "this commit" in the chart, not a bar of its own.
+        Ok(vs) => vs
+            .into_iter()
+            .filter(|v| v.job_id.as_deref() != Some(job))
+            .map(as_metrics)
+            .collect(),
+        Err(e) => {
+            log::info!("no registry versions to chart: {e}");
+            Vec::new()
+        }
+    };
+    let facts = reporter
+        .facts_mut()
+        .train
+        .get_or_insert_with(Default::default);
+    facts.production = production;
+    facts.recent = recent;
+    facts.curves = scanner.curves().clone();
+}
+
+/// The step summary: the job, its metrics and the gates (and the same for the
+/// report comment).
 fn report_status(
     reporter: &mut Reporter,
     s: &JobStatus,
@@ -636,6 +685,22 @@ fn report_status(
     champion: Option<&str>,
     elapsed: Duration,
 ) {
+    let facts = reporter
+        .facts_mut()
+        .train
+        .get_or_insert_with(Default::default);
+    facts.job = s.name.clone();
+    facts.state = s.state.to_string();
+    facts.metrics = found.clone();
+    facts.gates = verdicts
+        .iter()
+        .map(|v| GateRow {
+            metric: v.metric.clone(),
+            value: v.value,
+            condition: v.condition.clone(),
+            passed: v.passed,
+        })
+        .collect();
     let mut md = format!(
         "### Training job `{}`: {}\n\n| | |\n|---|---|\n",
         s.name, s.state

@@ -65,6 +65,7 @@ mod tests {
             server_url: "https://github.com".into(),
             api_url: "https://api.github.com".into(),
             trigger: Trigger::Push,
+            pull_requests: Vec::new(),
         }
     }
 

@@ -152,6 +152,13 @@ impl ModelRegistry for LocalRegistry {
             .await
     }
 
+    async fn recent(&self, model: &str, n: usize) -> Result<Vec<Version>, UserError> {
+        check_model_name(model)?;
+        let model = model.to_string();
+        let what = format!("listing the versions of model `{model}`");
+        self.blocking(what, move |s| s.recent(&model, n)).await
+    }
+
     async fn set_alias(&self, model: &str, version: &str, alias: &str) -> Result<(), UserError> {
         check_model_name(model)?;
         check_alias(NAME, alias)?;
@@ -349,6 +356,19 @@ impl Store {
     }
 
     /// Newest first: the highest version number recording `commit`.
+    fn recent(&self, model: &str, n: usize) -> Result<Vec<Version>, UserError> {
+        let aliases = self.read_aliases(model)?;
+        let numbers = self.numbers(model)?;
+        let mut out = Vec::new();
+        for v in numbers.iter().rev().take(n).rev() {
+            if let Some(mut f) = self.read_version(model, *v)? {
+                f.aliases = aliases_of(&aliases, *v);
+                out.push(self.to_version(f));
+            }
+        }
+        Ok(out)
+    }
+
     fn find_by_commit(&self, model: &str, commit: &str) -> Result<Option<Version>, UserError> {
         let aliases = self.read_aliases(model)?;
         for n in self.numbers(model)?.into_iter().rev() {

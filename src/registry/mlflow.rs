@@ -892,6 +892,40 @@ impl ModelRegistry for MlflowRegistry {
         }
     }
 
+    async fn recent(&self, model: &str, n: usize) -> Result<Vec<Version>, UserError> {
+        check_model_name(NAME, model)?;
+        // Model names are checked slugs: nothing in them needs quoting in a filter.
+        let filter = format!("name='{model}'");
+        let max = n.clamp(1, 200).to_string();
+        let page = self
+            .call(
+                Method::GET,
+                "model-versions/search",
+                &[
+                    ("filter", filter.as_str()),
+                    ("max_results", max.as_str()),
+                    ("order_by", "version_number DESC"),
+                ],
+                None,
+            )
+            .await
+            .map_err(|e| self.fail(model, "list the newest versions", e))?;
+        let mut newest: Vec<(u64, Value)> = page["model_versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|mv| mv["name"] == model)
+            .filter_map(|mv| Some((version_number(mv)?, mv.clone())))
+            .collect();
+        newest.sort_by_key(|(v, _)| *v);
+        let skip = newest.len().saturating_sub(n);
+        let mut out = Vec::new();
+        for (_, mv) in newest.into_iter().skip(skip) {
+            out.push(self.to_version(model, &mv).await?);
+        }
+        Ok(out)
+    }
+
     async fn set_alias(&self, model: &str, version: &str, alias: &str) -> Result<(), UserError> {
         check_model_name(NAME, model)?;
         check_alias(NAME, alias)?;

@@ -98,6 +98,14 @@ pub trait ModelRegistry: Send + Sync {
 
     /// Points `alias` at `version` (moving it off any other version).
     async fn set_alias(&self, model: &str, version: &str, alias: &str) -> Result<(), UserError>;
+
+    /// The newest `n` versions, oldest first: what the report comment charts. A
+    /// registry that cannot list its versions cheaply answers none (and the
+    /// comment leaves that chart out).
+    async fn recent(&self, model: &str, n: usize) -> Result<Vec<Version>, UserError> {
+        let _ = (model, n);
+        Ok(Vec::new())
+    }
 }
 
 /// Opens the registry a plan names. Everything that can be checked without a call

@@ -110,7 +110,9 @@ fn to_github(a: &Annotation) -> Option<CheckRunOutputAnnotation> {
     })
 }
 
-async fn bounded<T>(
+/// One GitHub call, bounded by [`CALL_TIMEOUT`], its error classified (shared
+/// with the pull-request comment).
+pub(crate) async fn bounded<T>(
     fut: impl std::future::Future<Output = octocrab::Result<T>>,
 ) -> Result<T, CheckError> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
@@ -122,6 +124,19 @@ async fn bounded<T>(
     }
 }
 
+/// An octocrab client for `api_url` (GitHub, GHES, or a test fake) with the
+/// token and bounded connect and read timeouts.
+pub(crate) fn client(api_url: &str, token: &Secret) -> Result<Octocrab, CheckError> {
+    Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| CheckError::Other(format!("GITHUB_API_URL `{api_url}`: {e}")))?
+        .personal_token(token.expose().to_string())
+        .set_connect_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(CALL_TIMEOUT))
+        .build()
+        .map_err(|e| CheckError::Other(e.to_string()))
+}
+
 impl CheckRun {
     /// A client for `owner/repo` at `api_url` (GitHub, GHES, or a test fake).
     pub fn client(api_url: &str, token: &Secret, repository: &str) -> Result<CheckRun, CheckError> {
@@ -130,14 +145,7 @@ impl CheckRun {
                 "GITHUB_REPOSITORY `{repository}` is not owner/repo"
             ))
         })?;
-        let octo = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| CheckError::Other(format!("GITHUB_API_URL `{api_url}`: {e}")))?
-            .personal_token(token.expose().to_string())
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(CALL_TIMEOUT))
-            .build()
-            .map_err(|e| CheckError::Other(e.to_string()))?;
+        let octo = client(api_url, token)?;
         Ok(CheckRun {
             octo,
             owner: owner.to_string(),

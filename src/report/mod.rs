@@ -1,4 +1,5 @@
-//! Reporting back: outputs, the step summary, workflow commands, check runs. One
+//! Reporting back: outputs, the step summary, workflow commands, check runs, the
+//! pull-request comment. One
 //! [`Reporter`] per run gathers what the run says and writes it where the
 //! surroundings expect it — the runner's files and GitHub's API in Actions,
 //! human text on stderr and `--output json` on stdout elsewhere. Everything
@@ -6,6 +7,7 @@
 
 pub mod checks;
 pub mod commands;
+pub mod comment;
 pub mod deployments;
 pub mod files;
 pub mod names;
@@ -34,6 +36,9 @@ pub struct Reporter {
     check: Option<CheckRun>,
     check_note: Option<String>,
     verdict: Option<(String, String)>,
+    facts: comment::Facts,
+    comment: Option<(comment::post::Target, String)>,
+    comment_calls: usize,
 }
 
 fn out(line: &str) {
@@ -78,6 +83,9 @@ impl Reporter {
             check: None,
             check_note: None,
             verdict: None,
+            facts: comment::Facts::default(),
+            comment: None,
+            comment_calls: 0,
         }
     }
 
@@ -219,11 +227,66 @@ impl Reporter {
 
     /// GitHub API calls made by this run.
     pub fn github_calls(&self) -> usize {
-        self.check.as_ref().map_or(0, |c| c.calls)
+        self.check.as_ref().map_or(0, |c| c.calls) + self.comment_calls
     }
 
-    /// Writes everything out: the `status` output, the outputs file, the step
-    /// summary, the JSON on stdout, and the completed check run.
+    /// What the mode gathers for the pull-request comment.
+    pub fn facts_mut(&mut self) -> &mut comment::Facts {
+        &mut self.facts
+    }
+
+    /// Asks for the pull-request comment of `mode`'s run, written when the run
+    /// finishes (not for a dry run).
+    pub fn comment_on(&mut self, target: comment::post::Target, mode: &str) {
+        self.comment = Some((target, mode.to_string()));
+    }
+
+    /// Writes this run's section into the model's comment. A refusal is one
+    /// warning; the run carries on.
+    async fn post_comment(&mut self, outcome: Outcome) {
+        let Some((target, mode)) = self.comment.take() else {
+            return;
+        };
+        if outcome == Outcome::Planned {
+            return;
+        }
+        let summary = redact(&self.summary);
+        let section = comment::sections::render(&comment::sections::RunReport {
+            mode: &mode,
+            outcome,
+            outputs: &self.outputs,
+            summary: &summary,
+            annotations: &self.annotations,
+            train: self.facts.train.as_ref(),
+            run_url: target.run_url.as_deref(),
+        });
+        let (result, calls) = comment::post::publish(&target, &mode, &redact(&section)).await;
+        self.comment_calls += calls;
+        match result {
+            Ok(posted) => {
+                for p in posted {
+                    self.info(&format!(
+                        "{} the report comment: {}",
+                        if p.edited { "updated" } else { "wrote" },
+                        p.html_url
+                    ));
+                }
+            }
+            Err(e @ comment::post::CommentError::Forbidden { .. }) => self.warn(format!(
+                "mlcd could not write its report comment ({e}). The token needs `pull-requests: write` \
+                 (or `issues: write`; a commit comment needs `contents: write`), which a pull request \
+                 from a fork never has: add it to the job's `permissions:`, or set `comment: false`. \
+                 The run carries on without the comment."
+            )),
+            Err(e) => self.warn(format!(
+                "mlcd could not write its report comment: {e}; the run carries on without it."
+            )),
+        }
+    }
+
+    /// Writes everything out: the `status` output, the pull-request comment, the
+    /// outputs file, the step summary, the JSON on stdout, and the completed
+    /// check run.
     pub async fn finish(&mut self, outcome: Outcome, title: &str) {
         let mut title = title.to_string();
         match self.verdict.take() {
@@ -234,6 +297,7 @@ impl Reporter {
             _ => self.set_output("status", outcome.status()),
         }
         let title = title.as_str();
+        self.post_comment(outcome).await;
         let rendered: Vec<(String, String)> = self
             .outputs
             .iter()

@@ -9,11 +9,15 @@ use regex::Regex;
 use crate::config::types::Better;
 use crate::config::values::Gate;
 
+/// At most this many values of one metric are kept for its curve.
+pub const MAX_CURVE: usize = 100_000;
+
 /// Metric definitions compiled once; the last match of each wins, as SageMaker
 /// reports a metric's final value.
 pub struct Scanner {
     defs: Vec<(String, Regex)>,
     found: BTreeMap<String, f64>,
+    curves: BTreeMap<String, Vec<f64>>,
 }
 
 impl Scanner {
@@ -34,6 +38,7 @@ impl Scanner {
         Ok(Scanner {
             defs: out,
             found: BTreeMap::new(),
+            curves: BTreeMap::new(),
         })
     }
 
@@ -48,8 +53,19 @@ impl Scanner {
                 .filter(|v| v.is_finite())
             {
                 self.found.insert(name.clone(), v);
+                let curve = self.curves.entry(name.clone()).or_default();
+                // Bounded: a chart shows at most a few dozen points anyway.
+                if curve.len() < MAX_CURVE {
+                    curve.push(v);
+                }
             }
         }
+    }
+
+    /// Each metric's values in log order (the first [`MAX_CURVE`]): the curve
+    /// the report comment charts.
+    pub fn curves(&self) -> &BTreeMap<String, Vec<f64>> {
+        &self.curves
     }
 
     /// The last value of each metric seen so far.
@@ -149,6 +165,9 @@ mod tests {
         }
         assert_eq!(s.found().get("loss"), Some(&0.25));
         assert_eq!(s.found().get("acc"), Some(&0.7));
+        // The curve keeps every value in log order.
+        assert_eq!(s.curves()["loss"], [0.9, 0.5, 0.25]);
+        assert_eq!(s.curves()["acc"], [0.7]);
     }
 
     #[test]

@@ -34,6 +34,9 @@ Control endpoints (not GitHub operations, never validated nor recorded):
                              bare repository seeded with the directory's files (one commit)
     POST /_fake/git/race     {"repo": "o/r", "path": "p", "content": "text"}: the next
                              contents update first sees this commit from another writer
+    POST /_fake/pulls        {"repository": "o/r", "number": 7, "head_sha": SHA, "commits": [SHA...],
+                              "state": "open", "merge_commit_sha": SHA}: a pull request
+                             that commits/{sha}/pulls finds
     POST /_fake/deny         {"path_prefix": "/repos/o/r/check-runs", "status": 403,
                               "message": "Resource not accessible by integration",
                               "method": "POST" (optional), "times": 1 (optional)}
@@ -343,6 +346,8 @@ class Templates:
         self.deployment = take("repos/create-deployment", 201, "simple-example")
         self.status = take("repos/create-deployment-status", 201)
         self.comment = take("issues/create-comment", 201)
+        self.commit_comment = take("repos/create-commit-comment", 201)
+        self.pull = take("repos/list-pull-requests-associated-with-commit", 200)
         # a plain repository: the example also shows a fork's parent/source/template
         self.repo = take("repos/get", 200, drop=("parent", "source", "template_repository", "organization"))
         self.root = take("meta/root", 200)
@@ -411,6 +416,8 @@ class Fake:
             self.check_runs = {}  # id -> {"repo": "o/r", "run": {...}, "annotations": [...]}
             self.deployments = {}  # id -> {"repo": "o/r", "deployment": {...}, "statuses": [...]}
             self.comments = {}  # id -> {"repo": "o/r", "issue_number": n, "comment": {...}}
+            self.commit_comments = {}  # id -> {"repo": "o/r", "comment": {...}}
+            self.pulls = []  # {"repository", "number", "head_sha", "commits", "state", "merge_commit_sha"}
             self.suites = {}
             self.dispatches = []  # {"repository", "event_type", "client_payload"}
             self.seq = itertools.count(1)
@@ -420,6 +427,7 @@ class Fake:
                 "deployment": itertools.count(2001),
                 "status": itertools.count(3001),
                 "comment": itertools.count(4001),
+                "commit_comment": itertools.count(6001),
             }
             self.used = 0
 
@@ -445,12 +453,46 @@ class Fake:
                 c["repository"] = rec["repo"]
                 c["issue_number"] = rec["issue_number"]
                 comments.append(c)
+            commit_comments = []
+            for rec in self.commit_comments.values():
+                c = copy.deepcopy(rec["comment"])
+                c["repository"] = rec["repo"]
+                commit_comments.append(c)
             return {
                 "check_runs": runs,
                 "deployments": deps,
                 "comments": comments,
                 "dispatches": copy.deepcopy(self.dispatches),
+                "commit_comments": commit_comments,
+                "pulls": copy.deepcopy(self.pulls),
             }
+
+    def add_pull(self, body):
+        """Seeds a pull request that `commits/{sha}/pulls` finds (by head, merge or listed commit)."""
+        with self.lock:
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            repo, number, head = body.get("repository"), body.get("number"), body.get("head_sha")
+            if not isinstance(repo, str) or "/" not in repo:
+                raise ValueError("repository (owner/repo) is required")
+            if not isinstance(number, int) or number < 1:
+                raise ValueError("number (a positive integer) is required")
+            if not isinstance(head, str) or not SHA_RE.match(head):
+                raise ValueError("head_sha (a full commit SHA) is required")
+            state = body.get("state", "open")
+            if state not in ("open", "closed"):
+                raise ValueError("state is open or closed")
+            pr = {
+                "repository": repo,
+                "number": number,
+                "head_sha": head,
+                "commits": [c for c in body.get("commits", []) if isinstance(c, str)],
+                "state": state,
+                "merge_commit_sha": body.get("merge_commit_sha"),
+            }
+            self.pulls = [p for p in self.pulls if (p["repository"], p["number"]) != (repo, number)]
+            self.pulls.append(pr)
+            return pr
 
     def deny(self, body):
         with self.lock:
@@ -1106,6 +1148,84 @@ def issues_list_comments(ctx):
     return Reply(200, page, headers)
 
 
+def repos_list_pulls_for_commit(ctx):
+    sha = ctx.p["commit_sha"]
+    items = []
+    for pr in ctx.fake.pulls:
+        if pr["repository"] != ctx.full:
+            continue
+        if sha not in (pr["head_sha"], pr["merge_commit_sha"]) and sha not in pr["commits"]:
+            continue
+        p = ctx.from_template(ctx.tpl.pull)
+        n = pr["number"]
+        ident = int(fake_sha("pull", ctx.full, n)[:8], 16)
+        p.update(
+            id=ident,
+            node_id=node_id("PullRequest", ident),
+            number=n,
+            state=pr["state"],
+            url=f"{ctx.api_repo}/pulls/{n}",
+            html_url=f"{ctx.html_repo}/pull/{n}",
+            issue_url=f"{ctx.api_repo}/issues/{n}",
+            comments_url=f"{ctx.api_repo}/issues/{n}/comments",
+            merge_commit_sha=pr["merge_commit_sha"],
+            requested_teams=[],
+        )
+        p["head"]["sha"] = pr["head_sha"]
+        items.append(p)
+    page, headers = ctx.page(items)
+    return Reply(200, page, headers)
+
+
+def repos_create_commit_comment(ctx):
+    _check_comment_body(ctx, ctx.body["body"])
+    sha = ctx.p["commit_sha"]
+    if not SHA_RE.match(sha):
+        raise GHError(422, "Validation Failed", errors=[{"resource": "CommitComment", "code": "invalid", "field": "commit_id"}])
+    ident = next(ctx.fake.ids["commit_comment"])
+    now = now_ts()
+    c = ctx.from_template(ctx.tpl.commit_comment)
+    url = f"{ctx.api_repo}/comments/{ident}"
+    c.update(
+        id=ident,
+        node_id=node_id("CommitComment", ident),
+        url=url,
+        html_url=f"{ctx.html_repo}/commit/{sha}#commitcomment-{ident}",
+        body=ctx.body["body"],
+        commit_id=sha,
+        path=ctx.body.get("path"),
+        position=ctx.body.get("position"),
+        line=ctx.body.get("line"),
+        user=copy.deepcopy(ctx.tpl.bot),
+        created_at=now,
+        updated_at=now,
+        author_association="NONE",
+    )
+    if "reactions" in c:
+        c["reactions"] = {k: (0 if isinstance(v, int) else v) for k, v in c["reactions"].items()}
+        c["reactions"]["url"] = f"{url}/reactions"
+    ctx.fake.commit_comments[ident] = {"repo": ctx.full, "comment": c}
+    return Reply(201, copy.deepcopy(c), {"Location": url})
+
+
+def repos_update_commit_comment(ctx):
+    rec = ctx.fake.commit_comments.get(ctx.p["comment_id"])
+    if rec is None or rec["repo"] != ctx.full:
+        raise ctx.not_found()
+    _check_comment_body(ctx, ctx.body["body"])
+    rec["comment"]["body"] = ctx.body["body"]
+    rec["comment"]["updated_at"] = now_ts()
+    return Reply(200, copy.deepcopy(rec["comment"]))
+
+
+def repos_list_comments_for_commit(ctx):
+    sha = ctx.p["commit_sha"]
+    items = [r["comment"] for r in ctx.fake.commit_comments.values() if r["repo"] == ctx.full and r["comment"]["commit_id"] == sha]
+    items.sort(key=lambda c: c["id"])
+    page, headers = ctx.page(items)
+    return Reply(200, page, headers)
+
+
 def repos_get(ctx):
     r = ctx.from_template(ctx.tpl.repo)
     ex = example_repo(ctx.tpl.repo) or ("octocat", "Hello-World")
@@ -1289,6 +1409,10 @@ HANDLERS = {
     "issues/create-comment": issues_create_comment,
     "issues/update-comment": issues_update_comment,
     "issues/list-comments": issues_list_comments,
+    "repos/list-pull-requests-associated-with-commit": repos_list_pulls_for_commit,
+    "repos/list-comments-for-commit": repos_list_comments_for_commit,
+    "repos/create-commit-comment": repos_create_commit_comment,
+    "repos/update-commit-comment": repos_update_commit_comment,
     "repos/get": repos_get,
     "repos/create-dispatch-event": repos_create_dispatch_event,
     "meta/root": meta_root,
@@ -1413,6 +1537,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "POST" and path == "/_fake/git/race":
                 fake.git.race(body["repo"], body)
                 self._send(200, {"ok": True})
+            elif method == "POST" and path == "/_fake/pulls":
+                try:
+                    pr = fake.add_pull(body)
+                except (ValueError, TypeError) as e:
+                    self._send(400, {"message": str(e)})
+                    return
+                self._send(200, {"ok": True, "pull": pr})
             elif method == "POST" and path == "/_fake/deny":
                 try:
                     denials = fake.deny(body)

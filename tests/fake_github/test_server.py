@@ -452,6 +452,45 @@ class FakeGitHubTest(unittest.TestCase):
         self.assertEqual(status, 404)
         self.assertEqual(len(self.state()["comments"]), 2)
 
+    def test_pulls_of_a_commit(self):
+        _, none, _ = self.call("GET", f"/repos/o/r/commits/{SHA}/pulls")
+        self.assertEqual(none, [])
+        status, _, _ = self.call("POST", "/_fake/pulls", {"repository": "o/r", "number": 7, "head_sha": SHA}, auth=False)
+        self.assertEqual(status, 200)
+        self.call(
+            "POST",
+            "/_fake/pulls",
+            {"repository": "o/r", "number": 8, "head_sha": OTHER_SHA, "state": "closed", "merge_commit_sha": SHA},
+            auth=False,
+        )
+        status, prs, _ = self.call("GET", f"/repos/o/r/commits/{SHA}/pulls")
+        self.assertEqual(status, 200)
+        self.assertEqual([(p["number"], p["state"]) for p in prs], [(7, "open"), (8, "closed")])
+        self.assertEqual(prs[0]["head"]["sha"], SHA)
+        self.assertEqual(prs[0]["html_url"], "https://github.com/o/r/pull/7")
+        _, other, _ = self.call("GET", f"/repos/other/repo/commits/{SHA}/pulls")
+        self.assertEqual(other, [])
+        status, _, _ = self.call("POST", "/_fake/pulls", {"repository": "o/r", "number": 9, "head_sha": "main"}, auth=False)
+        self.assertEqual(status, 400)
+        self.assertEqual(self.violations(), [])
+
+    def test_commit_comments(self):
+        status, c, _ = self.call("POST", f"/repos/o/r/commits/{SHA}/comments", {"body": "<!-- m -->\nfirst"})
+        self.assertEqual(status, 201, c)
+        self.assertEqual(c["commit_id"], SHA)
+        self.assertEqual(c["html_url"], f"https://github.com/o/r/commit/{SHA}#commitcomment-{c['id']}")
+        status, c2, _ = self.call("PATCH", f"/repos/o/r/comments/{c['id']}", {"body": "<!-- m -->\nsecond"})
+        self.assertEqual((status, c2["body"]), (200, "<!-- m -->\nsecond"))
+        self.call("POST", f"/repos/o/r/commits/{OTHER_SHA}/comments", {"body": "elsewhere"})
+        _, listed, _ = self.call("GET", f"/repos/o/r/commits/{SHA}/comments")
+        self.assertEqual([x["body"] for x in listed], ["<!-- m -->\nsecond"])
+        status, _, _ = self.call("POST", f"/repos/o/r/commits/{SHA}/comments", {"nobody": 1})
+        self.assertEqual(status, 422)
+        status, _, _ = self.call("PATCH", "/repos/o/r/comments/1", {"body": "nope"})
+        self.assertEqual(status, 404)
+        self.assertEqual(len(self.state()["commit_comments"]), 2)
+        self.assertEqual([v["location"] for v in self.violations()], ["body"])
+
     def test_repo_and_root(self):
         status, repo, _ = self.call("GET", "/repos/acme/models")
         self.assertEqual(status, 200)
@@ -501,7 +540,10 @@ class FakeGitHubTest(unittest.TestCase):
         self.assertEqual((status, body), (200, {"ok": True}))
         self.assertEqual(self.requests(), [])
         self.assertEqual(self.violations(), [])
-        self.assertEqual(self.state(), {"check_runs": [], "deployments": [], "comments": [], "dispatches": []})
+        self.assertEqual(
+            self.state(),
+            {"check_runs": [], "deployments": [], "comments": [], "dispatches": [], "commit_comments": [], "pulls": []},
+        )
         run, _ = self.create_run()  # the denial is gone too, and ids start again
         self.assertEqual(run["id"], 1001)
 
