@@ -7,8 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Backend, ByteSize, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType, ModelId,
-    OnDrift, OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps, Strategy, Tag,
+    Backend, ByteSize, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType,
+    ModelId, OnDrift, OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps,
+    Strategy, Tag,
 };
 
 /// mlcd configuration: how a model is built, trained and deployed. Inputs given to the

@@ -33,12 +33,11 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
         Backend::Local => {
             let engine = crate::image::engine::Engine::connect().await?;
             Ok(Box::new(
-                crate::serve::local::LocalServing::new(&engine)
-                    .with_capture(
-                        d.capture
-                            .as_ref()
-                            .map(|c| (c.router_settings(), env.workspace.join(&c.path))),
-                    ),
+                crate::serve::local::LocalServing::new(&engine).with_capture(
+                    d.capture
+                        .as_ref()
+                        .map(|c| (c.router_settings(), env.workspace.join(&c.path))),
+                ),
             ))
         }
         Backend::Sagemaker => {
