@@ -648,3 +648,90 @@ fn live_traffic_guards_roll_back_a_failing_canary_and_capture_records_the_traffi
     let files = std::fs::read_dir(&dest).unwrap().count();
     assert!(files > 1, "rotated at 4KB: {files} files");
 }
+
+/// The loop on the embedded default: deploy with capture on, traffic whose
+/// distribution has shifted from the training data, `mlcd monitor` copies the
+/// capture out of the router itself, finds the drift and dispatches the
+/// retraining (validated by the fake GitHub), which `mlcd train` then reads.
+#[test]
+fn deploy_capture_monitor_dispatch_closes_the_loop() {
+    let p = Pipeline::new();
+    let cfg =
+        p.ws.read("example/mlcd.yml")
+            .replace("  interval: 1s\n", "  interval: 1s\n  capture: {}\n")
+            + "\nmonitor:\n  exclude: [churn]\n  on-drift: dispatch\n";
+    p.ws.write("example/mlcd.yml", &cfg);
+    p.run("train", &[]).0.assert_code(0);
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let url = out["url"].clone();
+
+    // Traffic unlike the training data: long tenure, high charges.
+    let train = p.ws.read("example/data/train/churn.csv");
+    let mut sent = 0;
+    for line in train.lines().skip(1).take(120) {
+        let c: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let body = format!(
+            "{{\"instances\":[{{\"tenure_months\":{},\"monthly_charges\":{},\"support_calls\":{},\"contract_monthly\":{}}}]}}",
+            c[0] + 40.0,
+            c[1] * 1.5,
+            c[2],
+            c[3]
+        );
+        assert_eq!(invoke(&url, &body), 200);
+        sent += 1;
+    }
+    // The router writes capture records every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "drifted", "{}", r.stdout);
+    assert!(
+        r.stdout.contains("copied the capture of endpoint"),
+        "the monitor copied the capture out of the router itself: {}",
+        r.stdout
+    );
+    let drifted: Vec<String> = serde_json::from_str(&out["drifted-columns"]).unwrap();
+    assert!(
+        drifted.contains(&"tenure_months".to_string())
+            && drifted.contains(&"monthly_charges".to_string()),
+        "{drifted:?}"
+    );
+    assert_eq!(p.gh.violations(), Vec::<serde_json::Value>::new());
+    let state = p.gh.state();
+    let d = &state["dispatches"][0];
+    assert_eq!(d["event_type"], "retrain");
+    assert_eq!(d["client_payload"]["model-id"], "churn");
+    // At least the smoke test's and our requests were captured and read.
+    assert!(
+        r.stdout.contains(&format!("{} current rows", sent + 1))
+            || r.stdout.contains(" current rows from capture"),
+        "{}",
+        r.stdout
+    );
+
+    // The retraining run: GitHub delivers the dispatch as a repository_dispatch
+    // event (its own example payload, with this action and client_payload).
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/events/repository_dispatch.json")).unwrap(),
+    )
+    .unwrap();
+    event["action"] = d["event_type"].clone();
+    event["client_payload"] = d["client_payload"].clone();
+    p.ws.write("event.json", &event.to_string());
+    let event = p.ws.path().join("event.json").display().to_string();
+    let (r, out) = p.run(
+        "train",
+        &[
+            ("GITHUB_EVENT_NAME", "repository_dispatch"),
+            ("GITHUB_EVENT_PATH", event.as_str()),
+            ("INPUT_DRY-RUN", "true"),
+        ],
+    );
+    r.assert_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&out["plan"]).unwrap();
+    assert_eq!(plan["model-id"], "churn");
+    assert_eq!(plan["source"]["trigger"]["action"], "retrain");
+    assert_eq!(plan["source"]["trigger"]["reason"], "drift");
+}

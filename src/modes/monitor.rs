@@ -4,21 +4,24 @@
 //! Orchestration only: the statistics and readers live in monitor/.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::json;
 
 use super::ModeEnv;
-use crate::config::values::OnDrift;
+use crate::config::values::{Backend, OnDrift};
 use crate::error::{Outcome, UserError};
+use crate::image::engine::Engine;
 use crate::monitor::column::Sample;
 use crate::monitor::quality::{self, Quality};
 use crate::monitor::read::Positional;
 use crate::monitor::report::{self, Status};
 use crate::monitor::{analyse, dispatch, source};
-use crate::plan::monitor::MonitorPlan;
+use crate::plan::monitor::{MonitorPlan, SourcePlan};
 use crate::plan::Plan;
 use crate::registry;
 use crate::report::Reporter;
+use crate::serve::local::LocalServing;
 
 /// Runs a monitoring plan.
 pub async fn run(
@@ -59,6 +62,7 @@ pub async fn run(
             .cloned()
             .collect(),
     };
+    pull_capture(plan, &m.current, ws, reporter).await;
     let mut current = Sample::new(&m.settings.types);
     if let Some(q) = &m.quality {
         current = current.with_pairs(&q.labels, &q.predictions);
@@ -259,4 +263,35 @@ async fn check_quality(
         degraded,
         note,
     })
+}
+
+/// With `current: capture` on the local backend, copies the endpoint's capture
+/// files out of its router first, so the check reads the latest traffic. When
+/// that cannot be done (no such endpoint, no engine), says so and reads what is
+/// already in the capture directory.
+async fn pull_capture(plan: &Plan, source: &SourcePlan, ws: &Path, reporter: &mut Reporter) {
+    let SourcePlan::Capture { path, endpoint } = source else {
+        return;
+    };
+    if plan.backend != Backend::Local {
+        return;
+    }
+    let pulled = match Engine::connect().await {
+        Ok(engine) => {
+            LocalServing::new(&engine)
+                .pull_capture(endpoint, &ws.join(path))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match pulled {
+        Ok(p) => reporter.info(&format!(
+            "copied the capture of endpoint `{endpoint}` out of its router into {path}/: {} new or grown file(s), {} record(s)",
+            p.files, p.records
+        )),
+        Err(e) => reporter.warn(format!(
+            "could not copy the capture of endpoint `{endpoint}` out of its router ({}): reading what {path}/ already holds",
+            e.message
+        )),
+    }
 }

@@ -28,7 +28,7 @@ pub async fn read_source(
         SourcePlan::Path { path } => {
             read_local(sample, &workspace.join(path), path, what, positional)
         }
-        SourcePlan::Capture { path } => {
+        SourcePlan::Capture { path, .. } => {
             let abs = workspace.join(path);
             if !abs.is_dir() {
                 return Err(UserError::invalid(format!(

@@ -149,8 +149,9 @@ impl CapturePlan {
     }
 }
 
-/// The capture plan of `deploy.capture`, checked for the backend.
-fn capture_plan(
+/// The capture plan of `deploy.capture`, checked for the backend (also where
+/// `mode: monitor` finds captured traffic).
+pub(crate) fn capture_plan(
     inputs: &Inputs,
     backend: Backend,
     endpoint: &str,

@@ -204,7 +204,7 @@ pub fn make(mode: Mode, inputs: &Inputs) -> Result<Plan, UserError> {
         Mode::Build => plan.build = Some(build::plan(inputs, &model_id)?),
         Mode::Train => plan.train = Some(train::plan(inputs, &model_id, backend)?),
         Mode::Deploy => plan.deploy = Some(deploy::plan(inputs, &model_id, backend)?),
-        Mode::Monitor => plan.monitor = Some(monitor::plan(inputs, &model_id)?),
+        Mode::Monitor => plan.monitor = Some(monitor::plan(inputs, &model_id, backend)?),
     }
     Ok(plan)
 }

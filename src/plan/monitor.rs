@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::paths::inside_workspace;
 use super::train::{registry_plan, RegistryPlan};
-use super::Inputs;
+use super::{Backend, Inputs};
 use crate::config::values::{ColumnType, DriftMethod, ModelId, OnDrift};
 use crate::error::UserError;
 use crate::monitor::column::Kind;
@@ -33,10 +33,13 @@ pub enum SourcePlan {
         /// Relative to the workspace.
         path: String,
     },
-    /// The local endpoint's captured traffic (a directory of data capture JSON lines).
+    /// The local endpoint's captured traffic (a directory of data capture JSON
+    /// lines), copied out of the endpoint's router first when it runs.
     Capture {
         /// Relative to the workspace.
         path: String,
+        /// The endpoint whose router holds the capture files.
+        endpoint: String,
     },
     /// An S3 prefix (SageMaker data capture, or any CSV / JSON lines objects).
     S3 {
@@ -50,7 +53,7 @@ impl SourcePlan {
     pub fn display(&self) -> String {
         match self {
             SourcePlan::Path { path } => path.clone(),
-            SourcePlan::Capture { path } => format!("capture ({path})"),
+            SourcePlan::Capture { path, .. } => format!("capture ({path})"),
             SourcePlan::S3 { uri } => uri.clone(),
         }
     }
@@ -110,12 +113,10 @@ fn source(
     inputs: &Inputs,
     key: &str,
     value: &str,
-    capture_dir: &str,
+    capture: &SourcePlan,
 ) -> Result<SourcePlan, UserError> {
     if value == "capture" {
-        return Ok(SourcePlan::Capture {
-            path: capture_dir.to_string(),
-        });
+        return Ok(capture.clone());
     }
     if let Some(rest) = value.strip_prefix("s3://") {
         if rest.split('/').next().is_none_or(str::is_empty) {
@@ -169,7 +170,7 @@ fn training_channel(inputs: &Inputs) -> Result<String, UserError> {
 }
 
 /// Makes the monitoring plan.
-pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<MonitorPlan, UserError> {
+pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<MonitorPlan, UserError> {
     let cfg = &inputs.cfg().monitor;
     let endpoint = inputs
         .cfg()
@@ -177,10 +178,24 @@ pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<MonitorPlan, UserError> 
         .endpoint
         .clone()
         .unwrap_or_else(|| model.to_string());
-    let capture_dir = format!("{DEFAULT_CAPTURE_DIR}/{endpoint}");
+    // Where `deploy.capture` puts the endpoint's traffic: SageMaker under
+    // `<path>/<endpoint>/`, locally the directory mlcd copies the router's files to.
+    let capture = match super::deploy::capture_plan(inputs, backend, &endpoint)? {
+        Some(c) if c.path.starts_with("s3://") => SourcePlan::S3 {
+            uri: format!("{}/{endpoint}/", c.path.trim_end_matches('/')),
+        },
+        Some(c) => SourcePlan::Capture {
+            path: c.path,
+            endpoint: endpoint.clone(),
+        },
+        None => SourcePlan::Capture {
+            path: format!("{DEFAULT_CAPTURE_DIR}/{endpoint}"),
+            endpoint: endpoint.clone(),
+        },
+    };
 
     let reference = match &cfg.reference {
-        Some(r) => source(inputs, "reference", r, &capture_dir)?,
+        Some(r) => source(inputs, "reference", r, &capture)?,
         None => {
             let ch = training_channel(inputs)?;
             if ch.contains("://") && !ch.starts_with("s3://") {
@@ -215,7 +230,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId) -> Result<MonitorPlan, UserError> 
         inputs,
         "current",
         cfg.current.as_deref().unwrap_or("capture"),
-        &capture_dir,
+        &capture,
     )?;
 
     let method = cfg.method.unwrap_or(DriftMethod::Auto);
