@@ -243,12 +243,30 @@ fn deploy(r: &RunReport<'_>, md: &mut String) {
     rows(md, &rs);
 }
 
+fn monitor(r: &RunReport<'_>, md: &mut String) {
+    let mut rs: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = out(r, "status") {
+        rs.push(("verdict", format!("`{s}`")));
+    }
+    if let Some(s) = out(r, "drift-share") {
+        rs.push(("share of drifted columns", s.to_string()));
+    }
+    if let Some(c) = out(r, "drifted-columns").filter(|c| *c != "[]") {
+        rs.push(("drifted columns", c.to_string()));
+    }
+    if let Some(p) = out(r, "report-path") {
+        rs.push(("report", format!("`{p}`")));
+    }
+    rows(md, &rs);
+}
+
 /// The section's Markdown for this run.
 pub fn render(r: &RunReport<'_>) -> String {
     let title = match r.mode {
         "build" => "🏗️ Build",
         "train" => "🧪 Train",
         "deploy" => "🚀 Deploy",
+        "monitor" => "📈 Monitor",
         other => other,
     };
     let mut md = format!("### {title} — {}\n\n", verdict(r.outcome));
@@ -257,6 +275,11 @@ pub fn render(r: &RunReport<'_>) -> String {
         ("train", Some(t)) => train(r, t, &mut md),
         ("deploy", _) => {
             deploy(r, &mut md);
+            md.push_str(&nested(r.summary));
+            md.push('\n');
+        }
+        ("monitor", _) => {
+            monitor(r, &mut md);
             md.push_str(&nested(r.summary));
             md.push('\n');
         }
@@ -387,5 +410,38 @@ mod tests {
         ));
         assert!(md.contains("| image | `r/churn@sha256:ab` |"));
         assert!(md.contains("| skipped | yes: an image with the same build inputs existed"));
+    }
+
+    #[test]
+    fn a_monitor_section_gives_the_verdict_and_the_drifted_columns() {
+        let outputs = BTreeMap::from([
+            ("status".to_string(), Value::from("drifted")),
+            ("drift-share".to_string(), Value::from("0.5")),
+            (
+                "drifted-columns".to_string(),
+                Value::from("[\"tenure_months\",\"monthly_charges\"]"),
+            ),
+            (
+                "report-path".to_string(),
+                Value::from(".mlcd/monitor/churn.html"),
+            ),
+        ]);
+        let summary = "| column | type |\n|---|---|\n| tenure_months | numeric |\n";
+        let md = render(&report(
+            "monitor",
+            Outcome::Succeeded,
+            &outputs,
+            summary,
+            &[],
+            None,
+        ));
+        assert!(md.starts_with("### 📈 Monitor"), "{md}");
+        assert!(md.contains("| verdict | `drifted` |"), "{md}");
+        assert!(md.contains("| share of drifted columns | 0.5 |"), "{md}");
+        assert!(md.contains("tenure_months"), "{md}");
+        assert!(
+            md.contains("| report | `.mlcd/monitor/churn.html` |"),
+            "{md}"
+        );
     }
 }
