@@ -661,7 +661,11 @@ fn a_pull_request_under_act_gets_one_report_comment_that_a_second_run_updates() 
         .iter()
         .map(|(p, t)| (p.as_str(), t.as_str()))
         .collect();
-    let workflow = BUILD_WORKFLOW.replace("on: push", "on: pull_request");
+    // Its own workflow name: act names the job's container after the workflow and
+    // job, and another test runs BUILD_WORKFLOW at the same time.
+    let workflow = BUILD_WORKFLOW
+        .replace("name: mlcd build", "name: mlcd pull request")
+        .replace("on: push", "on: pull_request");
     let (repo, sha) = repository(image, &files, &workflow);
     // act reads `.env` in the working directory into every step's environment.
     repo.write(".env", &format!("GITHUB_API_URL={}\n", gh.url));
