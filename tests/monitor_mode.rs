@@ -165,8 +165,19 @@ fn on_drift_dispatch_sends_a_repository_dispatch_the_retrain_workflow_reads() {
         [
             "checks/create",
             "repos/create-dispatch-event",
+            // The report comment: no pull request for this commit → on the commit.
+            "repos/list-pull-requests-associated-with-commit",
+            "repos/list-comments-for-commit",
+            "repos/create-commit-comment",
             "checks/update"
         ]
+    );
+    let comment = &gh.state()["commit_comments"][0]["body"];
+    assert!(
+        comment
+            .as_str()
+            .is_some_and(|b| b.contains("📈 Monitor") && b.contains("| verdict | `drifted` |")),
+        "{comment}"
     );
     let state = gh.state();
     let d = &state["dispatches"][0];

@@ -102,10 +102,16 @@ impl VertexRegistry {
         value: &str,
     ) -> Result<Vec<Value>, UserError> {
         let filter = format!("labels.{key}=\"{}\"", label_value(value));
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}:listVersions", self.model_url(model, None)),
-            &[("filter", filter.as_str())],
-        )
+        self.versions(model, Some(&filter)).await
+    }
+
+    /// The model's versions (those `filter` selects), newest first.
+    async fn versions(&self, model: &str, filter: Option<&str>) -> Result<Vec<Value>, UserError> {
+        let base = format!("{}:listVersions", self.model_url(model, None));
+        let url = match filter {
+            Some(f) => reqwest::Url::parse_with_params(&base, &[("filter", f)]),
+            None => reqwest::Url::parse(&base),
+        }
         .map_err(|e| UserError::failed(e.to_string()))?;
         let v = match self
             .client
@@ -298,6 +304,18 @@ impl ModelRegistry for VertexRegistry {
             .iter()
             .map(|m| Self::version_of(model, m))
             .find(|v| v.commit.as_deref() == Some(commit)))
+    }
+
+    async fn recent(&self, model: &str, n: usize) -> Result<Vec<Version>, UserError> {
+        let mut newest: Vec<Version> = self
+            .versions(model, None)
+            .await?
+            .iter()
+            .take(n)
+            .map(|m| Self::version_of(model, m))
+            .collect();
+        newest.reverse();
+        Ok(newest)
     }
 
     async fn by_alias(&self, model: &str, alias: &str) -> Result<Option<Version>, UserError> {
