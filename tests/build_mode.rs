@@ -337,8 +337,13 @@ fn pushes_over_tls_with_a_self_signed_ca() {
 fn a_build_over_its_timeout_fails_as_timed_out() {
     let tb = testbed_env(NEED);
     let (ws, _) = example(&tb["MLCD_TESTBED_REGISTRY"], &tb["MLCD_TESTBED_BASE_IMAGE"]);
-    // A change no cache has seen, so the engine really builds.
-    ws.write("example/extra.txt", &format!("{}\n", unique()));
+    // A step that takes 30 s and that no cache has seen, so the build cannot
+    // finish within the timeout.
+    let dockerfile = ws.read("example/Dockerfile");
+    ws.write(
+        "example/Dockerfile",
+        &format!("{dockerfile}\nRUN sleep 30 # {}\n", unique()),
+    );
     let pw = tb["MLCD_TESTBED_REGISTRY_PASSWORD"].clone();
     let started = Instant::now();
     let (r, out) = build(&ws, &tb, &pw, &[], &["--timeout", "1s"]);
