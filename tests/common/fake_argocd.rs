@@ -2,10 +2,9 @@
 //! port, stopped when dropped; its control endpoints (applications following a
 //! git-backed repository of the fake GitHub, scripted health, recorded requests).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use crate::common::{control_call, root};
+use crate::common::{control_call, spawn_fake};
 
 /// The fake Argo CD API server.
 pub struct FakeArgoCd {
@@ -15,22 +14,12 @@ pub struct FakeArgoCd {
 
 impl FakeArgoCd {
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/fake_argocd/server.py"))
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fake Argo CD");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("fake Argo CD did not start: {line:?}"))
-            .to_string();
+        let (child, url) = spawn_fake(
+            "fake Argo CD",
+            "tests/fake_argocd/server.py",
+            &["--port".as_ref(), "0".as_ref()],
+            "",
+        );
         FakeArgoCd { child, url }
     }
 

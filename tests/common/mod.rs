@@ -185,24 +185,19 @@ pub struct FakeGitHub {
 
 impl FakeGitHub {
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/fake_github/server.py"))
-            .args(["--port", "0", "--quiet"])
-            .arg("--spec")
-            .arg(root().join("fixtures/github/openapi-subset.json"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fake GitHub");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("fake GitHub did not start: {line:?}"))
-            .to_string();
+        let spec = root().join("fixtures/github/openapi-subset.json");
+        let (child, url) = spawn_fake(
+            "fake GitHub",
+            "tests/fake_github/server.py",
+            &[
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--quiet".as_ref(),
+                "--spec".as_ref(),
+                spec.as_os_str(),
+            ],
+            "",
+        );
         FakeGitHub { child, url }
     }
 
@@ -310,6 +305,34 @@ pub fn example_pushing_to(registry: &str, base: &str, prefix: &str) -> (Workspac
     (ws, ns)
 }
 
+/// Starts a Python fake (`script` under tests/, with `args`) that prints
+/// `LISTENING <url>` once it serves; its process and URL. `hint` says what to
+/// check when it does not start.
+pub fn spawn_fake(
+    what: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    hint: &str,
+) -> (Child, String) {
+    let mut child = Command::new("python3")
+        .arg(root().join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 runs the {what}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .unwrap_or_else(|| panic!("{what} did not start{hint}: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
 /// The scripted fake SageMaker + CloudWatch Logs (tests/fake_sagemaker), every
 /// request validated against botocore's models; stopped when dropped.
 pub struct FakeSagemaker {
@@ -319,24 +342,12 @@ pub struct FakeSagemaker {
 
 impl FakeSagemaker {
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/fake_sagemaker/server.py"))
-            .args(["--port", "0", "--quiet"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fake SageMaker");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| {
-                panic!("fake SageMaker did not start (is botocore installed?): {line:?}")
-            })
-            .to_string();
+        let (child, url) = spawn_fake(
+            "fake SageMaker",
+            "tests/fake_sagemaker/server.py",
+            &["--port".as_ref(), "0".as_ref(), "--quiet".as_ref()],
+            " (is botocore installed?)",
+        );
         FakeSagemaker { child, url }
     }
 
@@ -433,22 +444,12 @@ pub struct FakeVertex {
 
 impl FakeVertex {
     pub fn start() -> Self {
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/fake_vertex/server.py"))
-            .args(["--port", "0", "--quiet"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fake Vertex AI");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("fake Vertex AI did not start: {line:?}"))
-            .to_string();
+        let (child, url) = spawn_fake(
+            "fake Vertex AI",
+            "tests/fake_vertex/server.py",
+            &["--port".as_ref(), "0".as_ref(), "--quiet".as_ref()],
+            "",
+        );
         FakeVertex { child, url }
     }
 
