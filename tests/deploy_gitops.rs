@@ -648,6 +648,14 @@ fn pulls(gh: &FakeGitHub) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// How many calls mlcd made to the manifests repository so far.
+fn deploy_repo_calls(gh: &FakeGitHub) -> usize {
+    gh.requests()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").starts_with("/repos/acme/deploy/"))
+        .count()
+}
+
 fn deployment_states(gh: &FakeGitHub) -> Vec<Vec<serde_json::Value>> {
     gh.state()["deployments"]
         .as_array()
@@ -724,6 +732,8 @@ fn pull_request_mode_opens_one_pull_request_and_a_later_run_updates_it() {
         "https://github.com/acme/deploy/pull/1"
     );
     assert!(!deps.iter().flatten().any(|s| s["state"] == "success"));
+    // read + base head + branch head + create branch + read + write + list + create
+    assert_eq!(deploy_repo_calls(&gh), 8);
 
     // A new version: the same pull request, the branch reset to main + the new edit.
     ws.write("mlcd.yml", &cfg.replace(&image(), &image2()));
@@ -762,12 +772,16 @@ fn pull_request_mode_opens_one_pull_request_and_a_later_run_updates_it() {
     );
     assert!(!on_branch.contains(DIGEST_HEX), "{on_branch}");
     assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    // read + 2 heads + read on the branch + reset + read + write + list + update
+    assert_eq!(deploy_repo_calls(&gh), 8 + 9);
 
     // The same version once more: nothing to commit on the branch, the PR kept.
     let before = git(&git_dir, &["rev-parse", PR_BRANCH]);
     deploy(&ws, &gh, &[]).assert_code(0);
     assert_eq!(git(&git_dir, &["rev-parse", PR_BRANCH]), before);
     assert_eq!(pulls(&gh).len(), 1);
+    // read + 2 heads + read on the branch + compare + list + update
+    assert_eq!(deploy_repo_calls(&gh), 8 + 9 + 7);
     let ops: Vec<String> = gh
         .requests()
         .into_iter()
