@@ -652,7 +652,12 @@ fn pulls(gh: &FakeGitHub) -> Vec<serde_json::Value> {
 fn deploy_repo_calls(gh: &FakeGitHub) -> usize {
     gh.requests()
         .iter()
-        .filter(|r| r["path"].as_str().unwrap_or("").starts_with("/repos/acme/deploy/"))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/repos/acme/deploy/")
+        })
         .count()
 }
 
@@ -843,6 +848,23 @@ fn after_the_pull_request_is_merged_a_run_follows_argo_cd_to_healthy() {
     assert_eq!(deps.len(), 2, "{deps:#?}");
     assert_eq!(deps[0].last().unwrap()["state"], "queued");
     assert_eq!(deps[1].last().unwrap()["state"], "success");
+
+    // The next version: the merged pull request is closed, so a second one opens
+    // from the same branch, reset onto the merge.
+    let cfg = ws.read("mlcd.yml");
+    ws.write("mlcd.yml", &cfg.replace(&image(), &image2()));
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["pull-request"], "https://github.com/acme/deploy/pull/2");
+    let states: Vec<_> = pulls(&gh).iter().map(|p| p["state"].clone()).collect();
+    assert_eq!(states, ["closed", "open"]);
+    let range = format!("main..{PR_BRANCH}");
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    assert_eq!(
+        git(&git_dir, &["rev-parse", &format!("{PR_BRANCH}^")]).trim(),
+        merge_sha
+    );
     assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
     assert_no_violations(&gh);
 }

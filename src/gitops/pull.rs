@@ -125,7 +125,7 @@ fn forbidden_pulls(repo: &str, e: &str) -> UserError {
 fn failed(what: &str, repo: &str, e: RepoError) -> UserError {
     match e {
         RepoError::Forbidden(m) => commit::forbidden(repo, what, &m),
-        other => UserError::failed(format!("{what} {repo}: {other}")),
+        other => UserError::failed(format!("mlcd could not {what} {repo}: {other}")),
     }
 }
 
@@ -173,7 +173,7 @@ pub(crate) async fn propose(
     let base_head = repo
         .branch_head(base)
         .await
-        .map_err(|e| failed("reading the branches of", &repo.name.clone(), e))?
+        .map_err(|e| failed("read the branches of", &repo.name.clone(), e))?
         .ok_or_else(|| {
             UserError::invalid(format!(
                 "`deploy.gitops.branch`: {} has no branch `{base}` to open a pull request into",
@@ -206,7 +206,7 @@ pub(crate) async fn propose(
     let existing = repo
         .branch_head(&branch)
         .await
-        .map_err(|e| failed("reading the branches of", &name, e))?;
+        .map_err(|e| failed("read the branches of", &name, e))?;
     let mut created = false;
     let mut commit_sha = None;
     let current_on_branch = match &existing {
@@ -214,12 +214,12 @@ pub(crate) async fn propose(
             let text = repo
                 .read(file, &branch)
                 .await
-                .map_err(|e| failed("reading", &name, e))?;
+                .map_err(|e| failed("read", &name, e))?;
             let up_to_date = text.is_some_and(|t| t.text == wanted)
                 && repo
                     .contains(head, &base_head)
                     .await
-                    .map_err(|e| failed("comparing branches of", &name, e))?;
+                    .map_err(|e| failed("compare the branches of", &name, e))?;
             up_to_date
         }
         None => false,
