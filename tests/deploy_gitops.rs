@@ -804,6 +804,32 @@ fn pull_request_mode_opens_one_pull_request_and_a_later_run_updates_it() {
             "pulls/update"
         ]
     );
+
+    // A teammate pushes to main while the pull request is open: the next run
+    // puts mlcd's branch back on top of main (the same edit, a new parent).
+    let note = serde_json::json!({"message": "A teammate's note", "content": "bm90ZQo=", "branch": "main"});
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .args(["-H", "Authorization: Bearer ghp_teammate"])
+        .args([
+            "-H",
+            "User-Agent: teammate",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", &note.to_string()])
+        .arg(format!("{}/repos/acme/deploy/contents/NOTES.md", gh.url))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let main_head = git(&git_dir, &["rev-parse", "main"]).trim().to_string();
+    deploy(&ws, &gh, &[]).assert_code(0);
+    assert_eq!(
+        git(&git_dir, &["rev-parse", &format!("{PR_BRANCH}^")]).trim(),
+        main_head
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    assert_eq!(pulls(&gh).len(), 1);
     assert_no_violations(&gh);
 }
 

@@ -231,7 +231,11 @@ pub async fn run(
         }
     };
     reporter.info(&format!(
-        "committing to {} with the `{which}` token",
+        "{} {} with the `{which}` token",
+        match g.pull_request {
+            Some(true) => "proposing a pull request on",
+            _ => "committing to",
+        },
         g.repo
     ));
     let registry =
