@@ -937,4 +937,7 @@ fn a_token_without_pull_requests_write_is_named_and_no_branch_is_left_behind() {
     assert!(pulls(&gh).is_empty());
     let out = parse_outputs(&ws.read("out/output"));
     assert_eq!(out["status"], "failed");
+    let deps = deployment_states(&gh);
+    assert_eq!(deps[0].last().unwrap()["state"], "failure", "{deps:#?}");
+    assert_no_violations(&gh);
 }

@@ -248,6 +248,7 @@ pub(crate) async fn propose(
                 if created {
                     let _ = repo.delete_branch(&branch).await;
                 }
+                gh.finish(State::Failure, &e.message, None, reporter).await;
                 return Err(e);
             }
         }
@@ -289,10 +290,9 @@ pub(crate) async fn propose(
                 RepoError::Forbidden(m) => forbidden_pulls(&name, &m),
                 other => UserError::failed(format!("opening the pull request on {name}: {other}")),
             };
-            return Err(UserError {
-                message: format!("{}{cleaned}", err.message),
-                ..err
-            });
+            let message = format!("{}{cleaned}", err.message);
+            gh.finish(State::Failure, &message, None, reporter).await;
+            return Err(UserError { message, ..err });
         }
     };
     if let Some(sha) = &commit_sha {
