@@ -606,3 +606,338 @@ fn a_later_commit_that_contains_ours_synced_healthy_counts_as_our_rollout() {
     assert_no_violations(&gh);
     assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
 }
+
+// ---------------------------------------------------------------------------
+// Pull-request mode: a branch per environment and model, one pull request.
+
+const PR_BRANCH: &str = "mlcd/production/churn";
+const DIGEST2_HEX: &str = "9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877665544";
+
+fn image2() -> String {
+    format!("127.0.0.1:5000/churn:7b1e0d2@sha256:{DIGEST2_HEX}")
+}
+
+/// Merges pull request `number` through the fake's `pulls/merge` (validated like
+/// any request), as a reviewer pressing the button would.
+fn merge(gh: &FakeGitHub, number: u64) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .args(["-H", "Authorization: Bearer ghp_reviewer"])
+        .args([
+            "-H",
+            "User-Agent: reviewer",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", "{\"merge_method\": \"merge\"}"])
+        .arg(format!("{}/repos/acme/deploy/pulls/{number}/merge", gh.url))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "merging #{number} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The pull requests mlcd opened (those with a head branch), from the fake's state.
+fn pulls(gh: &FakeGitHub) -> Vec<serde_json::Value> {
+    gh.state()["pulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("head_ref").is_some())
+        .cloned()
+        .collect()
+}
+
+/// How many calls mlcd made to the manifests repository so far.
+fn deploy_repo_calls(gh: &FakeGitHub) -> usize {
+    gh.requests()
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/repos/acme/deploy/")
+        })
+        .count()
+}
+
+fn deployment_states(gh: &FakeGitHub) -> Vec<Vec<serde_json::Value>> {
+    gh.state()["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["statuses"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn pull_request_mode_opens_one_pull_request_and_a_later_run_updates_it() {
+    let (gh, git_dir, _seed) = seeded("kustomize");
+    let ws = Workspace::new();
+    let cfg = config(
+        "kustomize",
+        "apps/churn/kustomization.yaml",
+        "    pull-request: true\n",
+    );
+    ws.write("mlcd.yml", &cfg);
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "submitted", "{}", said(&run));
+    assert_eq!(out["pull-request"], "https://github.com/acme/deploy/pull/1");
+    // main is untouched; the branch is main + one commit, which is `gitops-commit`.
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    let range = format!("main..{PR_BRANCH}");
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    assert_eq!(
+        out["gitops-commit"],
+        git(&git_dir, &["rev-parse", PR_BRANCH]).trim()
+    );
+    let on_branch = git(
+        &git_dir,
+        &[
+            "show",
+            &format!("{PR_BRANCH}:apps/churn/kustomization.yaml"),
+        ],
+    );
+    assert!(
+        on_branch.contains(&format!("digest: sha256:{DIGEST_HEX}")),
+        "{on_branch}"
+    );
+    // One open pull request whose body is the plan.
+    let prs = pulls(&gh);
+    assert_eq!(prs.len(), 1, "{prs:#?}");
+    let body = prs[0]["body"].as_str().unwrap();
+    assert_eq!(prs[0]["head_ref"], PR_BRANCH);
+    assert_eq!(prs[0]["base_ref"], "main");
+    let first_title = prs[0]["title"].as_str().unwrap().to_string();
+    assert!(first_title.starts_with("Deploy churn "), "{first_title}");
+    for want in [
+        format!("| Digest | `sha256:{DIGEST_HEX}` |"),
+        format!("| Image | `{}` |", image()),
+        "--- a/apps/churn/kustomization.yaml".to_string(),
+        "-    newTag: v1".to_string(),
+        format!("+    digest: sha256:{DIGEST_HEX}"),
+        format!(
+            "| Run | https://github.com/acme/churn/actions/runs/{} |",
+            ws.run_id
+        ),
+    ] {
+        assert!(body.contains(&want), "no {want:?} in the body:\n{body}");
+    }
+    // Submitted, not deployed: the summary and the deployment status say so.
+    let summary = ws.read("out/summary");
+    assert!(summary.contains("submitted as a pull request"), "{summary}");
+    assert!(summary.contains("rollout is not verified"), "{summary}");
+    let deps = deployment_states(&gh);
+    let last = deps[0].last().unwrap();
+    assert_eq!(last["state"], "queued", "{deps:#?}");
+    assert_eq!(
+        last["environment_url"],
+        "https://github.com/acme/deploy/pull/1"
+    );
+    assert!(!deps.iter().flatten().any(|s| s["state"] == "success"));
+    // read + base head + branch head + create branch + read + write + list + create
+    assert_eq!(deploy_repo_calls(&gh), 8);
+
+    // A new version: the same pull request, the branch reset to main + the new edit.
+    ws.write("mlcd.yml", &cfg.replace(&image(), &image2()));
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "submitted", "{}", said(&run));
+    assert_eq!(out["pull-request"], "https://github.com/acme/deploy/pull/1");
+    assert!(
+        said(&run).contains("updated pull request #1"),
+        "{}",
+        said(&run)
+    );
+    let prs = pulls(&gh);
+    assert_eq!(prs.len(), 1, "{prs:#?}");
+    let title = prs[0]["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("Deploy churn ") && title != first_title,
+        "{title}"
+    );
+    assert!(
+        prs[0]["body"].as_str().unwrap().contains(DIGEST2_HEX),
+        "{prs:#?}"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    let on_branch = git(
+        &git_dir,
+        &[
+            "show",
+            &format!("{PR_BRANCH}:apps/churn/kustomization.yaml"),
+        ],
+    );
+    assert!(
+        on_branch.contains(&format!("digest: sha256:{DIGEST2_HEX}")),
+        "{on_branch}"
+    );
+    assert!(!on_branch.contains(DIGEST_HEX), "{on_branch}");
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    // read + 2 heads + read on the branch + reset + read + write + list + update
+    assert_eq!(deploy_repo_calls(&gh), 8 + 9);
+
+    // The same version once more: nothing to commit on the branch, the PR kept.
+    let before = git(&git_dir, &["rev-parse", PR_BRANCH]);
+    deploy(&ws, &gh, &[]).assert_code(0);
+    assert_eq!(git(&git_dir, &["rev-parse", PR_BRANCH]), before);
+    assert_eq!(pulls(&gh).len(), 1);
+    // read + 2 heads + read on the branch + compare + list + update
+    assert_eq!(deploy_repo_calls(&gh), 8 + 9 + 7);
+    let ops: Vec<String> = gh
+        .requests()
+        .into_iter()
+        .filter_map(|r| r["operation_id"].as_str().map(str::to_string))
+        .filter(|o| o.starts_with("pulls/"))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "pulls/list",
+            "pulls/create",
+            "pulls/list",
+            "pulls/update",
+            "pulls/list",
+            "pulls/update"
+        ]
+    );
+
+    // A teammate pushes to main while the pull request is open: the next run
+    // puts mlcd's branch back on top of main (the same edit, a new parent).
+    let note = serde_json::json!({"message": "A teammate's note", "content": "bm90ZQo=", "branch": "main"});
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .args(["-H", "Authorization: Bearer ghp_teammate"])
+        .args([
+            "-H",
+            "User-Agent: teammate",
+            "-H",
+            "content-type: application/json",
+        ])
+        .args(["-d", &note.to_string()])
+        .arg(format!("{}/repos/acme/deploy/contents/NOTES.md", gh.url))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let main_head = git(&git_dir, &["rev-parse", "main"]).trim().to_string();
+    deploy(&ws, &gh, &[]).assert_code(0);
+    assert_eq!(
+        git(&git_dir, &["rev-parse", &format!("{PR_BRANCH}^")]).trim(),
+        main_head
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    assert_eq!(pulls(&gh).len(), 1);
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn after_the_pull_request_is_merged_a_run_follows_argo_cd_to_healthy() {
+    let (gh, git_dir, _seed, argo, ws) = argo_setup("30s");
+    let cfg = ws.read("mlcd.yml");
+    ws.write(
+        "mlcd.yml",
+        &cfg.replace(
+            "    format: kustomize\n",
+            "    format: kustomize\n    pull-request: true\n",
+        ),
+    );
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "submitted", "{}", said(&run));
+    assert!(
+        argo.requests().is_empty(),
+        "nothing to follow before the merge"
+    );
+
+    let merged = merge(&gh, 1);
+    let merge_sha = merged["sha"].as_str().unwrap().to_string();
+    assert_eq!(git(&git_dir, &["rev-parse", "main"]).trim(), merge_sha);
+
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "succeeded", "{}", said(&run));
+    assert!(said(&run).contains("nothing to propose"), "{}", said(&run));
+    assert!(
+        said(&run).contains(&format!("{} synced and Healthy", &merge_sha[..12])),
+        "{}",
+        said(&run)
+    );
+    // Nothing new: the seed, mlcd's branch commit and the merge.
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "3");
+    assert_eq!(pulls(&gh).len(), 1);
+    let deps = deployment_states(&gh);
+    assert_eq!(deps.len(), 2, "{deps:#?}");
+    assert_eq!(deps[0].last().unwrap()["state"], "queued");
+    assert_eq!(deps[1].last().unwrap()["state"], "success");
+
+    // The next version: the merged pull request is closed, so a second one opens
+    // from the same branch, reset onto the merge.
+    let cfg = ws.read("mlcd.yml");
+    ws.write("mlcd.yml", &cfg.replace(&image(), &image2()));
+    let run = deploy(&ws, &gh, ARGO_ENV);
+    run.assert_code(0);
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["pull-request"], "https://github.com/acme/deploy/pull/2");
+    let states: Vec<_> = pulls(&gh).iter().map(|p| p["state"].clone()).collect();
+    assert_eq!(states, ["closed", "open"]);
+    let range = format!("main..{PR_BRANCH}");
+    assert_eq!(git(&git_dir, &["rev-list", "--count", &range]).trim(), "1");
+    assert_eq!(
+        git(&git_dir, &["rev-parse", &format!("{PR_BRANCH}^")]).trim(),
+        merge_sha
+    );
+    assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn a_token_without_pull_requests_write_is_named_and_no_branch_is_left_behind() {
+    let (gh, git_dir, _seed) = seeded("helm");
+    let deny = serde_json::json!({"path_prefix": "/repos/acme/deploy/pulls", "method": "POST", "status": 403, "message": "Resource not accessible by personal access token"});
+    control_call(
+        "fake GitHub",
+        &gh.url,
+        "POST",
+        "/_fake/deny",
+        Some(&deny.to_string()),
+    );
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config("helm", "apps/churn/values.yaml", "    pull-request: true\n"),
+    );
+    let run = deploy(&ws, &gh, &[("INPUT_GITOPS-TOKEN", "github_pat_nopulls")]);
+    run.assert_code(1);
+    assert!(
+        said(&run).contains("needs `pull-requests: write`"),
+        "{}",
+        said(&run)
+    );
+    assert!(
+        said(&run).contains(&format!("mlcd deleted the branch `{PR_BRANCH}`")),
+        "{}",
+        said(&run)
+    );
+    assert!(said(&run).contains("gitops-token"), "{}", said(&run));
+    assert!(!leaked(&run, "github_pat_nopulls"));
+    assert_eq!(
+        git(
+            &git_dir,
+            &["for-each-ref", "--format=%(refname)", "refs/heads"]
+        )
+        .trim(),
+        "refs/heads/main"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    assert!(pulls(&gh).is_empty());
+    let out = parse_outputs(&ws.read("out/output"));
+    assert_eq!(out["status"], "failed");
+    let deps = deployment_states(&gh);
+    assert_eq!(deps[0].last().unwrap()["state"], "failure", "{deps:#?}");
+    assert_no_violations(&gh);
+}

@@ -38,7 +38,7 @@ pub struct Target<'a> {
     pub branch: &'a str,
 }
 
-fn forbidden(repo: &str, what: &str, e: &str) -> UserError {
+pub(super) fn forbidden(repo: &str, what: &str, e: &str) -> UserError {
     UserError::failed(format!(
         "the token cannot {what} {repo} ({e}): it needs `contents: write` on that repository"
     ))

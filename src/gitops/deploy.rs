@@ -65,14 +65,6 @@ pub fn editor(
             )),
         ));
     }
-    if g.pull_request == Some(true) {
-        return Err(at(
-            env,
-            "pull-request",
-            UserError::invalid("`deploy.gitops.pull-request: true` is not available in this release: mlcd commits to `deploy.gitops.branch` only")
-                .hint("remove `pull-request` (or set it to false) and protect the branch with your own review rules"),
-        ));
-    }
     if d.strategy != Strategy::AllAtOnce {
         return Err(UserError::invalid(format!(
             "`deploy.strategy: {}` cannot be done through `deploy.gitops` (format `{}`): a commit of new manifests replaces the version everywhere the GitOps controller applies it, so only `all-at-once` is possible (KServe canary steps by commits are not available in this release)",
@@ -239,7 +231,11 @@ pub async fn run(
         }
     };
     reporter.info(&format!(
-        "committing to {} with the `{which}` token",
+        "{} {} with the `{which}` token",
+        match g.pull_request {
+            Some(true) => "proposing a pull request on",
+            _ => "committing to",
+        },
         g.repo
     ));
     let registry =
@@ -265,15 +261,43 @@ pub async fn run(
     };
     reporter.set_output("endpoint", d.endpoint.clone());
     let mut gh = crate::modes::deploy::GitHub::start(plan, d, env, &candidate, reporter).await;
-    let result = commit::commit_change(
-        &mut repo,
-        editor.as_ref(),
-        &target,
-        &change,
-        &message(plan, &change, &d.environment),
-    )
-    .await?;
+    // Pull-request mode: a branch and a pull request; followed only once merged.
+    let merged = match g.pull_request == Some(true) {
+        true => match super::pull::propose(
+            &mut repo,
+            editor.as_ref(),
+            &target,
+            &change,
+            plan,
+            g,
+            &message(plan, &change, &d.environment),
+            reporter,
+            &mut gh,
+        )
+        .await?
+        {
+            super::pull::Proposed::Open => return Ok(Outcome::Submitted),
+            super::pull::Proposed::OnBase(sha) => Some(sha),
+        },
+        false => None,
+    };
+    let result = match merged {
+        Some(_) => Committed::Unchanged,
+        None => {
+            commit::commit_change(
+                &mut repo,
+                editor.as_ref(),
+                &target,
+                &change,
+                &message(plan, &change, &d.environment),
+            )
+            .await?
+        }
+    };
     let (sha, before, after) = match result {
+        Committed::Unchanged if merged.is_some() => {
+            (merged.clone().unwrap_or_default(), None, String::new())
+        }
         Committed::Unchanged => {
             reporter.info(&format!(
                 "{}@{branch}:{file} already deploys {} ({}): nothing committed",
@@ -401,11 +425,11 @@ pub async fn run(
     ));
     let Some(before) = before else {
         gh.finish(State::Failure, &why, None, reporter).await;
-        return Err(UserError::new(
-            outcome,
-            format!("{why}; mlcd created `{file}` and does not delete it: remove it by hand"),
-        )
-        .into());
+        let left = match merged {
+            Some(_) => "the change came through a merged pull request, which mlcd does not revert: revert it on GitHub (the pull request's Revert button)".to_string(),
+            None => format!("mlcd created `{file}` and does not delete it: remove it by hand"),
+        };
+        return Err(UserError::new(outcome, format!("{why}; {left}")).into());
     };
     let revert_msg = format!(
         "Revert \"Deploy {} {} to {}\"\n\nThis reverts commit {sha}: {why}\n\nWritten by mlcd.\n",

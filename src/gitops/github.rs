@@ -39,7 +39,9 @@ pub struct FileAt {
 
 /// The manifests repository.
 pub struct Repo {
-    octo: Octocrab,
+    pub(super) octo: Octocrab,
+    /// The API's base URL (for the calls octocrab takes absolute URIs for).
+    pub(super) api: String,
     /// `owner/name`.
     pub name: String,
     /// API calls made.
@@ -66,7 +68,7 @@ fn classify(e: octocrab::Error) -> RepoError {
     }
 }
 
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     fut: impl std::future::Future<Output = octocrab::Result<T>>,
 ) -> Result<T, RepoError> {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
@@ -79,7 +81,7 @@ async fn bounded<T>(
 }
 
 /// A path for a URL: each segment percent-encoded, the slashes kept.
-fn url_path(path: &str) -> String {
+pub(super) fn url_path(path: &str) -> String {
     path.split('/')
         .map(|seg| {
             seg.bytes()
@@ -109,6 +111,7 @@ impl Repo {
             .map_err(|e| redact(&e.to_string()))?;
         Ok(Repo {
             octo,
+            api: api_url.trim_end_matches('/').to_string(),
             name: name.to_string(),
             calls: 0,
         })

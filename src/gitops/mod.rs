@@ -8,3 +8,5 @@ pub mod deploy;
 pub mod edit;
 pub mod follow;
 pub mod github;
+pub mod github_pr;
+pub mod pull;

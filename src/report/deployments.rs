@@ -19,6 +19,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum State {
     /// The rollout is under way.
     InProgress,
+    /// Waiting on someone else (a GitOps pull request to be merged).
+    Queued,
     /// The version serves.
     Success,
     /// The rollout failed (and was rolled back).
@@ -31,6 +33,7 @@ impl State {
     fn as_str(self) -> &'static str {
         match self {
             State::InProgress => "in_progress",
+            State::Queued => "queued",
             State::Success => "success",
             State::Failure => "failure",
             State::Inactive => "inactive",

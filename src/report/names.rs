@@ -48,6 +48,7 @@ pub const OUTPUTS: &[OutputSpec] = &[
     o("traffic", DEPLOY, "The share of traffic the new version takes (first step in a dry run)."),
     o("previous-version", DEPLOY, "The version serving before, which a rollback restores."),
     o("gitops-commit", DEPLOY, "With `deploy.gitops`: the commit mlcd pushed to the manifests repository (unset when it already held the version)."),
+    o("pull-request", DEPLOY, "With `deploy.gitops.pull-request: true`: the page of the pull request mlcd opened or updated (the step then ends `submitted`: nothing is deployed until it is merged)."),
     o("gitops-revert", DEPLOY, "With `deploy.gitops.argocd`: the revert commit mlcd pushed when the rollout failed."),
     o("drifted", MONITOR, "`true` when the share of drifted columns reached `monitor.drift-share`."),
     o("drift-share", MONITOR, "The share of compared columns that drifted (0 to 1)."),

@@ -136,6 +136,46 @@ class Repos:
         git(gd, "update-ref", f"refs/heads/{branch}", commit, parent or "0" * 40)
         return commit, new_tree, blob, parent
 
+    def resolve(self, full, rev):
+        """The commit SHA `rev` names, or None."""
+        try:
+            return git(self.repos[full], "rev-parse", "--verify", "-q", f"{rev}^{{commit}}").decode().strip()
+        except GitError:
+            return None
+
+    def is_ancestor(self, full, old, new):
+        try:
+            git(self.repos[full], "merge-base", "--is-ancestor", old, new)
+            return True
+        except GitError:
+            return False
+
+    def set_ref(self, full, ref, sha, old=None):
+        """Points refs/… at sha (old: the value it must have; "" for a new ref)."""
+        args = ["update-ref", ref, sha]
+        if old is not None:
+            args.append(old or "0" * 40)
+        git(self.repos[full], *args)
+
+    def delete_ref(self, full, ref):
+        git(self.repos[full], "update-ref", "-d", ref)
+
+    def merge(self, full, base, head, message, who=BOT):
+        """A merge commit of head into branch base (GitHub's default merge method);
+        None when the two conflict. Returns the merge commit's SHA."""
+        gd = self.repos[full]
+        base_sha = self.head(full, base)
+        try:
+            tree = git(gd, "merge-tree", "--write-tree", base_sha, head).decode().split()[0]
+        except GitError:
+            return None
+        commit = git(
+            gd, "commit-tree", tree, "-p", base_sha, "-p", head, stdin=message.encode(),
+            env={"GIT_AUTHOR_NAME": who[0], "GIT_AUTHOR_EMAIL": who[1], "GIT_COMMITTER_NAME": who[0], "GIT_COMMITTER_EMAIL": who[1]},
+        ).decode().strip()
+        git(gd, "update-ref", f"refs/heads/{base}", commit, base_sha)
+        return commit
+
     def race(self, full, spec):
         self.races.setdefault(full, []).append(spec)
 

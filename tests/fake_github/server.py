@@ -18,7 +18,8 @@ For each request to a GitHub path it:
     (OpenAPI 3.0 semantics, openapi_schema_validator.OAS30WriteValidator; `nullable`
     also admits null where the schema has an `enum`) -> 422 "Invalid request." + violation;
   * answers from in-memory state (check runs + annotations, deployments + statuses,
-    issue comments, repositories), building each body from the operation's documented
+    issue comments, repositories, pull requests; contents, refs and merges in a real
+    bare git repository, see gitrepo.py), building each body from the operation's documented
     example and validating it against the documented response schema (a mismatch is
     recorded as a violation too).
 
@@ -202,7 +203,8 @@ class Operation:
         for part in re.split(r"({[^}]+})", template):
             if part.startswith("{") and part.endswith("}"):
                 # a file path (the contents API's last parameter) spans several segments
-                many = part == "{path}" and template.endswith("{path}")
+                # and so does a git ref (`heads/mlcd/production/churn`)
+                many = part in ("{path}", "{ref}") and template.endswith(part)
                 rx += f"(?P<{part[1:-1]}>{'.+' if many else '[^/]+'})"
             else:
                 rx += re.escape(part)
@@ -351,6 +353,9 @@ class Templates:
         # a plain repository: the example also shows a fork's parent/source/template
         self.repo = take("repos/get", 200, drop=("parent", "source", "template_repository", "organization"))
         self.root = take("meta/root", 200)
+        self.pull_full = take("pulls/create", 201)
+        self.pull_simple = take("pulls/list", 200)
+        self.git_ref = take("git/get-ref", 200)
         user = copy.deepcopy(self.comment["user"])
         bot = "github-actions%5Bbot%5D"
         user = rewrite(user, [("/users/octocat", f"/users/{bot}")])
@@ -1397,6 +1402,227 @@ def repos_compare_commits(ctx):
     return Reply(200, body)
 
 
+# -- refs and pull requests on the real repository (GitOps pull-request mode) --
+
+
+def _ref_body(ctx, ref, sha):
+    body = ctx.from_template(ctx.tpl.git_ref)
+    body.update(
+        ref=ref,
+        node_id=node_id("Ref", f"{ctx.full}:{ref}"),
+        url=f"{ctx.api_repo}/git/{ref}",
+        object={"type": "commit", "sha": sha, "url": f"{ctx.api_repo}/git/commits/{sha}"},
+    )
+    return body
+
+
+def _branch_ref(ctx, ref):
+    """refs/heads/<branch> for the `ref` path parameter (`heads/<branch>`)."""
+    if not ref.startswith("heads/"):
+        raise GHError(422, f"Reference does not exist", violation=("semantic", "path", f"mlcd's refs are branches (heads/…), not {ref}"))
+    return "refs/" + ref
+
+
+def git_get_ref(ctx):
+    _repo_or_404(ctx)
+    ref = _branch_ref(ctx, ctx.p["ref"])
+    sha = ctx.fake.git.resolve(ctx.full, ref)
+    if sha is None:
+        raise ctx.not_found()
+    return Reply(200, _ref_body(ctx, ref, sha))
+
+
+def git_create_ref(ctx):
+    _repo_or_404(ctx)
+    ref, sha = ctx.body["ref"], ctx.body["sha"]
+    if not ref.startswith("refs/") or ref.count("/") < 2:
+        raise GHError(422, "Reference name must start with 'refs/' and have at least two slashes.")
+    if ctx.fake.git.resolve(ctx.full, sha) != sha:
+        raise GHError(422, "Object does not exist")
+    try:
+        ctx.fake.git.set_ref(ctx.full, ref, sha, "")
+    except gitrepo.GitError:
+        raise GHError(422, "Reference already exists")
+    return Reply(201, _ref_body(ctx, ref, sha), {"Location": f"{ctx.api_repo}/git/{ref}"})
+
+
+def git_update_ref(ctx):
+    _repo_or_404(ctx)
+    ref = _branch_ref(ctx, ctx.p["ref"])
+    repos = ctx.fake.git
+    old = repos.resolve(ctx.full, ref)
+    if old is None:
+        raise GHError(422, "Reference does not exist")
+    sha = ctx.body["sha"]
+    if repos.resolve(ctx.full, sha) != sha:
+        raise GHError(422, "Object does not exist")
+    if not ctx.body.get("force") and not repos.is_ancestor(ctx.full, old, sha):
+        raise GHError(422, "Update is not a fast forward")
+    try:
+        repos.set_ref(ctx.full, ref, sha, old)
+    except gitrepo.GitError as e:
+        raise GHError(409, f"reference update failed: {e}")
+    return Reply(200, _ref_body(ctx, ref, sha))
+
+
+def git_delete_ref(ctx):
+    _repo_or_404(ctx)
+    ref = _branch_ref(ctx, ctx.p["ref"])
+    if ctx.fake.git.resolve(ctx.full, ref) is None:
+        raise GHError(422, "Reference does not exist")
+    ctx.fake.git.delete_ref(ctx.full, ref)
+    return Reply(204, "")
+
+
+def _pull_body(ctx, pr, template):
+    """A pull request as GitHub shows it, built on the documented example."""
+    p = ctx.from_template(template)
+    n = pr["number"]
+    ident = int(fake_sha("pull", ctx.full, n)[:8], 16)
+    repos = ctx.fake.git
+    head_sha = repos.resolve(ctx.full, f"refs/heads/{pr['head_ref']}") or pr["head_sha"]
+    base_sha = repos.resolve(ctx.full, f"refs/heads/{pr['base_ref']}")
+    p.update(
+        id=ident,
+        node_id=node_id("PullRequest", ident),
+        number=n,
+        state=pr["state"],
+        title=pr["title"],
+        body=pr["body"],
+        url=f"{ctx.api_repo}/pulls/{n}",
+        html_url=f"{ctx.html_repo}/pull/{n}",
+        diff_url=f"{ctx.html_repo}/pull/{n}.diff",
+        patch_url=f"{ctx.html_repo}/pull/{n}.patch",
+        issue_url=f"{ctx.api_repo}/issues/{n}",
+        comments_url=f"{ctx.api_repo}/issues/{n}/comments",
+        commits_url=f"{ctx.api_repo}/pulls/{n}/commits",
+        review_comments_url=f"{ctx.api_repo}/pulls/{n}/comments",
+        statuses_url=f"{ctx.api_repo}/statuses/{head_sha}",
+        merge_commit_sha=pr["merge_commit_sha"],
+        merged_at=pr.get("merged_at"),
+        closed_at=pr.get("merged_at"),
+        requested_teams=[],
+        requested_reviewers=[],
+        assignees=[],
+        labels=[],
+        milestone=None,
+        draft=False,
+        user=copy.deepcopy(ctx.tpl.bot),
+    )
+    for key, ref, sha in (("head", pr["head_ref"], head_sha), ("base", pr["base_ref"], base_sha)):
+        p[key].update(ref=ref, sha=sha, label=f"{ctx.owner}:{ref}", user=copy.deepcopy(ctx.tpl.bot))
+    if "merged" in p:
+        p["merged"] = pr["state"] == "closed" and pr["merge_commit_sha"] is not None
+    if "mergeable" in p:
+        p["mergeable"] = pr["state"] == "open"
+    if "merged_by" in p:
+        p["merged_by"] = copy.deepcopy(ctx.tpl.bot) if p.get("merged") else None
+    return p
+
+
+def _pulls_of(ctx):
+    return [pr for pr in ctx.fake.pulls if pr["repository"] == ctx.full and "head_ref" in pr]
+
+
+def _pull_or_404(ctx):
+    for pr in _pulls_of(ctx):
+        if pr["number"] == ctx.p["pull_number"]:
+            return pr
+    raise ctx.not_found()
+
+
+def pulls_list(ctx):
+    _repo_or_404(ctx)
+    state = ctx.q.get("state", "open")
+    head, base = ctx.q.get("head"), ctx.q.get("base")
+    items = []
+    for pr in _pulls_of(ctx):
+        if state != "all" and pr["state"] != state:
+            continue
+        if head is not None:
+            owner, _, ref = head.partition(":")
+            if not ref or owner != ctx.owner or ref != pr["head_ref"]:
+                continue
+        if base is not None and base != pr["base_ref"]:
+            continue
+        items.append(_pull_body(ctx, pr, ctx.tpl.pull_simple))
+    items.sort(key=lambda p: -p["number"])
+    page, headers = ctx.page(items)
+    return Reply(200, page, headers)
+
+
+def pulls_create(ctx):
+    _repo_or_404(ctx)
+    repos = ctx.fake.git
+    head, base = ctx.body["head"], ctx.body["base"]
+    if ":" in head:
+        owner, _, head = head.partition(":")
+        if owner != ctx.owner:
+            raise GHError(422, "Validation Failed", [{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+    head_sha = repos.resolve(ctx.full, f"refs/heads/{head}")
+    base_sha = repos.resolve(ctx.full, f"refs/heads/{base}")
+    if head_sha is None or base_sha is None:
+        field = "head" if head_sha is None else "base"
+        raise GHError(422, "Validation Failed", [{"resource": "PullRequest", "field": field, "code": "invalid"}])
+    for pr in _pulls_of(ctx):
+        if pr["state"] == "open" and pr["head_ref"] == head and pr["base_ref"] == base:
+            raise GHError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom", "message": f"A pull request already exists for {ctx.owner}:{head}."}])
+    if repos.is_ancestor(ctx.full, head_sha, base_sha):
+        raise GHError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom", "message": f"No commits between {base} and {head}"}])
+    if not ctx.body.get("title"):
+        raise GHError(422, "Validation Failed", [{"resource": "PullRequest", "field": "title", "code": "missing_field"}])
+    number = 1 + max([p["number"] for p in ctx.fake.pulls if p["repository"] == ctx.full] or [0])
+    pr = {
+        "repository": ctx.full,
+        "number": number,
+        "head_sha": head_sha,
+        "commits": [],
+        "state": "open",
+        "merge_commit_sha": None,
+        "head_ref": head,
+        "base_ref": base,
+        "title": ctx.body["title"],
+        "body": ctx.body.get("body"),
+    }
+    ctx.fake.pulls.append(pr)
+    return Reply(201, _pull_body(ctx, pr, ctx.tpl.pull_full), {"Location": f"{ctx.api_repo}/pulls/{number}"})
+
+
+def pulls_update(ctx):
+    _repo_or_404(ctx)
+    pr = _pull_or_404(ctx)
+    for key in ("title", "body"):
+        if key in ctx.body:
+            pr[key] = ctx.body[key]
+    if ctx.body.get("state") in ("open", "closed") and pr["merge_commit_sha"] is None:
+        pr["state"] = ctx.body["state"]
+    if "base" in ctx.body:
+        pr["base_ref"] = ctx.body["base"]
+    return Reply(200, _pull_body(ctx, pr, ctx.tpl.pull_full))
+
+
+def pulls_merge(ctx):
+    """GitHub's default merge: a merge commit of the head branch into the base."""
+    _repo_or_404(ctx)
+    pr = _pull_or_404(ctx)
+    body = ctx.body or {}
+    if pr["state"] != "open":
+        raise GHError(405, "Pull Request is not mergeable")
+    if body.get("merge_method", "merge") != "merge":
+        raise GHError(405, "this fake merges with merge commits only", violation=("semantic", "body", "merge_method other than merge"))
+    repos = ctx.fake.git
+    head_sha = repos.resolve(ctx.full, f"refs/heads/{pr['head_ref']}")
+    if body.get("sha") and body["sha"] != head_sha:
+        raise GHError(409, "Head branch was modified. Review and try the merge again.")
+    title = body.get("commit_title") or f"Merge pull request #{pr['number']} from {ctx.owner}/{pr['head_ref']}"
+    message = f"{title}\n\n{body.get('commit_message') or pr['title']}\n"
+    sha = repos.merge(ctx.full, pr["base_ref"], head_sha, message)
+    if sha is None:
+        raise GHError(405, "Pull Request is not mergeable")
+    pr.update(state="closed", merge_commit_sha=sha, head_sha=head_sha, merged_at=now_ts())
+    return Reply(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
+
+
 HANDLERS = {
     "checks/create": checks_create,
     "checks/update": checks_update,
@@ -1419,6 +1645,14 @@ HANDLERS = {
     "repos/get-content": repos_get_content,
     "repos/create-or-update-file-contents": repos_create_or_update_file_contents,
     "repos/compare-commits": repos_compare_commits,
+    "git/get-ref": git_get_ref,
+    "git/create-ref": git_create_ref,
+    "git/update-ref": git_update_ref,
+    "git/delete-ref": git_delete_ref,
+    "pulls/list": pulls_list,
+    "pulls/create": pulls_create,
+    "pulls/update": pulls_update,
+    "pulls/merge": pulls_merge,
 }
 
 
