@@ -110,6 +110,9 @@ pub struct DeployPlan {
     /// Kubernetes settings of the KServe InferenceService, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<ServingKubernetesPlan>,
+    /// Vertex AI settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<super::VertexPlan>,
     /// Batching as numbers: the largest batch and its longest wait.
     #[serde(skip)]
     pub batching_limits: Option<(u32, Duration)>,
@@ -493,6 +496,11 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         registry: registry.clone(),
         sagemaker: super::train::sagemaker_plan(inputs, backend, registry.kind, "serving")?,
         kubernetes,
+        vertex: if backend == Backend::Vertex {
+            Some(super::vertex::plan(inputs, "serving", false)?)
+        } else {
+            None
+        },
         batching_limits,
         image_given,
     })
