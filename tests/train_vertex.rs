@@ -508,23 +508,7 @@ fn bad_vertex_setups_are_refused_before_any_request() {
 
 /// gcloud with its endpoint override pointed at the fake and a private config.
 fn gcloud(fake: &FakeVertex, config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("gcloud")
-        .args(args)
-        .env("CLOUDSDK_CONFIG", config)
-        .env(
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
-            format!("{}/", fake.url),
-        )
-        .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
-        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-        .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
-        .output()
-        .expect("gcloud runs (google-cloud-cli)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    fake.gcloud(config, args)
 }
 
 #[test]

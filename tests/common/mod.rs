@@ -526,6 +526,29 @@ impl FakeVertex {
         self.call("POST", "/_fake/config", Some(&body.to_string()));
     }
 
+    /// Runs the real gcloud with its endpoint override pointed at this fake, a
+    /// plain access token and the private config directory `config`; (success,
+    /// stdout, stderr).
+    pub fn gcloud(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("gcloud")
+            .args(args)
+            .env("CLOUDSDK_CONFIG", config)
+            .env(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
+                format!("{}/", self.url),
+            )
+            .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
+            .output()
+            .expect("gcloud runs (google-cloud-cli)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Environment reaching this fake with a plain access token, as gcloud's tests do.
     pub fn token_env(&self) -> Vec<(String, String)> {
         vec![
