@@ -764,6 +764,33 @@ fn gcloud_agrees_with_the_fake_on_models_and_endpoint_traffic() {
         "{ep}"
     );
     assert_eq!(ep["trafficSplit"][&new], 100, "{ep}");
+    // rawPredict's body is the payload itself (google.api.HttpBody over REST), as
+    // mlcd sends it: gcloud sends the request file unchanged.
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, r#"{"instances": [[1, 2]]}"#).unwrap();
+    let (ok, out, err) = run(&[
+        "endpoints",
+        "raw-predict",
+        "111",
+        &format!("--request=@{}", req.display()),
+    ]);
+    assert!(ok && out.contains("predictions"), "{out}{err}");
+    let raw = fake.calls("endpoints.rawPredict");
+    assert_eq!(raw.last().unwrap()["body"], r#"{"instances": [[1, 2]]}"#);
+    // An endpoint with a deployed model is not deleted; an empty one is.
+    let (ok, _, err) = run(&["endpoints", "delete", "111"]);
+    assert!(!ok && err.contains("has deployed models"), "{err}");
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "undeploy-model",
+        "111",
+        &format!("--deployed-model-id={new}"),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["endpoints", "delete", "111"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["endpoints", "describe", "111"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
     // gcloud polled the endpoint operations where it does (v1beta1).
     assert!(fake.requests().iter().any(|r| r["path"]
         .as_str()

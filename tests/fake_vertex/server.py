@@ -514,6 +514,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # google.api.HttpBody: over REST the request body is the payload itself.
             body = raw
             fake.raw_content_type = self.headers.get("Content-Type") or "application/json"
+            rec["body"] = raw.decode("utf-8", "replace")
         elif "request" in m:
             try:
                 body = json.loads(raw or b"{}")
