@@ -246,3 +246,42 @@ fn train_register_and_canary_deploy_on_vertex_then_a_failing_candidate_is_rolled
     assert_eq!(ep["labels"][format!("mlcd-dm-{id}")], "v2");
     fake.assert_no_violations();
 }
+
+#[test]
+fn bad_vertex_deploy_setups_are_refused_before_any_request() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    let base = config("mlcd-test/churn:kserve", 200);
+    ws.write("tests/sample.json", "{}");
+    // An endpoint name Vertex cannot take as an id.
+    ws.write(
+        "mlcd.yml",
+        &base.replace("endpoint: churn", "endpoint: Churn_Prod"),
+    );
+    let (r, _) = run(&ws, &fake, "deploy", "201");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stdout.contains("file=mlcd.yml,line=11")
+            && r.stdout
+                .contains("`Churn_Prod` cannot name a Vertex AI endpoint"),
+        "{}",
+        r.stdout
+    );
+    // Traffic capture, which mlcd cannot read on Vertex.
+    ws.write(
+        "mlcd.yml",
+        &base.replace(
+            "  ready-timeout: 2m\n",
+            "  ready-timeout: 2m\n  capture: {sample: 100%}\n",
+        ),
+    );
+    let (r, _) = run(&ws, &fake, "deploy", "202");
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stdout
+            .contains("does not capture traffic on `backend: vertex`"),
+        "{}",
+        r.stdout
+    );
+    assert!(fake.requests().is_empty(), "{:#?}", fake.requests());
+}
