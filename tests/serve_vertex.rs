@@ -269,3 +269,44 @@ async fn another_change_in_progress_is_waited_for_then_refused_and_foreign_model
     );
     b.fake.assert_no_violations();
 }
+
+/// Calls a minute while mlcd waits on Vertex: every long-running operation (model
+/// upload, endpoint create, deployModel) takes 15 polls. The poll interval is
+/// scaled (200 ms standing for the 10 s default), so a real minute is 1.2 s here.
+#[tokio::test(flavor = "current_thread")]
+async fn a_deploy_waiting_on_vertex_costs_at_most_12_api_calls_a_minute() {
+    let fake = FakeVertex::start();
+    fake.config(serde_json::json!({"operation_polls": 15}));
+    let mut env: BTreeMap<String, String> = fake.token_env().into_iter().collect();
+    env.insert("MLCD_POLL_INTERVAL_MS".into(), "200".into());
+    let v = VertexServing::new(&plan(), &env)
+        .unwrap()
+        .with_ready_timeout(Duration::from_secs(60));
+    let started = Instant::now();
+    v.deploy(&spec("img:1", &format!("bench-{}", unique()), "v1"), false)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    let calls = fake.requests();
+    let polls = calls
+        .iter()
+        .filter(|r| {
+            r["method"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("operations.get")
+        })
+        .count();
+    let scale = Duration::from_secs(10).as_secs_f64() / 0.2;
+    let real_minutes = elapsed.as_secs_f64() * scale / 60.0;
+    let per_minute = calls.len() as f64 / real_minutes;
+    eprintln!(
+        "measured: {} API calls ({polls} operations.get) in {:.1} s at a 200 ms poll = {:.1} min at the 10 s default: {per_minute:.1} calls a minute",
+        calls.len(),
+        elapsed.as_secs_f64(),
+        real_minutes
+    );
+    assert!(polls >= 45, "three operations of 15 polls: {polls}");
+    assert!(per_minute <= 12.0, "{per_minute:.1} calls a minute");
+    fake.assert_no_violations();
+}
