@@ -165,6 +165,32 @@ async fn a_candidate_is_called_alone_before_traffic_and_a_broken_one_fails_with_
             .ends_with(&format!("{ep}-candidate:rawPredict")),
         "{call:#}"
     );
+    // A run that stopped after the candidate endpoint was emptied: deploying v2
+    // again puts it back there, so it can still be called alone.
+    let cand_id = cand["deployedModels"][0]["id"].as_str().unwrap();
+    let op = api(
+        &b,
+        "POST",
+        &format!("{PARENT}/endpoints/{ep}-candidate:undeployModel"),
+        serde_json::json!({ "deployedModelId": cand_id }),
+    );
+    let name = op["name"].as_str().unwrap();
+    while api(&b, "GET", &format!("v1/{name}"), serde_json::json!({}))["done"] != true {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(v.invoke(&ep, "v2", &sample()).await.is_err());
+    v.deploy(&spec(&b.image, &ep, "v2"), false).await.unwrap();
+    assert_eq!(v.invoke(&ep, "v2", &sample()).await.unwrap().status, 200);
+    let state = b.fake.call("GET", "/_fake/state", None);
+    assert_eq!(
+        state["endpoints"][&ep]["deployedModels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "v2 is not deployed twice to the live endpoint"
+    );
+
     // v1 takes all the traffic, so the live endpoint reaches it alone; once it
     // shares the traffic with v2 it cannot be called alone.
     assert_eq!(v.invoke(&ep, "v1", &sample()).await.unwrap().status, 200);

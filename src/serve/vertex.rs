@@ -714,7 +714,19 @@ impl ServingBackend for VertexServing {
                 .await;
         };
         if live.id_of(&spec.version).is_some() {
-            return Ok(()); // already beside the live version (a re-run)
+            // Already beside the live version (a re-run): it must still be
+            // callable alone when it shares the endpoint.
+            let alone = self
+                .get(&spec.endpoint, Role::Candidate)
+                .await?
+                .is_some_and(|c| c.models.len() == 1 && c.models[0].1 == spec.version);
+            if live.models.len() > 1 && !alone {
+                self.empty(&spec.endpoint, Role::Candidate).await?;
+                let cand = self.ensure(spec, Role::Candidate).await?;
+                self.deploy_to(&cand, spec, &model, BTreeMap::from([("0".into(), 100)]))
+                    .await?;
+            }
+            return Ok(());
         }
         if live.models.is_empty() {
             return self
