@@ -508,23 +508,7 @@ fn bad_vertex_setups_are_refused_before_any_request() {
 
 /// gcloud with its endpoint override pointed at the fake and a private config.
 fn gcloud(fake: &FakeVertex, config: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("gcloud")
-        .args(args)
-        .env("CLOUDSDK_CONFIG", config)
-        .env(
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
-            format!("{}/", fake.url),
-        )
-        .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
-        .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
-        .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
-        .output()
-        .expect("gcloud runs (google-cloud-cli)");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    fake.gcloud(config, args)
 }
 
 #[test]
@@ -780,6 +764,33 @@ fn gcloud_agrees_with_the_fake_on_models_and_endpoint_traffic() {
         "{ep}"
     );
     assert_eq!(ep["trafficSplit"][&new], 100, "{ep}");
+    // rawPredict's body is the payload itself (google.api.HttpBody over REST), as
+    // mlcd sends it: gcloud sends the request file unchanged.
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, r#"{"instances": [[1, 2]]}"#).unwrap();
+    let (ok, out, err) = run(&[
+        "endpoints",
+        "raw-predict",
+        "111",
+        &format!("--request=@{}", req.display()),
+    ]);
+    assert!(ok && out.contains("predictions"), "{out}{err}");
+    let raw = fake.calls("endpoints.rawPredict");
+    assert_eq!(raw.last().unwrap()["body"], r#"{"instances": [[1, 2]]}"#);
+    // An endpoint with a deployed model is not deleted; an empty one is.
+    let (ok, _, err) = run(&["endpoints", "delete", "111"]);
+    assert!(!ok && err.contains("has deployed models"), "{err}");
+    let (ok, _, err) = run(&[
+        "endpoints",
+        "undeploy-model",
+        "111",
+        &format!("--deployed-model-id={new}"),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["endpoints", "delete", "111"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["endpoints", "describe", "111"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
     // gcloud polled the endpoint operations where it does (v1beta1).
     assert!(fake.requests().iter().any(|r| r["path"]
         .as_str()

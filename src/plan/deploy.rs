@@ -110,6 +110,9 @@ pub struct DeployPlan {
     /// Kubernetes settings of the KServe InferenceService, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<ServingKubernetesPlan>,
+    /// Vertex AI settings, for that backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vertex: Option<super::VertexPlan>,
     /// Batching as numbers: the largest batch and its longest wait.
     #[serde(skip)]
     pub batching_limits: Option<(u32, Duration)>,
@@ -447,6 +450,31 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         None
     };
 
+    let vertex = if backend == Backend::Vertex {
+        if capture.is_some() {
+            return Err(inputs
+                .config_error(
+                    &["deploy", "capture"],
+                    "`deploy.capture`: mlcd does not capture traffic on `backend: vertex` (Vertex logs requests to BigQuery, which mlcd does not read)",
+                )
+                .hint("remove `deploy.capture`, or turn on Vertex's request-response logging to BigQuery yourself"));
+        }
+        crate::serve::vertex::check_endpoint_name(&endpoint).map_err(|e| {
+            if p("endpoint").is_some() {
+                param_err("endpoint", e)
+            } else if cfg.endpoint.is_some() {
+                inputs.config_error(&["deploy", "endpoint"], format!("`deploy.endpoint`: {e}"))
+            } else {
+                UserError::invalid(format!(
+                    "the endpoint name (the model id, as `deploy.endpoint` is not set): {e}"
+                ))
+                .hint("set `deploy.endpoint` to a name like `churn`")
+            }
+        })?;
+        Some(super::vertex::plan(inputs, "serving", false)?)
+    } else {
+        None
+    };
     Ok(DeployPlan {
         image,
         endpoint,
@@ -493,6 +521,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         registry: registry.clone(),
         sagemaker: super::train::sagemaker_plan(inputs, backend, registry.kind, "serving")?,
         kubernetes,
+        vertex,
         batching_limits,
         image_given,
     })

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::{check_alias, check_commit, check_new, ModelRegistry, NewVersion, Version};
 use crate::cloud::gcp::auth::TokenSource;
-use crate::cloud::gcp::client::{GcpClient, GcpError};
+use crate::cloud::gcp::client::GcpClient;
 use crate::cloud::gcp::{self, Api};
 use crate::error::UserError;
 use crate::plan::VertexPlan;
@@ -165,39 +165,15 @@ impl VertexRegistry {
 
     /// Polls a long-running operation to `done`, bounded; its `response`.
     async fn wait_operation(&self, op: Value, what: &str) -> Result<Value, UserError> {
-        let start = Instant::now();
-        let mut op = op;
-        loop {
-            if op["done"].as_bool() == Some(true) {
-                if let Some(e) = op.get("error") {
-                    return Err(UserError::failed(format!(
-                        "{what} failed: {} (code {})",
-                        e["message"].as_str().unwrap_or("no message"),
-                        e["code"]
-                    )));
-                }
-                return Ok(op["response"].clone());
-            }
-            if start.elapsed() > UPLOAD_BOUND {
-                return Err(UserError::failed(format!(
-                    "{what} did not finish within {}s (operation {})",
-                    UPLOAD_BOUND.as_secs(),
-                    op["name"].as_str().unwrap_or("?")
-                )));
-            }
-            tokio::time::sleep(self.poll).await;
-            let name = op["name"].as_str().unwrap_or_default().to_string();
-            op = self
-                .client
-                .call(
-                    "operations.get",
-                    Method::GET,
-                    &format!("{}{name}", self.operations_root),
-                    None,
-                )
-                .await
-                .map_err(|e: GcpError| e.user(&format!("waiting for {what}")))?;
-        }
+        gcp::operation::wait(
+            &self.client,
+            &self.operations_root,
+            op,
+            what,
+            self.poll,
+            UPLOAD_BOUND,
+        )
+        .await
     }
 }
 

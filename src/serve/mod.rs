@@ -23,6 +23,7 @@ pub mod router_image;
 pub mod sagemaker;
 pub mod stats;
 pub mod verify;
+pub mod vertex;
 
 /// One model version to put behind an endpoint.
 #[derive(Debug, Clone)]

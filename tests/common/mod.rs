@@ -314,7 +314,25 @@ pub fn spawn_fake(
     args: &[&std::ffi::OsStr],
     hint: &str,
 ) -> (Child, String) {
-    let mut child = Command::new("python3")
+    spawn_fake_env(what, script, args, hint, &[])
+}
+
+/// [`spawn_fake`] with variables set (`Some`) or removed (`None`) for the fake.
+pub fn spawn_fake_env(
+    what: &str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    hint: &str,
+    env: &[(&str, Option<&str>)],
+) -> (Child, String) {
+    let mut cmd = Command::new("python3");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd
         .arg(root().join(script))
         .args(args)
         .stdout(Stdio::piped())
@@ -443,12 +461,25 @@ pub struct FakeVertex {
 }
 
 impl FakeVertex {
+    /// The fake without a Docker engine: deployed models answer what
+    /// `/_fake/serving` scripts.
     pub fn start() -> Self {
-        let (child, url) = spawn_fake(
+        Self::launch(None)
+    }
+
+    /// The fake serving each deployed model from a real container of its Model's
+    /// image on the test bed's Docker engine (`docker_host`).
+    pub fn with_docker(docker_host: &str) -> Self {
+        Self::launch(Some(docker_host))
+    }
+
+    fn launch(docker_host: Option<&str>) -> Self {
+        let (child, url) = spawn_fake_env(
             "fake Vertex AI",
             "tests/fake_vertex/server.py",
             &["--port".as_ref(), "0".as_ref(), "--quiet".as_ref()],
             "",
+            &[("DOCKER_HOST", docker_host)],
         );
         FakeVertex { child, url }
     }
@@ -493,6 +524,29 @@ impl FakeVertex {
     /// Changes the fake's settings (`token_lifetime`, `operation_polls`, `sa_key` …).
     pub fn config(&self, body: serde_json::Value) {
         self.call("POST", "/_fake/config", Some(&body.to_string()));
+    }
+
+    /// Runs the real gcloud with its endpoint override pointed at this fake, a
+    /// plain access token and the private config directory `config`; (success,
+    /// stdout, stderr).
+    pub fn gcloud(&self, config: &Path, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new("gcloud")
+            .args(args)
+            .env("CLOUDSDK_CONFIG", config)
+            .env(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
+                format!("{}/", self.url),
+            )
+            .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
+            .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
+            .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
+            .output()
+            .expect("gcloud runs (google-cloud-cli)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Environment reaching this fake with a plain access token, as gcloud's tests do.

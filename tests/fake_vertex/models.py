@@ -3,8 +3,8 @@ mergeVersionAliases / patch) and endpoints (create / get / list / patch /
 deployModel / undeployModel / predict / rawPredict) with Vertex's traffic-split
 rules; installed onto server.Fake by `install`. See server.py's docstring."""
 
-import base64
 import json
+import random
 import re
 
 from server import ApiError, now_rfc3339
@@ -176,8 +176,12 @@ def endpoints_call(self, verb, params, query, body):
                             {"@type": META + "DeployModelResponse", "deployedModel": dm},
                             META + "DeployModelOperationMetadata")
         op["on_done"] = done
+        op["on_error"] = lambda: ep.__setitem__("_busy", False)
         if op["error"]:
             ep["_busy"] = False
+        elif self.runner.enabled():
+            op["gate"] = {"state": "starting"}
+            self.runner.start(did, find_version(entry, at), op["gate"])
         return self.op_view(op)
     if verb == "undeployModel":
         did = body["deployedModelId"]
@@ -193,6 +197,7 @@ def endpoints_call(self, verb, params, query, body):
                                 "move it first or give a trafficSplit", "FAILED_PRECONDITION")
 
         def done():
+            self.runner.stop(did)
             ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != did]
             ep["trafficSplit"] = dict(split) if split else {k: v for k, v in ep["trafficSplit"].items() if k != did}
             ep["_busy"] = False
@@ -200,6 +205,14 @@ def endpoints_call(self, verb, params, query, body):
         op = self.operation(ep["name"], "endpoints.undeployModel", {"@type": META + "UndeployModelResponse"},
                             META + "UndeployModelOperationMetadata")
         op["on_done"] = done
+        return self.op_view(op)
+    if verb == "delete":
+        if ep["deployedModels"]:
+            raise ApiError(400, f"Endpoint {ep['name']} has deployed models; undeploy them first.",
+                           "FAILED_PRECONDITION")
+        op = self.operation(ep["name"], "endpoints.delete", {"@type": "type.googleapis.com/google.protobuf.Empty"},
+                            META + "DeleteOperationMetadata")
+        op["on_done"] = lambda: self.endpoints.pop(params[2], None)
         return self.op_view(op)
     if verb == "patch":
         mask = query.get("updateMask", [""])[0]
@@ -220,18 +233,31 @@ def endpoints_call(self, verb, params, query, body):
     if verb in ("predict", "rawPredict"):
         if not ep["deployedModels"]:
             raise ApiError(400, f"Endpoint {ep['name']} has no deployed model.", "FAILED_PRECONDITION")
-        hdr_model = query.get("_deployed", [None])[0]
-        pick = max(ep["trafficSplit"].items(), key=lambda kv: kv[1])[0] if ep["trafficSplit"] else ep["deployedModels"][0]["id"]
-        did = hdr_model or pick
+        split = {k: v for k, v in ep["trafficSplit"].items() if v > 0}
+        if split:  # as Vertex does: each request to a deployed model drawn by the split
+            did = random.choices(list(split), weights=list(split.values()))[0]
+        else:
+            did = ep["deployedModels"][0]["id"]
+        if verb == "rawPredict" and did in self.runner.containers:
+            got = self.runner.predict(did, body, self.raw_content_type)
+            if got is not None:
+                return RawAnswer(*got, did)
         scripted = self.serving.get(did, {})
         if scripted.get("status", 200) != 200:
             raise ApiError(scripted["status"], scripted.get("message", "model error"), "INTERNAL")
         preds = scripted.get("predictions", [0.0])
         if verb == "predict":
             return {"predictions": preds, "deployedModelId": did}
-        return {"contentType": "application/json",
-                "data": base64.b64encode(json.dumps({"predictions": preds}).encode()).decode()}
+        return RawAnswer(200, "application/json", json.dumps({"predictions": preds}).encode(), did)
     raise ApiError(501, f"endpoints.{verb} is not implemented by the fake", "UNIMPLEMENTED")
+
+
+class RawAnswer:
+    """rawPredict's answer: the container's status, content type and bytes, sent as
+    they are (google.api.HttpBody is the raw HTTP body over REST)."""
+
+    def __init__(self, status, content_type, body, deployed_model_id):
+        self.status, self.content_type, self.body, self.deployed_model_id = status, content_type, body, deployed_model_id
 
 
 def install(cls):

@@ -36,8 +36,13 @@ update) are not done at the first get, done at the second (`/_fake/config`
 Endpoints keep deployedModels and trafficSplit with Vertex's rules: a split sums to
 100, keys are deployed model ids, `"0"` (the model being deployed) only in
 deployModel, a model with traffic is undeployed only with a new split that leaves it
-out. predict / rawPredict answer {"predictions": […]} from the deployed model chosen
-by the split, or what `/_fake/serving` scripts for a model.
+out; an endpoint with deployed models is not deleted. predict / rawPredict go to a
+deployed model drawn by the split. With DOCKER_HOST set (tests/fake_vertex/serving.py)
+deployModel runs the Model's serving container on that Docker engine, its operation is
+done once the health route answers 200 (or done with the error Vertex gives), and
+rawPredict is proxied to that container — the body is the payload itself, as
+google.api.HttpBody is over REST; without it, they answer what `/_fake/serving`
+scripts for a model ({"predictions": […]}).
 
 Control endpoints (not validated, not recorded):
     GET  /_fake/requests    [{seq, method (discovery id or "oauth.token"/"oidc.token"),
@@ -73,6 +78,7 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from discovery import load_all  # noqa: E402
+from serving import Runner  # noqa: E402
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
@@ -128,6 +134,10 @@ class Fake:
             self.oidc_token = "ghs-oidc-request-token"
             self.fail_operation = {}
             self.serving = {}
+            if getattr(self, "runner", None):
+                self.runner.shutdown()
+            self.runner = Runner()
+            self.raw_content_type = "application/json"
 
     # ------------------------------------------------------------------ helpers
     def new_id(self):
@@ -169,11 +179,19 @@ class Fake:
         return out
 
     def poll_op(self, op):
+        gate = op.get("gate")
+        if gate and not op["done"]:
+            if gate["state"] == "starting":  # the container is not healthy yet
+                return self.op_view(op)
+            if gate["state"] == "failed" and not op["error"]:
+                op["error"] = {"code": 9, "message": gate["message"]}
         if not op["done"]:
             if op["polls"] <= 0:
                 op["done"] = True
                 if op["on_done"] and not op["error"]:
                     op["on_done"]()
+                elif op["error"] and op.get("on_error"):
+                    op["on_error"]()
             op["polls"] -= 1
         return self.op_view(op)
 
@@ -442,6 +460,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status = e.http
                 out = {"error": {"code": e.http, "message": e.message, "status": e.status}}
             rec["status"] = status
+        if hasattr(out, "content_type"):  # rawPredict: the model server's own answer
+            rec["deployed_model"] = out.deployed_model_id
+            self.send_response(out.status)
+            self.send_header("Content-Type", out.content_type)
+            self.send_header("Content-Length", str(len(out.body)))
+            self.end_headers()
+            self.wfile.write(out.body)
+            return
         self.send_json(status, out)
 
     def violation(self, rec, message):
@@ -484,7 +510,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rec["method"] = f"{short}.{mid}"
         params = [urllib.parse.unquote(p) for p in mm.groups()]
         body = None
-        if "request" in m:
+        if mid.endswith("endpoints.rawPredict"):
+            # google.api.HttpBody: over REST the request body is the payload itself.
+            body = raw
+            fake.raw_content_type = self.headers.get("Content-Type") or "application/json"
+            rec["body"] = raw.decode("utf-8", "replace")
+        elif "request" in m:
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
@@ -523,6 +554,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 rec["fault"] = f["kind"]
                 raise ApiError(code, message, status)
         out = self.call(short, mid, params, query, body, token)
+        if hasattr(out, "content_type"):
+            return out.status, out
         resp = m.get("response", {}).get("$ref")
         if resp and out is not None:
             extra = {k: out.pop(k) for k in [k for k in out if k.startswith("_")]}
@@ -614,6 +647,8 @@ def main():
         srv.serve_forever()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        Handler.fake.runner.shutdown()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ def job(**extra):
 class FakeVertexTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # Without a Docker engine: deployed models answer what /_fake/serving scripts.
+        env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
         cls.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "server.py"), "--quiet"],
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, text=True, env=env)
         cls.url = cls.proc.stdout.readline().split()[1]
 
     @classmethod
@@ -132,7 +134,12 @@ class FakeVertexTest(unittest.TestCase):
         status, out = self.call("POST", PARENT + "/endpoints/7:undeployModel", {"deployedModelId": a})
         self.assertEqual(status, 400, "a model with traffic")
         self.assertEqual(self.call("PATCH", PARENT + f"/endpoints/7?updateMask=traffic_split", {"trafficSplit": {b: 100}})[0], 200)
-        self.assertEqual(self.call("POST", PARENT + "/endpoints/7:undeployModel", {"deployedModelId": a})[0], 200)
+        status, op = self.call("POST", PARENT + "/endpoints/7:undeployModel", {"deployedModelId": a})
+        self.assertEqual(status, 200)
+        self.call("GET", "/v1/" + op["name"]), self.call("GET", "/v1/" + op["name"])
+        status, out = self.call("DELETE", PARENT + "/endpoints/7")
+        self.assertEqual(status, 400)
+        self.assertIn("has deployed models", out["error"]["message"], "b is still deployed")
         self.assertEqual(self.violations(), [])
 
 

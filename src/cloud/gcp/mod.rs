@@ -2,10 +2,11 @@
 //! (regional Vertex AI, STS, IAM Credentials, Cloud Logging, overridable the way
 //! gcloud does it), OAuth access tokens from the three sources Google's tooling
 //! hands over ([`auth`]), and one JSON client with retries and token refresh
-//! ([`client`]).
+//! ([`client`]); long-running operations polled to `done` ([`operation`]).
 
 pub mod auth;
 pub mod client;
+pub mod operation;
 
 use std::collections::BTreeMap;
 

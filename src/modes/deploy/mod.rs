@@ -71,11 +71,13 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                     .with_strategy(d.strategy),
             ))
         }
-        other => Err(UserError::invalid(format!(
-            "serving on `backend: {other}` is not available in mlcd {}",
-            env!("CARGO_PKG_VERSION")
-        ))
-        .hint("deploy with `backend: local`, `backend: sagemaker` or `backend: kubernetes`")),
+        Backend::Vertex => {
+            let v = d.vertex.as_ref().expect("a Vertex AI plan");
+            Ok(Box::new(
+                crate::serve::vertex::VertexServing::new(v, env.env)?
+                    .with_ready_timeout(d.ready_timeout.0),
+            ))
+        }
     }
 }
 
