@@ -3,8 +3,11 @@
 //! Argo CD until the commit is synced and healthy.
 
 pub mod argocd;
+pub mod cluster;
 pub mod commit;
 pub mod deploy;
 pub mod edit;
 pub mod follow;
 pub mod github;
+pub mod rollout;
+pub mod steps;
