@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/fake_argocd.rs"]
 mod fake_argocd;
+#[path = "common/fake_kube.rs"]
+mod fake_kube;
 
 use std::path::Path;
 use std::process::Command;
@@ -605,4 +607,285 @@ fn a_later_commit_that_contains_ours_synced_healthy_counts_as_our_rollout() {
     assert_eq!(compares, 1, "asked once per revision");
     assert_no_violations(&gh);
     assert_eq!(argo.violations(), Vec::<serde_json::Value>::new());
+}
+
+/// The example model deployed by commits of `format: manifests` to the
+/// git-backed fake GitHub, synced by the fake Argo CD into the fake Kubernetes
+/// API server, whose KServe controller runs every revision as a real container
+/// of the example model on the test bed's Docker engine.
+struct GitopsKserve {
+    ws: Workspace,
+    gh: FakeGitHub,
+    git_dir: String,
+    argo: fake_argocd::FakeArgoCd,
+    kube: fake_kube::FakeKube,
+    tb: std::collections::BTreeMap<String, String>,
+    image: String,
+    _seed: tempfile::TempDir,
+}
+
+impl GitopsKserve {
+    fn new() -> GitopsKserve {
+        let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
+        let image = fake_kube::kserve_image(&tb);
+        let kube = fake_kube::FakeKube::with_docker(&tb);
+        let (gh, git_dir, seed) = seeded("kserve");
+        let argo = fake_argocd::FakeArgoCd::start();
+        argo.call(
+            "/_fake/app",
+            serde_json::json!({"name": "churn", "git_dir": git_dir, "branch": "main",
+                "path": "apps/churn/rendered", "namespace": "ml", "kube_url": kube.url}),
+        );
+        let ws = Workspace::with_example();
+        let cfg = ws
+            .read("example/mlcd.yml")
+            .replace("backend: local", "backend: kubernetes")
+            .replace(
+                "  interval: 30s\n",
+                &format!(
+                    "  interval: 1s\n  ready-timeout: 60s\n  gitops:\n    repo: acme/deploy\n    branch: main\n    path: apps/churn/rendered\n    format: manifests\n    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n",
+                    argo.url
+                ),
+            )
+            // The fake's proxy is a Python server on a shared, busy machine.
+            .replace("max-latency: 500ms", "max-latency: 10s")
+            + "kubernetes:\n  namespace: ml\n";
+        ws.write("example/mlcd.yml", &cfg);
+        GitopsKserve {
+            ws,
+            gh,
+            git_dir,
+            argo,
+            kube,
+            tb,
+            image,
+            _seed: seed,
+        }
+    }
+
+    /// `from` under another tag: another version id for mlcd.
+    fn tagged(&self, from: &str, tag: &str) -> String {
+        let to = format!("mlcd-test/churn:{tag}");
+        let out = Command::new("docker")
+            .args(["tag", from, &to])
+            .env("DOCKER_HOST", &self.tb["DOCKER_HOST"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        to
+    }
+
+    fn deploy(
+        &self,
+        image: &str,
+        extra: &[(&str, &str)],
+    ) -> (common::Run, std::collections::BTreeMap<String, String>) {
+        let _ = std::fs::remove_file(self.ws.path().join("out/output"));
+        let kubeconfig = self.kube.kubeconfig().display().to_string();
+        let mut env = vec![
+            ("INPUT_CONFIG", "example/mlcd.yml"),
+            ("INPUT_IMAGE", image),
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("ARGO_TOKEN", "argocd-secret-token"),
+            ("MLCD_POLL_INTERVAL_MS", "200"),
+        ];
+        env.extend_from_slice(extra);
+        let r = deploy(&self.ws, &self.gh, &env);
+        let out = parse_outputs(&self.ws.read("out/output"));
+        (r, out)
+    }
+
+    fn isvc(&self) -> serde_json::Value {
+        self.kube
+            .get("/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/churn")
+    }
+
+    /// Posts the sample to the service URL: the status and the revision that answered.
+    fn call(&self) -> (u16, String) {
+        let url = self.isvc()["status"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+            ])
+            .arg(format!(
+                "@{}",
+                self.ws.path().join("example/tests/sample.json").display()
+            ))
+            .arg(format!("{url}/invocations"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let rev = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-fake-kserve-revision:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        (status, rev)
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        git(&self.git_dir, &["log", "--format=%s", "main"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn a_kserve_canary_is_one_verified_commit_per_step_and_a_broken_version_is_reverted() {
+    let p = GitopsKserve::new();
+    // v1: all at once, a new InferenceService.
+    let (r, out) = p.deploy(&p.image, &[("INPUT_STRATEGY", "all-at-once")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert_eq!(p.call().0, 200);
+
+    // v2 as a canary 10 → 50 → 100: one commit per step, each synced by Argo CD
+    // into the cluster and smoke-tested through the new revision's tag URL.
+    let v2 = p.tagged(&p.image, "gitops-v2");
+    let (r, out) = p.deploy(&v2, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 5, "{subjects:#?}");
+    assert!(
+        subjects[2].ends_with("(canary: 10% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[1].ends_with("(canary: 50% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(canary: promotion)"),
+        "{subjects:#?}"
+    );
+    for (i, want) in [
+        (2, "canaryTrafficPercent: 10\n"),
+        (1, "canaryTrafficPercent: 50\n"),
+    ] {
+        let text = git(
+            &p.git_dir,
+            &["show", &format!("main~{i}:apps/churn/rendered/churn.yaml")],
+        );
+        assert!(text.contains(want), "{text}");
+        assert!(text.contains("image: mlcd-test/churn:gitops-v2"), "{text}");
+    }
+    let promoted = git(&p.git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]);
+    assert!(!promoted.contains("canaryTrafficPercent"), "{promoted}");
+    let log = said(&r);
+    for step in [
+        "step 1/3 (10% of the traffic) verified",
+        "step 2/3 (50% of the traffic) verified",
+        "step 3/3 (promotion) verified",
+    ] {
+        assert!(log.contains(step), "{step}: {log}");
+    }
+    assert!(
+        log.contains("takes 10% of the traffic; smoke: example/tests/sample.json 200"),
+        "{log}"
+    );
+    // Argo CD applied it (its field manager), and the real container of v2 answers.
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let managers: Vec<&str> = isvc["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"argocd-controller"), "{managers:?}");
+    assert!(
+        !managers.contains(&"mlcd"),
+        "mlcd wrote to the cluster itself: {managers:?}"
+    );
+    let v2_revision = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(p.call(), (200, v2_revision.clone()));
+
+    // A version whose container never serves (busybox has no `serve`): KServe's
+    // revision fails, the step fails, mlcd reverts its commit, v2 serves again.
+    let broken = p.tagged(&p.tb["MLCD_TESTBED_BUSYBOX_IMAGE"], "gitops-broken");
+    let (r, out) = p.deploy(&broken, &[]);
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    let log = said(&r);
+    assert!(log.contains("RevisionFailed"), "{log}");
+    assert!(log.contains("Healthy again"), "{log}");
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 7, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(canary: 10% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].starts_with("Revert \"Deploy churn"),
+        "{subjects:#?}"
+    );
+    assert_eq!(
+        out["gitops-revert"],
+        git(&p.git_dir, &["rev-parse", "main"]).trim()
+    );
+    assert_eq!(
+        git(&p.git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]),
+        promoted
+    );
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let (status, rev) = p.call();
+    assert_eq!(status, 200);
+    assert_ne!(rev, "", "answered by a revision");
+    assert_eq!(p.argo.violations(), Vec::<serde_json::Value>::new());
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
+
+#[test]
+fn a_deployment_canary_through_gitops_is_refused_before_any_commit() {
+    let (gh, git_dir, _seed) = seeded("kustomize");
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config("kustomize", "apps/churn/kustomization.yaml", "")
+            .replace("all-at-once", "canary\n  steps: [10, 50, 100]"),
+    );
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    let log = said(&run);
+    assert!(
+        log.contains(
+            "`deploy.strategy: canary` cannot be done through `deploy.gitops` (format `kustomize`)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("the manifests cannot express traffic steps"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mlcd.yml"),
+        "the error names the config file: {log}"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    assert_no_violations(&gh);
 }

@@ -519,7 +519,7 @@ pub(super) async fn roll_back(
     let reverted = commit::revert(u.repo, u.target, &before, &u.after, &revert_msg).await?;
     reporter.set_output("gitops-revert", reverted.clone());
     let f = u.follow;
-    let back = follow::follow(
+    let back = follow::follow_revert(
         &mut f.argo,
         u.repo,
         &f.app,
