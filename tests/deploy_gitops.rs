@@ -626,15 +626,45 @@ struct GitopsKserve {
 
 impl GitopsKserve {
     fn new() -> GitopsKserve {
+        Self::with(
+            "    path: apps/churn/rendered\n    format: manifests\n",
+            "apps/churn/rendered",
+            None,
+        )
+    }
+
+    /// The `gitops` keys `format_cfg` (path, format, keys), Argo CD following
+    /// `app_path`, the repository seeded from fixtures/gitops/kserve or with
+    /// `seed_file` (path, text) alone.
+    fn with(format_cfg: &str, app_path: &str, seed_file: Option<(&str, &str)>) -> GitopsKserve {
         let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
         let image = fake_kube::kserve_image(&tb);
         let kube = fake_kube::FakeKube::with_docker(&tb);
-        let (gh, git_dir, seed) = seeded("kserve");
+        let (gh, git_dir, seed) = match seed_file {
+            None => seeded("kserve"),
+            Some((path, text)) => {
+                let gh = FakeGitHub::start();
+                let seed = tempfile::tempdir().unwrap();
+                let file = seed.path().join(path);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(&file, text).unwrap();
+                let body = serde_json::json!({"repo": "acme/deploy", "dir": seed.path(), "branch": "main"});
+                let out = control_call(
+                    "fake GitHub",
+                    &gh.url,
+                    "POST",
+                    "/_fake/git/init",
+                    Some(&body.to_string()),
+                );
+                let git_dir = out["git_dir"].as_str().unwrap().to_string();
+                (gh, git_dir, seed)
+            }
+        };
         let argo = fake_argocd::FakeArgoCd::start();
         argo.call(
             "/_fake/app",
             serde_json::json!({"name": "churn", "git_dir": git_dir, "branch": "main",
-                "path": "apps/churn/rendered", "namespace": "ml", "kube_url": kube.url}),
+                "path": app_path, "namespace": "ml", "kube_url": kube.url}),
         );
         let ws = Workspace::with_example();
         let cfg = ws
@@ -643,7 +673,7 @@ impl GitopsKserve {
             .replace(
                 "  interval: 30s\n",
                 &format!(
-                    "  interval: 1s\n  ready-timeout: 60s\n  gitops:\n    repo: acme/deploy\n    branch: main\n    path: apps/churn/rendered\n    format: manifests\n    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n",
+                    "  interval: 1s\n  ready-timeout: 60s\n  gitops:\n    repo: acme/deploy\n    branch: main\n{format_cfg}    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n",
                     argo.url
                 ),
             )
@@ -888,4 +918,69 @@ fn a_deployment_canary_through_gitops_is_refused_before_any_commit() {
     );
     assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
     assert_no_violations(&gh);
+}
+
+#[test]
+fn a_hand_kept_inference_service_takes_canary_steps_through_its_traffic_key() {
+    // The team's own file: mlcd sets the image and the percentage, nothing else.
+    let file = "# churn, kept by hand\napiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: churn\n  namespace: ml\n  annotations:\n    serving.kserve.io/enable-tag-routing: \"true\"  # tag URLs per revision\nspec:\n  predictor:\n    canaryTrafficPercent: 100\n    containers:\n      - name: kserve-container\n        image: IMAGE\n        args: [serve]\n        ports:\n          - containerPort: 8080\n            protocol: TCP\n        readinessProbe:\n          httpGet: {path: /ping, port: 8080}\n";
+    let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
+    let v1 = fake_kube::kserve_image(&tb);
+    let p = GitopsKserve::with(
+        "    path: apps/churn/churn.yaml\n    format: yaml\n    keys: {\"spec.predictor.containers[0].image\": image, spec.predictor.canaryTrafficPercent: traffic}\n",
+        "apps/churn",
+        Some(("apps/churn/churn.yaml", &file.replace("IMAGE", &v1))),
+    );
+    // v1 first: no InferenceService yet, nothing to split the traffic with: one commit.
+    let v1b = p.tagged(&p.image, "gitops-yaml-v1");
+    let linear = [("INPUT_STRATEGY", "linear"), ("INPUT_TRAFFIC", "50")];
+    let (r, out) = p.deploy(&v1b, &linear);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert!(
+        said(&r).contains("does not exist yet: its first version takes all the traffic"),
+        "{}",
+        said(&r)
+    );
+    assert_eq!(p.subjects().len(), 2, "{:#?}", p.subjects());
+    let v2 = p.tagged(&p.image, "gitops-yaml-v2");
+    let (r, out) = p.deploy(&v2, &linear);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 4, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(linear: 50% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(linear: promotion)"),
+        "{subjects:#?}"
+    );
+    let promoted = git(&p.git_dir, &["show", "main:apps/churn/churn.yaml"]);
+    assert_eq!(
+        promoted,
+        file.replace("IMAGE", &v2),
+        "only the image changed, the percentage is back at 100"
+    );
+    let first_step = git(&p.git_dir, &["show", "main~1:apps/churn/churn.yaml"]);
+    assert!(
+        first_step.contains("canaryTrafficPercent: "),
+        "{first_step}"
+    );
+    assert!(
+        !first_step.contains("canaryTrafficPercent: 100"),
+        "{first_step}\n{}",
+        git(&p.git_dir, &["log", "-p", "main"])
+    );
+    assert!(said(&r).contains("(promotion) verified"), "{}", said(&r));
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let rolled = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(p.call(), (200, rolled));
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
 }

@@ -82,6 +82,12 @@ impl StepCheck {
         })
     }
 
+    /// Whether the InferenceService did not exist before the rollout: its first
+    /// version has nothing to share the traffic with.
+    pub fn is_new(&self) -> bool {
+        self.before.is_none()
+    }
+
     /// Waits (bounded by `timeout`) until the cluster serves the step that asks
     /// `traffic` for the new version, then runs the smoke tests through its tag
     /// URL. `Ok(Err(why))`: the step failed (KServe's reason, a smoke test).

@@ -68,6 +68,18 @@ pub(super) async fn run(r: Rollout<'_>, reporter: &mut Reporter) -> anyhow::Resu
     )
     .await?;
 
+    // A first version has nothing to split the traffic with (KServe gives the
+    // only revision all of it, as the KServe backend's first deploy does):
+    // one commit, the promotion, verified the same way.
+    let mut commits = r.commits;
+    if check.is_new() && commits.len() > 1 {
+        reporter.info(&format!(
+            "InferenceService {}/{} does not exist yet: its first version takes all the traffic, so `{}` is one commit",
+            kube.namespace, d.endpoint, d.strategy
+        ));
+        commits = vec![*commits.last().expect("at least the promotion")];
+    }
+
     // A re-run after a finished rollout: the file already holds the promoted version.
     let current = r.repo.read(file, branch).await.map_err(|e| {
         UserError::failed(format!(
@@ -75,7 +87,7 @@ pub(super) async fn run(r: Rollout<'_>, reporter: &mut Reporter) -> anyhow::Resu
             r.g.repo
         ))
     })?;
-    change.traffic = *r.commits.last().expect("at least the promotion");
+    change.traffic = *commits.last().expect("at least the promotion");
     let done = current
         .as_ref()
         .map(|c| r.editor.edit(file, Some(&c.text), &change))
@@ -106,8 +118,8 @@ pub(super) async fn run(r: Rollout<'_>, reporter: &mut Reporter) -> anyhow::Resu
     let mut before: Option<Option<String>> = None;
     let mut after = String::new();
     let mut rows = String::new();
-    let n = r.commits.len();
-    for (i, traffic) in r.commits.iter().copied().enumerate() {
+    let n = commits.len();
+    for (i, traffic) in commits.iter().copied().enumerate() {
         let last = i + 1 == n;
         let name = step_name(traffic, last);
         change.traffic = traffic;
