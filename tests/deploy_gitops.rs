@@ -847,6 +847,34 @@ fn a_kserve_canary_is_one_verified_commit_per_step_and_a_broken_version_is_rever
         !managers.contains(&"mlcd"),
         "mlcd wrote to the cluster itself: {managers:?}"
     );
+    // Measured, not asserted (a shared machine): from Argo CD reporting a step's
+    // commit Healthy for good to its first answer at the next step's commit,
+    // less the cool-down (1 s) and deploy.interval (1 s): mlcd's verification on
+    // the cluster, the smoke tests and the next commit.
+    let reqs = p.argo.requests();
+    let at = |rev: &str| -> Vec<(f64, bool)> {
+        reqs.iter()
+            .filter(|q| q["revision"] == rev)
+            .filter_map(|q| Some((q["time"].as_f64()?, q["health"] == "Healthy")))
+            .collect()
+    };
+    // The first answer of the last Healthy run at `rev` (a Healthy right after
+    // a sync can still describe the old revision, and is followed by Progressing).
+    let healthy_since = |rev: &str| {
+        let a = at(rev);
+        let last_bad = a.iter().rposition(|(_, h)| !h).map_or(0, |i| i + 1);
+        a.get(last_bad).map_or(f64::NAN, |(t, _)| *t)
+    };
+    let first = |rev: &str| at(rev).first().map_or(f64::NAN, |(t, _)| *t);
+    let revs: Vec<String> = git(&p.git_dir, &["log", "--format=%H", "-3", "main"])
+        .lines()
+        .rev()
+        .map(str::to_string)
+        .collect();
+    for k in 0..2 {
+        let lag = first(&revs[k + 1]) - healthy_since(&revs[k]) - 2.0;
+        eprintln!("MEASURE step {} Healthy → next step's commit seen by Argo CD, less cool-down and interval: {:.0} ms", k + 1, lag * 1000.0);
+    }
     let v2_revision = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
         .as_str()
         .unwrap()
