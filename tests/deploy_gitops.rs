@@ -2,6 +2,9 @@
 //! against the fake GitHub whose contents API is backed by a real git repository:
 //! the commit is read back with `git log` / `git show` and the repository at that
 //! commit is built with the real `kubectl kustomize`.
+//! The KServe traffic steps by commits run against the fake Argo CD syncing into
+//! the fake Kubernetes API server (tests/fake_kube), whose KServe revisions are
+//! real containers of the example model on the test bed's Docker engine.
 
 mod common;
 #[path = "common/fake_argocd.rs"]
