@@ -1015,3 +1015,48 @@ fn a_hand_kept_inference_service_takes_canary_steps_through_its_traffic_key() {
     p.kube.assert_no_violations();
     assert_no_violations(&p.gh);
 }
+
+#[test]
+fn a_kserve_blue_green_by_commits_is_smoke_tested_at_zero_percent_then_promoted() {
+    let p = GitopsKserve::new();
+    let (r, _) = p.deploy(&p.image, &[("INPUT_STRATEGY", "all-at-once")]);
+    r.assert_code(0);
+    let v1_revision = p.isvc()["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = p.tagged(&p.image, "gitops-bg-v2");
+    let (r, out) = p.deploy(&v2, &[("INPUT_STRATEGY", "blue-green")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 4, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(blue-green: 0% beside the live version)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(blue-green: promotion)"),
+        "{subjects:#?}"
+    );
+    let at_zero = git(
+        &p.git_dir,
+        &["show", "main~1:apps/churn/rendered/churn.yaml"],
+    );
+    assert!(at_zero.contains("canaryTrafficPercent: 0\n"), "{at_zero}");
+    let log = said(&r);
+    assert!(
+        log.contains("(0% beside the live version) verified: Argo CD Healthy, revision")
+            && log.contains("takes 0% of the traffic; smoke: example/tests/sample.json 200"),
+        "{log}"
+    );
+    let isvc = p.isvc();
+    let rolled = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rolled, v1_revision);
+    assert_eq!(p.call(), (200, rolled));
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
