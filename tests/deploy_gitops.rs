@@ -2,10 +2,15 @@
 //! against the fake GitHub whose contents API is backed by a real git repository:
 //! the commit is read back with `git log` / `git show` and the repository at that
 //! commit is built with the real `kubectl kustomize`.
+//! The KServe traffic steps by commits run against the fake Argo CD syncing into
+//! the fake Kubernetes API server (tests/fake_kube), whose KServe revisions are
+//! real containers of the example model on the test bed's Docker engine.
 
 mod common;
 #[path = "common/fake_argocd.rs"]
 mod fake_argocd;
+#[path = "common/fake_kube.rs"]
+mod fake_kube;
 
 use std::path::Path;
 use std::process::Command;
@@ -940,4 +945,484 @@ fn a_token_without_pull_requests_write_is_named_and_no_branch_is_left_behind() {
     let deps = deployment_states(&gh);
     assert_eq!(deps[0].last().unwrap()["state"], "failure", "{deps:#?}");
     assert_no_violations(&gh);
+}
+
+/// The example model deployed by commits of `format: manifests` to the
+/// git-backed fake GitHub, synced by the fake Argo CD into the fake Kubernetes
+/// API server, whose KServe controller runs every revision as a real container
+/// of the example model on the test bed's Docker engine.
+struct GitopsKserve {
+    ws: Workspace,
+    gh: FakeGitHub,
+    git_dir: String,
+    argo: fake_argocd::FakeArgoCd,
+    kube: fake_kube::FakeKube,
+    tb: std::collections::BTreeMap<String, String>,
+    image: String,
+    _seed: tempfile::TempDir,
+}
+
+impl GitopsKserve {
+    fn new() -> GitopsKserve {
+        Self::with(
+            "    path: apps/churn/rendered\n    format: manifests\n",
+            "apps/churn/rendered",
+            None,
+        )
+    }
+
+    /// The `gitops` keys `format_cfg` (path, format, keys), Argo CD following
+    /// `app_path`, the repository seeded from fixtures/gitops/kserve or with
+    /// `seed_file` (path, text) alone.
+    fn with(format_cfg: &str, app_path: &str, seed_file: Option<(&str, &str)>) -> GitopsKserve {
+        let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
+        let image = fake_kube::kserve_image(&tb);
+        let kube = fake_kube::FakeKube::with_docker(&tb);
+        let (gh, git_dir, seed) = match seed_file {
+            None => seeded("kserve"),
+            Some((path, text)) => {
+                let gh = FakeGitHub::start();
+                let seed = tempfile::tempdir().unwrap();
+                let file = seed.path().join(path);
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(&file, text).unwrap();
+                let body = serde_json::json!({"repo": "acme/deploy", "dir": seed.path(), "branch": "main"});
+                let out = control_call(
+                    "fake GitHub",
+                    &gh.url,
+                    "POST",
+                    "/_fake/git/init",
+                    Some(&body.to_string()),
+                );
+                let git_dir = out["git_dir"].as_str().unwrap().to_string();
+                (gh, git_dir, seed)
+            }
+        };
+        let argo = fake_argocd::FakeArgoCd::start();
+        argo.call(
+            "/_fake/app",
+            serde_json::json!({"name": "churn", "git_dir": git_dir, "branch": "main",
+                "path": app_path, "namespace": "ml", "kube_url": kube.url}),
+        );
+        let ws = Workspace::with_example();
+        let cfg = ws
+            .read("example/mlcd.yml")
+            .replace("backend: local", "backend: kubernetes")
+            .replace(
+                "  interval: 30s\n",
+                &format!(
+                    "  interval: 1s\n  ready-timeout: 60s\n  gitops:\n    repo: acme/deploy\n    branch: main\n{format_cfg}    argocd: {{server: \"{}\", app: churn, token-env: ARGO_TOKEN, cool-down: 1s}}\n",
+                    argo.url
+                ),
+            )
+            // The fake's proxy is a Python server on a shared, busy machine.
+            .replace("max-latency: 500ms", "max-latency: 10s")
+            + "kubernetes:\n  namespace: ml\n";
+        ws.write("example/mlcd.yml", &cfg);
+        GitopsKserve {
+            ws,
+            gh,
+            git_dir,
+            argo,
+            kube,
+            tb,
+            image,
+            _seed: seed,
+        }
+    }
+
+    /// `from` under another tag: another version id for mlcd.
+    fn tagged(&self, from: &str, tag: &str) -> String {
+        let to = format!("mlcd-test/churn:{tag}");
+        let out = Command::new("docker")
+            .args(["tag", from, &to])
+            .env("DOCKER_HOST", &self.tb["DOCKER_HOST"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        to
+    }
+
+    fn deploy(
+        &self,
+        image: &str,
+        extra: &[(&str, &str)],
+    ) -> (common::Run, std::collections::BTreeMap<String, String>) {
+        let _ = std::fs::remove_file(self.ws.path().join("out/output"));
+        let kubeconfig = self.kube.kubeconfig().display().to_string();
+        let mut env = vec![
+            ("INPUT_CONFIG", "example/mlcd.yml"),
+            ("INPUT_IMAGE", image),
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("ARGO_TOKEN", "argocd-secret-token"),
+            ("MLCD_POLL_INTERVAL_MS", "200"),
+        ];
+        env.extend_from_slice(extra);
+        let r = deploy(&self.ws, &self.gh, &env);
+        let out = parse_outputs(&self.ws.read("out/output"));
+        (r, out)
+    }
+
+    fn isvc(&self) -> serde_json::Value {
+        self.kube
+            .get("/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/churn")
+    }
+
+    /// Posts the sample to the service URL: the status and the revision that answered.
+    fn call(&self) -> (u16, String) {
+        let url = self.isvc()["status"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "content-type: application/json",
+                "--data-binary",
+            ])
+            .arg(format!(
+                "@{}",
+                self.ws.path().join("example/tests/sample.json").display()
+            ))
+            .arg(format!("{url}/invocations"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let rev = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-fake-kserve-revision:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        (status, rev)
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        git(&self.git_dir, &["log", "--format=%s", "main"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn a_kserve_canary_is_one_verified_commit_per_step_and_a_broken_version_is_reverted() {
+    let p = GitopsKserve::new();
+    // v1: all at once, a new InferenceService.
+    let (r, out) = p.deploy(&p.image, &[("INPUT_STRATEGY", "all-at-once")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert_eq!(p.call().0, 200);
+
+    // v2 as a canary 10 → 50 → 100: one commit per step, each synced by Argo CD
+    // into the cluster and smoke-tested through the new revision's tag URL.
+    let v2 = p.tagged(&p.image, "gitops-v2");
+    let (r, out) = p.deploy(&v2, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 5, "{subjects:#?}");
+    assert!(
+        subjects[2].ends_with("(canary: 10% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[1].ends_with("(canary: 50% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(canary: promotion)"),
+        "{subjects:#?}"
+    );
+    for (i, want) in [
+        (2, "canaryTrafficPercent: 10\n"),
+        (1, "canaryTrafficPercent: 50\n"),
+    ] {
+        let text = git(
+            &p.git_dir,
+            &["show", &format!("main~{i}:apps/churn/rendered/churn.yaml")],
+        );
+        assert!(text.contains(want), "{text}");
+        assert!(text.contains("image: mlcd-test/churn:gitops-v2"), "{text}");
+    }
+    let promoted = git(&p.git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]);
+    assert!(!promoted.contains("canaryTrafficPercent"), "{promoted}");
+    let log = said(&r);
+    for step in [
+        "step 1/3 (10% of the traffic) verified",
+        "step 2/3 (50% of the traffic) verified",
+        "step 3/3 (promotion) verified",
+    ] {
+        assert!(log.contains(step), "{step}: {log}");
+    }
+    assert!(
+        log.contains("takes 10% of the traffic; smoke: example/tests/sample.json 200"),
+        "{log}"
+    );
+    // Argo CD applied it (its field manager), and the real container of v2 answers.
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let managers: Vec<&str> = isvc["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(managers.contains(&"argocd-controller"), "{managers:?}");
+    assert!(
+        !managers.contains(&"mlcd"),
+        "mlcd wrote to the cluster itself: {managers:?}"
+    );
+    // Measured, not asserted (a shared machine): from Argo CD reporting a step's
+    // commit Healthy for good to its first answer at the next step's commit,
+    // less the cool-down (1 s) and deploy.interval (1 s): mlcd's verification on
+    // the cluster, the smoke tests and the next commit.
+    let reqs = p.argo.requests();
+    let at = |rev: &str| -> Vec<(f64, bool)> {
+        reqs.iter()
+            .filter(|q| q["revision"] == rev)
+            .filter_map(|q| Some((q["time"].as_f64()?, q["health"] == "Healthy")))
+            .collect()
+    };
+    // The first answer of the last Healthy run at `rev` (a Healthy right after
+    // a sync can still describe the old revision, and is followed by Progressing).
+    let healthy_since = |rev: &str| {
+        let a = at(rev);
+        let last_bad = a.iter().rposition(|(_, h)| !h).map_or(0, |i| i + 1);
+        a.get(last_bad).map_or(f64::NAN, |(t, _)| *t)
+    };
+    let first = |rev: &str| at(rev).first().map_or(f64::NAN, |(t, _)| *t);
+    let revs: Vec<String> = git(&p.git_dir, &["log", "--format=%H", "-3", "main"])
+        .lines()
+        .rev()
+        .map(str::to_string)
+        .collect();
+    for k in 0..2 {
+        let lag = first(&revs[k + 1]) - healthy_since(&revs[k]) - 2.0;
+        eprintln!("MEASURE step {} Healthy → next step's commit seen by Argo CD, less cool-down and interval: {:.0} ms", k + 1, lag * 1000.0);
+    }
+    let v2_revision = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(p.call(), (200, v2_revision.clone()));
+
+    // A version whose container never serves (busybox has no `serve`): KServe's
+    // revision fails, the step fails, mlcd reverts its commit, v2 serves again.
+    let broken = p.tagged(&p.tb["MLCD_TESTBED_BUSYBOX_IMAGE"], "gitops-broken");
+    let (r, out) = p.deploy(&broken, &[]);
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    let log = said(&r);
+    assert!(log.contains("RevisionFailed"), "{log}");
+    assert!(log.contains("Healthy again"), "{log}");
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 7, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(canary: 10% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].starts_with("Revert \"Deploy churn"),
+        "{subjects:#?}"
+    );
+    assert_eq!(
+        out["gitops-revert"],
+        git(&p.git_dir, &["rev-parse", "main"]).trim()
+    );
+    assert_eq!(
+        git(&p.git_dir, &["show", "main:apps/churn/rendered/churn.yaml"]),
+        promoted
+    );
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let (status, rev) = p.call();
+    assert_eq!(status, 200);
+    assert_ne!(rev, "", "answered by a revision");
+    assert_eq!(p.argo.violations(), Vec::<serde_json::Value>::new());
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
+
+#[test]
+fn a_deployment_canary_through_gitops_is_refused_before_any_commit() {
+    let (gh, git_dir, _seed) = seeded("kustomize");
+    let ws = Workspace::new();
+    ws.write(
+        "mlcd.yml",
+        &config("kustomize", "apps/churn/kustomization.yaml", "")
+            .replace("all-at-once", "canary\n  steps: [10, 50, 100]"),
+    );
+    let run = deploy(&ws, &gh, &[]);
+    run.assert_code(2);
+    let log = said(&run);
+    assert!(
+        log.contains(
+            "`deploy.strategy: canary` cannot be done through `deploy.gitops` (format `kustomize`)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("the manifests cannot express traffic steps"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mlcd.yml"),
+        "the error names the config file: {log}"
+    );
+    assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    assert_no_violations(&gh);
+}
+
+#[test]
+fn a_hand_kept_inference_service_takes_canary_steps_through_its_traffic_key() {
+    // The team's own file: mlcd sets the image and the percentage, nothing else.
+    let file = "# churn, kept by hand\napiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: churn\n  namespace: ml\n  annotations:\n    serving.kserve.io/enable-tag-routing: \"true\"  # tag URLs per revision\nspec:\n  predictor:\n    canaryTrafficPercent: 100\n    containers:\n      - name: kserve-container\n        image: IMAGE\n        args: [serve]\n        ports:\n          - containerPort: 8080\n            protocol: TCP\n        readinessProbe:\n          httpGet: {path: /ping, port: 8080}\n";
+    let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
+    let v1 = fake_kube::kserve_image(&tb);
+    let p = GitopsKserve::with(
+        "    path: apps/churn/churn.yaml\n    format: yaml\n    keys: {\"spec.predictor.containers[0].image\": image, spec.predictor.canaryTrafficPercent: traffic}\n",
+        "apps/churn",
+        Some(("apps/churn/churn.yaml", &file.replace("IMAGE", &v1))),
+    );
+    // v1 first: no InferenceService yet, nothing to split the traffic with: one commit.
+    let v1b = p.tagged(&p.image, "gitops-yaml-v1");
+    let linear = [("INPUT_STRATEGY", "linear"), ("INPUT_TRAFFIC", "50")];
+    let (r, out) = p.deploy(&v1b, &linear);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert!(
+        said(&r).contains("does not exist yet: its first version takes all the traffic"),
+        "{}",
+        said(&r)
+    );
+    assert_eq!(p.subjects().len(), 2, "{:#?}", p.subjects());
+    let v2 = p.tagged(&p.image, "gitops-yaml-v2");
+    let (r, out) = p.deploy(&v2, &linear);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 4, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(linear: 50% of the traffic)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(linear: promotion)"),
+        "{subjects:#?}"
+    );
+    let promoted = git(&p.git_dir, &["show", "main:apps/churn/churn.yaml"]);
+    assert_eq!(
+        promoted,
+        file.replace("IMAGE", &v2),
+        "only the image changed, the percentage is back at 100"
+    );
+    let first_step = git(&p.git_dir, &["show", "main~1:apps/churn/churn.yaml"]);
+    assert!(
+        first_step.contains("canaryTrafficPercent: "),
+        "{first_step}"
+    );
+    assert!(
+        !first_step.contains("canaryTrafficPercent: 100"),
+        "{first_step}\n{}",
+        git(&p.git_dir, &["log", "-p", "main"])
+    );
+    assert!(said(&r).contains("(promotion) verified"), "{}", said(&r));
+    let isvc = p.isvc();
+    assert_eq!(isvc["spec"]["predictor"]["containers"][0]["image"], v2);
+    let rolled = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(p.call(), (200, rolled));
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
+
+#[test]
+fn a_kserve_blue_green_by_commits_is_smoke_tested_at_zero_percent_then_promoted() {
+    let p = GitopsKserve::new();
+    let (r, _) = p.deploy(&p.image, &[("INPUT_STRATEGY", "all-at-once")]);
+    r.assert_code(0);
+    let v1_revision = p.isvc()["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v2 = p.tagged(&p.image, "gitops-bg-v2");
+    let (r, out) = p.deploy(&v2, &[("INPUT_STRATEGY", "blue-green")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 4, "{subjects:#?}");
+    assert!(
+        subjects[1].ends_with("(blue-green: 0% beside the live version)"),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects[0].ends_with("(blue-green: promotion)"),
+        "{subjects:#?}"
+    );
+    let at_zero = git(
+        &p.git_dir,
+        &["show", "main~1:apps/churn/rendered/churn.yaml"],
+    );
+    assert!(at_zero.contains("canaryTrafficPercent: 0\n"), "{at_zero}");
+    let log = said(&r);
+    assert!(
+        log.contains("(0% beside the live version) verified: Argo CD Healthy, revision")
+            && log.contains("takes 0% of the traffic; smoke: example/tests/sample.json 200"),
+        "{log}"
+    );
+    let isvc = p.isvc();
+    let rolled = isvc["status"]["components"]["predictor"]["latestRolledoutRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rolled, v1_revision);
+    assert_eq!(p.call(), (200, rolled));
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
+
+#[test]
+fn traffic_steps_in_pull_request_mode_are_refused_before_any_branch() {
+    // A pull request is one change for review; canary steps are commits mlcd
+    // verifies one by one, which a pull request cannot do.
+    let p = GitopsKserve::with(
+        "    path: apps/churn/rendered\n    format: manifests\n    pull-request: true\n",
+        "apps/churn/rendered",
+        None,
+    );
+    let heads_before = git(&p.git_dir, &["for-each-ref", "refs/heads"]);
+    let (run, _) = p.deploy(&p.image, &[]);
+    run.assert_code(2);
+    let log = said(&run);
+    assert!(
+        log.contains("`deploy.strategy: canary` takes one commit per traffic step")
+            && log.contains("`deploy.gitops.pull-request: true` proposes one change"),
+        "{log}"
+    );
+    assert!(
+        log.contains("mlcd.yml"),
+        "the error names the config file: {log}"
+    );
+    assert_eq!(
+        git(&p.git_dir, &["for-each-ref", "refs/heads"]),
+        heads_before,
+        "no branch made, no commit"
+    );
+    assert!(pulls(&p.gh).is_empty());
+    assert_no_violations(&p.gh);
 }

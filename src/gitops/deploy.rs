@@ -12,8 +12,9 @@ use super::edit::manifests::ManifestsEditor;
 use super::edit::{Change, Editor};
 use super::follow::{self, Followed};
 use super::github::Repo;
+use super::steps::{self, Commits};
 use crate::config::gitops::GitopsConfig;
-use crate::config::values::{GitopsFormat, ImageRef, Strategy};
+use crate::config::values::{GitopsFormat, ImageRef, KeySource};
 use crate::error::{Outcome, UserError};
 use crate::modes::ModeEnv;
 use crate::plan::Plan;
@@ -65,12 +66,17 @@ pub fn editor(
             )),
         ));
     }
-    if d.strategy != Strategy::AllAtOnce {
-        return Err(UserError::invalid(format!(
-            "`deploy.strategy: {}` cannot be done through `deploy.gitops` (format `{}`): a commit of new manifests replaces the version everywhere the GitOps controller applies it, so only `all-at-once` is possible (KServe canary steps by commits are not available in this release)",
-            d.strategy, g.format
-        ))
-        .hint("set `deploy.strategy: all-at-once` (or the `strategy` input) for GitOps deploys"));
+    let commits = commits(plan, g, env)?;
+    if g.pull_request == Some(true) && commits.len() > 1 {
+        return Err(at(
+            env,
+            "pull-request",
+            UserError::invalid(format!(
+                "`deploy.strategy: {}` takes one commit per traffic step, each verified before the next, but `deploy.gitops.pull-request: true` proposes one change for review and cannot verify steps",
+                d.strategy
+            ))
+            .hint("use `strategy: all-at-once` with pull requests, or push the steps directly (remove `pull-request`)"),
+        ));
     }
     let keys_of = |default: &[(&str, crate::config::values::KeySource)]| {
         if g.keys.is_empty() {
@@ -134,6 +140,44 @@ pub fn editor(
     })
 }
 
+/// The commits the strategy takes in this format ([`steps::commits`]); a
+/// strategy the manifests cannot express is refused here, before anything is
+/// read or written. Traffic steps are verified on the cluster, so they need
+/// Argo CD to follow and the Kubernetes settings to read the InferenceService.
+pub fn commits(plan: &Plan, g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Commits, UserError> {
+    let d = plan.deploy.as_ref().expect("a deploy plan");
+    let has_traffic = g.keys.values().any(|k| *k == KeySource::Traffic);
+    let commits =
+        steps::commits(d.strategy, &d.steps, g.format, has_traffic).map_err(|(msg, hint)| {
+            let located = env.config.and_then(|c| {
+                c.locate(&["deploy", "strategy"])
+                    .or_else(|| c.locate(&["deploy", "gitops", "format"]))
+            });
+            let e = UserError::invalid(msg).hint(hint);
+            match located {
+                Some(l) => e.at(l),
+                None => e,
+            }
+        })?;
+    if commits.len() > 1 {
+        if g.argocd.is_none() {
+            return Err(at(env, "format", UserError::invalid(format!(
+                "`deploy.strategy: {}` through `deploy.gitops` commits one traffic step at a time and verifies each before the next, which needs `deploy.gitops.argocd` to follow the commits",
+                d.strategy
+            ))
+            .hint("add `deploy.gitops.argocd: {server, app, token-env}`, or use `deploy.strategy: all-at-once`")));
+        }
+        if d.kubernetes.is_none() {
+            return Err(at(env, "format", UserError::invalid(format!(
+                "`deploy.strategy: {}` through `deploy.gitops` reads the InferenceService `{}` from the cluster to verify each traffic step, and no Kubernetes settings are given",
+                d.strategy, d.endpoint
+            ))
+            .hint("set `backend: kubernetes` and `kubernetes.namespace` (and KUBECONFIG with read access to InferenceServices there)")));
+        }
+    }
+    Ok(commits)
+}
+
 /// The commit message: model, version, image digest and run URL.
 pub fn message(plan: &Plan, change: &Change, environment: &str) -> String {
     let mut m = format!(
@@ -159,11 +203,11 @@ pub fn message(plan: &Plan, change: &Change, environment: &str) -> String {
 
 /// Argo CD settings resolved before anything is committed: the client (its
 /// token read from the configured variable and masked) and the bounds.
-struct Follow {
-    argo: ArgoCd,
-    app: String,
-    cooldown: Duration,
-    poll: Duration,
+pub(super) struct Follow {
+    pub(super) argo: ArgoCd,
+    pub(super) app: String,
+    pub(super) cooldown: Duration,
+    pub(super) poll: Duration,
 }
 
 fn argocd(g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Option<Follow>, UserError> {
@@ -261,6 +305,7 @@ pub async fn run(
     };
     reporter.set_output("endpoint", d.endpoint.clone());
     let mut gh = crate::modes::deploy::GitHub::start(plan, d, env, &candidate, reporter).await;
+    let commits = commits(plan, g, env)?;
     // Pull-request mode: a branch and a pull request; followed only once merged.
     let merged = match g.pull_request == Some(true) {
         true => match super::pull::propose(
@@ -281,6 +326,27 @@ pub async fn run(
         },
         false => None,
     };
+    if merged.is_none() && commits.len() > 1 {
+        let follow = follow_with
+            .as_mut()
+            .expect("commits() requires deploy.gitops.argocd for traffic steps");
+        return super::rollout::run(
+            super::rollout::Rollout {
+                plan,
+                g,
+                env,
+                editor: editor.as_ref(),
+                repo: &mut repo,
+                target: &target,
+                change,
+                follow,
+                gh: &mut gh,
+                commits,
+            },
+            reporter,
+        )
+        .await;
+    }
     let result = match merged {
         Some(_) => Committed::Unchanged,
         None => {
@@ -419,30 +485,84 @@ pub async fn run(
             Outcome::TimedOut,
         ),
     };
+    roll_back(
+        Undo {
+            repo: &mut repo,
+            target: &target,
+            follow: f,
+            change: &change,
+            environment: &d.environment,
+            timeout,
+            commits: std::slice::from_ref(&sha),
+            before,
+            after,
+            merged: merged.is_some(),
+        },
+        why,
+        outcome,
+        &mut gh,
+        reporter,
+    )
+    .await
+}
+
+/// What a failed rollout reverts: mlcd's commits of `target`, the file's text
+/// before the first and after the last.
+pub(super) struct Undo<'a> {
+    pub(super) repo: &'a mut Repo,
+    pub(super) target: &'a Target<'a>,
+    pub(super) follow: &'a mut Follow,
+    pub(super) change: &'a Change,
+    pub(super) environment: &'a str,
+    pub(super) timeout: Duration,
+    pub(super) commits: &'a [String],
+    pub(super) before: Option<String>,
+    pub(super) after: String,
+    /// The change came through a merged pull request (mlcd made no commit).
+    pub(super) merged: bool,
+}
+
+/// Reverts mlcd's commits by one commit restoring the file (only if nobody
+/// changed it since), waits for Argo CD to report the revert Healthy, reports,
+/// and returns the error the step ends with.
+pub(super) async fn roll_back(
+    u: Undo<'_>,
+    why: String,
+    outcome: Outcome,
+    gh: &mut crate::modes::deploy::GitHub,
+    reporter: &mut Reporter,
+) -> anyhow::Result<Outcome> {
+    let (change, file) = (u.change, u.target.file);
     reporter.warn(format!(
-        "the rollout of {} failed: {why}; reverting mlcd's commit",
-        change.version
+        "the rollout of {} failed: {why}; reverting mlcd's commit{}",
+        change.version,
+        if u.commits.len() > 1 { "s" } else { "" }
     ));
-    let Some(before) = before else {
+    let Some(before) = u.before else {
         gh.finish(State::Failure, &why, None, reporter).await;
-        let left = match merged {
-            Some(_) => "the change came through a merged pull request, which mlcd does not revert: revert it on GitHub (the pull request's Revert button)".to_string(),
-            None => format!("mlcd created `{file}` and does not delete it: remove it by hand"),
+        let left = match u.merged {
+            true => "the change came through a merged pull request, which mlcd does not revert: revert it on GitHub (the pull request's Revert button)".to_string(),
+            false => format!("mlcd created `{file}` and does not delete it: remove it by hand"),
         };
         return Err(UserError::new(outcome, format!("{why}; {left}")).into());
     };
+    let list = u.commits.join(", ");
     let revert_msg = format!(
-        "Revert \"Deploy {} {} to {}\"\n\nThis reverts commit {sha}: {why}\n\nWritten by mlcd.\n",
-        change.model, change.version, d.environment
+        "Revert \"Deploy {} {} to {}\"\n\nThis reverts commit{} {list}: {why}\n\nWritten by mlcd.\n",
+        change.model,
+        change.version,
+        u.environment,
+        if u.commits.len() > 1 { "s" } else { "" }
     );
-    let reverted = commit::revert(&mut repo, &target, &before, &after, &revert_msg).await?;
+    let reverted = commit::revert(u.repo, u.target, &before, &u.after, &revert_msg).await?;
     reporter.set_output("gitops-revert", reverted.clone());
-    let back = follow::follow(
+    let f = u.follow;
+    let back = follow::follow_revert(
         &mut f.argo,
-        &mut repo,
+        u.repo,
         &f.app,
         &reverted,
-        timeout,
+        u.timeout,
         f.cooldown,
         f.poll,
         |l| reporter.info(l),
@@ -472,6 +592,6 @@ pub async fn run(
 
 const UNVERIFIED: &str = "mlcd did not verify the rollout: no `deploy.gitops.argocd` is configured, so whether the GitOps controller applied it and it became healthy is not known";
 
-fn short(sha: &str) -> &str {
+pub(super) fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }

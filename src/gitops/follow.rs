@@ -88,6 +88,39 @@ pub async fn follow(
     timeout: Duration,
     cooldown: Duration,
     poll: Duration,
+    log: impl FnMut(&str),
+) -> Result<Followed, String> {
+    follow_with(argo, repo, app, commit, timeout, cooldown, poll, false, log).await
+}
+
+/// [`follow`] for a revert commit: right after Argo CD syncs it, the health can
+/// still describe the failed version (KServe reports the new revision only a
+/// moment later), and there is nothing left to do but wait, so a Degraded
+/// answer is waited out until Healthy or the `timeout`.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow_revert(
+    argo: &mut ArgoCd,
+    repo: &mut Repo,
+    app: &str,
+    commit: &str,
+    timeout: Duration,
+    cooldown: Duration,
+    poll: Duration,
+    log: impl FnMut(&str),
+) -> Result<Followed, String> {
+    follow_with(argo, repo, app, commit, timeout, cooldown, poll, true, log).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_with(
+    argo: &mut ArgoCd,
+    repo: &mut Repo,
+    app: &str,
+    commit: &str,
+    timeout: Duration,
+    cooldown: Duration,
+    poll: Duration,
+    patient: bool,
     mut log: impl FnMut(&str),
 ) -> Result<Followed, String> {
     let start = Instant::now();
@@ -125,7 +158,8 @@ pub async fn follow(
             last = line;
         }
         match judge(&s, commit, contains) {
-            Verdict::Failed(why) => return Ok(Followed::Failed(why)),
+            Verdict::Failed(why) if !patient => return Ok(Followed::Failed(why)),
+            Verdict::Failed(_) => healthy_since = None,
             Verdict::Healthy => {
                 let since = *healthy_since.get_or_insert(answered);
                 first_healthy.get_or_insert(answered - start);

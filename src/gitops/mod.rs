@@ -3,6 +3,7 @@
 //! Argo CD until the commit is synced and healthy.
 
 pub mod argocd;
+pub mod cluster;
 pub mod commit;
 pub mod deploy;
 pub mod edit;
@@ -10,3 +11,5 @@ pub mod follow;
 pub mod github;
 pub mod github_pr;
 pub mod pull;
+pub mod rollout;
+pub mod steps;

@@ -12,14 +12,24 @@ reads the manifests at that commit with git, builds a kustomization with the rea
 — and reports `status.sync.revision`, `status.sync.status`, `status.operationState`
 and `status.health`. A new revision is `Progressing` for one answer, then its health.
 
-Health is SCRIPTED, not observed: no workload runs here, so the fake marks an
+With a Kubernetes API server (`kube_url` of the application: the fake API server
+of tests/fake_kube), syncing is real: every object of the revision is applied to
+it by server-side apply under the field manager `argocd-controller`
+(fieldValidation=Strict: a refused object is a failed sync, as in Argo CD), and
+the health is read from the live objects' status on every answer, as Argo CD's
+health checks judge it (health.py: InferenceService conditions, Deployment
+replicas, Rollout phase), the application's being its worst resource's; the
+answer lists them under `status.resources`. Objects dropped from the repository
+are not pruned.
+
+Without `kube_url` the health is SCRIPTED (no workload runs): the fake marks an
 application Degraded when a container image in the synced manifests contains a
 string registered with POST /_fake/degraded, else Healthy.
 
 Usage: python3 tests/fake_argocd/server.py [--port 0]; prints `LISTENING http://127.0.0.1:PORT`.
 
 Control (not validated, not recorded):
-    POST /_fake/app       {"name", "git_dir", "branch", "path", "namespace"}
+    POST /_fake/app       {"name", "git_dir", "branch", "path", "namespace", "kube_url"}
     POST /_fake/degraded  {"image_contains": "sha256:…"}
     POST /_fake/frozen    {"name": "churn"}: the application never syncs again
     POST /_fake/push-before-sync {"name", "path", "content"}: before its next sync,
@@ -41,7 +51,11 @@ import threading
 import time
 import urllib.parse
 
+import yaml
 from jsonschema import Draft4Validator
+
+import health
+from kube import Kube, KubeError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake_github"))
 import gitrepo  # noqa: E402
@@ -120,6 +134,8 @@ class Fake:
         head = git(app["git_dir"], "rev-parse", app["branch"]).decode().strip()
         if head == app.get("revision") and app.get("seen", 0) > 0:
             app["seen"] += 1
+            if app.get("kube_url"):
+                return self.observe(app)
             if app["health"] == "Progressing":
                 app["health"] = app["target_health"]
             return
@@ -132,6 +148,8 @@ class Fake:
                 message=f"rpc error: code = Unknown desc = Manifest generation error: {e}", started=started, seen=1,
             )
             return
+        if app.get("kube_url"):
+            return self.apply(app, head, started, manifests)
         images = re.findall(r"image:\s*(\S+)", manifests)
         bad = any(s in img for s in self.degraded for img in images)
         app.update(
@@ -139,6 +157,55 @@ class Fake:
             started=started, seen=1, health="Progressing", target_health="Degraded" if bad else "Healthy",
             images=images,
         )
+
+    def apply(self, app, head, started, manifests):
+        """Argo CD's sync of `head`: every object applied to the cluster."""
+        kube = app.setdefault("kube", Kube(app["kube_url"]))
+        ns = app.get("namespace", "default")
+        applied, results = [], []
+        try:
+            objects = [o for o in yaml.safe_load_all(manifests) if o]
+            for o in objects:
+                kube.apply(o, ns)
+                applied.append(o)
+                results.append({"group": o["apiVersion"].rpartition("/")[0], "version": o["apiVersion"].rpartition("/")[2],
+                                "kind": o["kind"], "name": o["metadata"]["name"],
+                                "namespace": o["metadata"].get("namespace") or ns,
+                                "status": "Synced", "message": f"{o['kind'].lower()} serverside-applied"})
+        except (KubeError, yaml.YAMLError, KeyError, TypeError) as e:
+            app.update(revision=head, sync="OutOfSync", phase="Failed", started=started, seen=1,
+                       message=f"one or more objects failed to apply, reason: {e}", results=results)
+            self.observe(app)
+            return
+        app.update(revision=head, sync="Synced", phase="Succeeded", message="successfully synced (all tasks run)",
+                   started=started, seen=1, objects=applied, results=results)
+        self.observe(app)
+
+    def observe(self, app):
+        """The health of the live objects, as Argo CD's checks judge it."""
+        kube, ns = app["kube"], app.get("namespace", "default")
+        resources, worst = [], []
+        for o in app.get("objects", []):
+            group, _, version = o["apiVersion"].rpartition("/")
+            r = {"group": group, "version": version, "kind": o["kind"], "name": o["metadata"]["name"],
+                 "namespace": o["metadata"].get("namespace") or ns, "status": app["sync"]}
+            try:
+                live = kube.get(o, ns)
+            except KubeError as e:
+                live, r["health"] = None, {"status": "Unknown", "message": str(e)}
+            if live is None and "health" not in r:
+                r["health"] = {"status": "Missing"}
+            elif live is not None:
+                h = health.check(live)
+                if h:
+                    r["health"] = {"status": h[0], "message": h[1]} if h[1] else {"status": h[0]}
+            if "health" in r:
+                worst.append(r["health"])
+            resources.append(r)
+        bad = max(worst, key=lambda h: health.ORDER.index(h["status"]), default={"status": "Healthy"})
+        app["health"] = bad["status"] if app.get("objects") else app.get("health", "Missing")
+        app["health_message"] = bad.get("message") if bad["status"] != "Healthy" else None
+        app["resources"] = resources
 
     def application(self, app):
         source = {"repoURL": app.get("repo_url", "https://github.com/acme/deploy"), "path": app["path"], "targetRevision": app["branch"]}
@@ -159,7 +226,12 @@ class Fake:
                 "finishedAt": app["started"],
                 "syncResult": {"revision": app["revision"], "source": source},
             }
-            if app["health"] == "Degraded":
+            if app.get("kube_url"):
+                status["operationState"]["syncResult"]["resources"] = app.get("results", [])
+                status["resources"] = app.get("resources", [])
+                if app.get("health_message"):
+                    status["health"]["message"] = app["health_message"]
+            elif app["health"] == "Degraded":
                 status["health"]["message"] = "Deployment has timed out progressing."
         return {
             "metadata": {"name": app["name"], "namespace": "argocd"},

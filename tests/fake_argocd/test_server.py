@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fake_github"))
 sys.path.insert(0, HERE)
 import gitrepo  # noqa: E402
+import health  # noqa: E402
 import server  # noqa: E402
 
 
@@ -77,6 +79,62 @@ class FakeArgoCdTest(unittest.TestCase):
         self.assertEqual(self.call("/api/v1/nope")[0], 404)
         v = self.call("/_fake/violations")[1]
         self.assertEqual(len(v), 3, v)
+
+    def test_with_a_cluster_the_sync_applies_the_objects_and_health_comes_from_their_status(self):
+        kube = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "fake_kube", "server.py"), "--port", "0", "--quiet"],
+                                stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"})
+        try:
+            kube_url = kube.stdout.readline().split()[1]
+            isvc = open(os.path.join(ROOT, "fixtures", "gitops", "kserve", "churn.yaml")).read()
+            self.repos.write("acme/deploy", "main", "apps/isvc/churn.yaml", isvc.encode(), "add the InferenceService")
+            self.call("/_fake/app", {"name": "isvc", "git_dir": self.git_dir, "branch": "main", "path": "apps/isvc",
+                                     "namespace": "ml", "kube_url": kube_url})
+            head = self.repos.head("acme/deploy", "main")
+            _, a = self.call("/api/v1/applications/isvc?refresh=normal")
+            self.assertEqual(a["status"]["sync"]["revision"], head)
+            self.assertEqual(a["status"]["operationState"]["phase"], "Succeeded", a["status"]["operationState"])
+            with urllib.request.urlopen(kube_url + "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/churn") as r:
+                live = json.load(r)
+            self.assertEqual(live["spec"]["predictor"]["containers"][0]["image"], "127.0.0.1:5000/churn:v1")
+            self.assertIn("argocd-controller", [m["manager"] for m in live["metadata"]["managedFields"]])
+            # Without a Docker engine the fake KServe's revision fails: Ready False, RevisionFailed → Degraded.
+            for _ in range(100):
+                _, a = self.call("/api/v1/applications/isvc?refresh=normal")
+                if a["status"]["health"]["status"] == "Degraded":
+                    break
+                time.sleep(0.1)
+            self.assertEqual(a["status"]["health"]["status"], "Degraded", a["status"])
+            self.assertIn("RevisionFailed", a["status"]["health"]["message"])
+            self.assertEqual(a["status"]["resources"][0]["kind"], "InferenceService")
+            # An object the CRD refuses (an unknown field, strict validation) is a failed sync.
+            self.repos.write("acme/deploy", "main", "apps/isvc/churn.yaml", isvc.replace("  predictor:", "  bogus: 1\n  predictor:").encode(), "break it")
+            _, a = self.call("/api/v1/applications/isvc?refresh=normal")
+            self.assertEqual(a["status"]["operationState"]["phase"], "Failed")
+            self.assertIn("bogus", a["status"]["operationState"]["message"])
+            self.assertEqual(self.call("/_fake/violations")[1], [])
+        finally:
+            kube.terminate()
+            kube.wait(timeout=10)
+            kube.stdout.close()
+
+    def test_health_checks_read_each_kinds_status_as_argo_cd_does(self):
+        isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "m"}}
+        cond = lambda s, r=None: dict(isvc, status={"conditions": [{"type": "Ready", "status": s, **({"reason": r} if r else {})}]})  # noqa: E731
+        self.assertEqual(health.check(isvc)[0], "Progressing")
+        self.assertEqual(health.check(cond("True"))[0], "Healthy")
+        self.assertEqual(health.check(cond("False", "RevisionFailed"))[0], "Degraded")
+        self.assertEqual(health.check(cond("Unknown", "RevisionMissing"))[0], "Progressing")
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "generation": 2}, "spec": {"replicas": 2}}
+        self.assertEqual(health.check(dict(dep, status={"observedGeneration": 1}))[0], "Progressing")
+        self.assertEqual(health.check(dict(dep, status={"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}))[0], "Progressing")
+        self.assertEqual(health.check(dict(dep, status={"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}))[0], "Healthy")
+        self.assertEqual(health.check(dict(dep, status={"observedGeneration": 2, "conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}))[0], "Degraded")
+        ro = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"}}
+        self.assertEqual(health.check(dict(ro, status={"phase": "Healthy"}))[0], "Healthy")
+        self.assertEqual(health.check(dict(ro, status={"phase": "Paused"}))[0], "Suspended")
+        self.assertEqual(health.check(dict(ro, status={"phase": "Progressing", "abort": True}))[0], "Degraded")
+        self.assertIsNone(health.check({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}))
+        self.assertEqual(health.worst(["Healthy", "Degraded", "Progressing"]), "Degraded")
 
     def test_the_answer_validator_catches_a_wrong_type(self):
         spec = server.Spec(server.SPEC)

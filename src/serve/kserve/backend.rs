@@ -107,6 +107,23 @@ impl KserveServing {
         self
     }
 
+    /// The InferenceService `endpoint` as the cluster has it now (read through
+    /// the watch), or `None`.
+    pub async fn object(&self, endpoint: &str) -> Result<Option<Value>, UserError> {
+        self.get(endpoint).await
+    }
+
+    /// What mlcd knows about `endpoint`'s revisions when it keeps no record on
+    /// the cluster (GitOps: Argo CD applies the objects, mlcd writes nothing
+    /// there); used instead of the ConfigMap by [`ServingBackend::status`] and
+    /// [`ServingBackend::invoke`].
+    pub fn remember(&self, endpoint: &str, revisions: Revisions) {
+        self.records
+            .lock()
+            .expect("not poisoned")
+            .insert(endpoint.to_string(), revisions);
+    }
+
     fn ns(&self) -> &str {
         &self.plan.namespace
     }
