@@ -29,6 +29,7 @@ fn plan(mode: Option<KserveMode>) -> ServingKubernetesPlan {
     ServingKubernetesPlan {
         namespace: "ml".into(),
         context: None,
+        eks: None,
         storage_uri: None,
         service_account: None,
         deployment_mode: mode,

@@ -67,7 +67,7 @@ impl KserveServing {
         plan: &ServingKubernetesPlan,
         env: &BTreeMap<String, String>,
     ) -> Result<Self, UserError> {
-        let (client, source) = k::connect(plan.context.as_deref(), env).await?;
+        let (client, source) = k::connect(plan.context.as_deref(), plan.eks.as_ref(), env).await?;
         log::info!("kubernetes: credentials from {source}");
         Ok(Self::with_client(client, plan, env))
     }

@@ -218,6 +218,7 @@ mod tests {
         ServingKubernetesPlan {
             namespace: "ml".into(),
             context: None,
+            eks: None,
             storage_uri: storage.map(str::to_string),
             service_account: None,
             deployment_mode: None,
