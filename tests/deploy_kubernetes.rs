@@ -120,7 +120,7 @@ fn render_deploy_prints_one_inference_service_and_needs_no_cluster() {
 
 #[test]
 fn bad_kubernetes_deploy_input_names_the_key() {
-    // A shadow has no KServe rendering yet.
+    // A shadow cannot take a share of the traffic: KServe cannot mirror it.
     let ws = kube_workspace();
     ws.write(
         "mlcd.yml",
@@ -131,10 +131,10 @@ fn bad_kubernetes_deploy_input_names_the_key() {
     let r = render(&ws);
     r.assert_code(2);
     let all = format!("{}{}", r.stdout, r.stderr);
-    assert!(all.contains("`deploy.strategy`"), "{all}");
-    assert!(all.contains("`shadow`"), "{all}");
-    assert!(all.contains("backend: kubernetes"), "{all}");
-    assert!(all.contains("mlcd.yml:8:"), "{all}");
+    assert!(all.contains("`deploy.traffic`"), "{all}");
+    assert!(all.contains("cannot mirror"), "{all}");
+    assert!(all.contains("20%"), "{all}");
+    assert!(all.contains("mlcd.yml:"), "{all}");
 
     // The same through an input.
     let ws = kube_workspace();
@@ -147,12 +147,30 @@ fn bad_kubernetes_deploy_input_names_the_key() {
             "mlcd.yml",
             "--strategy",
             "shadow",
+            "--traffic",
+            "30",
         ],
         &[("GITHUB_SHA", SHA)],
     );
     r.assert_code(2);
     let all = format!("{}{}", r.stdout, r.stderr);
-    assert!(all.contains("input `strategy`"), "{all}");
+    assert!(all.contains("input `traffic`"), "{all}");
+
+    // Without a share it renders: the candidate beside the live one at 0%.
+    let r = mlcd(
+        ws.path(),
+        &[
+            "render",
+            "deploy",
+            "--config",
+            "mlcd.yml",
+            "--strategy",
+            "shadow",
+        ],
+        &[("GITHUB_SHA", SHA)],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("canaryTrafficPercent: 0"), "{}", r.stdout);
 
     // A storage URI KServe cannot read.
     let ws = kube_workspace();
@@ -795,4 +813,59 @@ fn a_namespace_without_permission_fails_before_anything_is_made() {
         .filter(|r| r["method"] != "GET")
         .collect();
     assert!(writes.is_empty(), "nothing was written: {writes:#?}");
+}
+
+#[test]
+fn a_shadow_runs_beside_the_live_revision_and_is_compared_on_the_samples() {
+    let p = KubePipeline::new("");
+    let (r, _) = p.deploy(&p.image, &[]);
+    r.assert_code(0);
+    let rev1 = format!("{}-predictor-00001", p.endpoint);
+
+    // v2 as a shadow: a revision of its own at 0%, compared with v1 on the
+    // replayed samples; v1 keeps all the traffic.
+    let v2 = p.tagged("kserve-shadow");
+    let (r, out) = p.deploy(&v2, &[("INPUT_STRATEGY", "shadow")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{out:?}");
+    assert!(
+        r.stderr
+            .contains("shadow i-kserve-shadow: 5/5 answers agree with i-kserve"),
+        "{}",
+        r.stderr
+    );
+    let summary = p.ws.read("out/summary");
+    assert!(
+        summary.contains("### Shadow `i-kserve-shadow` beside `i-kserve`"),
+        "{summary}"
+    );
+    assert!(summary.contains("cannot mirror traffic"), "{summary}");
+    let isvc = p.isvc();
+    assert_eq!(
+        isvc["spec"]["predictor"]["canaryTrafficPercent"], 0,
+        "{isvc}"
+    );
+    let pred = &isvc["status"]["components"]["predictor"];
+    assert_eq!(pred["latestRolledoutRevision"], rev1.as_str());
+    assert_eq!(
+        pred["latestCreatedRevision"],
+        format!("{}-predictor-00002", p.endpoint)
+    );
+    // Live traffic still goes to v1 only.
+    assert_eq!(p.call(&out["url"]), (200, rev1.clone()));
+    // The revision record marks it a shadow.
+    let record = p.fake.get(&format!(
+        "/api/v1/namespaces/ml/configmaps/{}-mlcd-revisions",
+        p.endpoint
+    ));
+    let shadows: Vec<String> = record["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|v| serde_json::from_str::<serde_json::Value>(v.as_str()?).ok())
+        .filter(|i| i["shadow"] == true)
+        .map(|i| i["version"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(shadows, ["i-kserve-shadow"], "{record}");
+    p.fake.assert_no_violations();
 }

@@ -2,9 +2,10 @@
 //! object validated against the pinned KServe v0.20.0 CRD and the Kubernetes
 //! OpenAPI, its KServe controller serving each revision from a real container of
 //! the example model on the test bed's Docker engine): the serving conformance
-//! suite (without its shadow part — KServe cannot mirror traffic, and a shadow is
-//! refused), a revision that never becomes ready (failed with KServe's reason,
-//! the old version still serving, rolled back), and Standard mode.
+//! suite (its shadow part: KServe cannot mirror traffic, so the shadow is a
+//! revision beside the live one at 0%, reached at its tag URL), a revision that
+//! never becomes ready (failed with KServe's reason, the old version still
+//! serving, rolled back), and Standard mode (which refuses canaries and shadows).
 //!
 //! Needs `scripts/testbed up docker base-image pydeps`.
 
@@ -29,6 +30,7 @@ fn plan(mode: Option<KserveMode>) -> ServingKubernetesPlan {
     ServingKubernetesPlan {
         namespace: "ml".into(),
         context: None,
+        eks: None,
         storage_uri: None,
         service_account: None,
         deployment_mode: mode,
@@ -85,16 +87,16 @@ async fn backend(b: &Bed, mode: Option<KserveMode>, strategy: Strategy) -> Kserv
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn kserve_passes_the_serving_conformance_suite_without_a_shadow() {
+async fn kserve_passes_the_serving_conformance_suite_with_a_shadow_beside_the_live_revision() {
     let b = bed();
     let k = backend(&b, None, Strategy::Canary).await;
     let base = spec(&b.image, &format!("conf-{}", unique()), "v1");
-    serve_conformance::run_without_shadow(&k, &base, &sample()).await;
+    serve_conformance::run(&k, &base, &sample()).await;
     b.fake.assert_no_violations();
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_shadow_is_refused_and_a_broken_revision_fails_with_kserves_reason() {
+async fn a_broken_revision_fails_with_kserves_reason() {
     let b = bed();
     let k = backend(&b, None, Strategy::Canary).await;
     let ep = format!("broken-{}", unique());
@@ -103,12 +105,6 @@ async fn a_shadow_is_refused_and_a_broken_revision_fails_with_kserves_reason() {
         s.state == EndpointState::InService && s.variants.iter().any(|v| v.ready)
     })
     .await;
-
-    let e = k
-        .deploy(&spec(&b.image, &ep, "v2"), true)
-        .await
-        .expect_err("a shadow is refused");
-    assert!(e.message.contains("no traffic mirroring"), "{}", e.message);
 
     // The next revision never becomes ready; KServe keeps the traffic on v1 and
     // says why in the Ready condition.
@@ -192,6 +188,22 @@ async fn standard_mode_refuses_a_canary_and_replaces_the_version_all_at_once() {
         e.message
     );
     assert!(e.message.contains("`canary`"), "{}", e.message);
+    // So is a shadow: Standard mode runs one version at a time.
+    let shadow = backend(&b, None, Strategy::Shadow).await;
+    let e = shadow
+        .preflight(&spec(&b.image, &ep, "v2"))
+        .await
+        .expect_err("a shadow in Standard mode is refused");
+    assert!(
+        e.message.contains("Standard (RawDeployment)"),
+        "{}",
+        e.message
+    );
+    let e = k
+        .deploy(&spec(&b.image, &ep, "v2"), true)
+        .await
+        .expect_err("a shadow in Standard mode is refused");
+    assert!(e.message.contains("no second revision"), "{}", e.message);
 
     // All at once: v2 replaces v1.
     k.preflight(&spec(&b.image, &ep, "v2")).await.unwrap();

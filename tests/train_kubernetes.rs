@@ -34,6 +34,7 @@ fn plan(trainer: KubeTrainer) -> KubernetesPlan {
     KubernetesPlan {
         namespace: "ml".into(),
         context: None,
+        eks: None,
         trainer,
         runtime: "torch-distributed".into(),
         storage_uri: Some("pvc://models/churn".into()),
@@ -778,4 +779,182 @@ fn the_fake_refuses_an_invalid_trainjob_as_a_cluster_would() {
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("is invalid"), "{}", r.stderr);
     assert_eq!(fake.violations().len(), 2);
+}
+
+// --- EKS: bearer tokens made by mlcd, checked by the fake as the authenticator does
+
+/// The key pair the EKS tests give mlcd; the fake verifies the tokens' signatures with it.
+const EKS_KEY_ID: &str = "AKIAEKSTEST00000001";
+const EKS_SECRET: &str = "eks-test-secret-key-never-printed-0001";
+
+/// Makes the fake require EKS tokens for `cluster` in `region`, signed with `secret`.
+fn require_eks(fake: &FakeKube, cluster: &str, region: &str) {
+    fake.call(
+        "POST",
+        "/_fake/eks",
+        Some(
+            &serde_json::json!({
+                "cluster": cluster,
+                "region": region,
+                "sts_endpoint": format!("https://sts.{region}.amazonaws.com"),
+                "access_key_id": EKS_KEY_ID,
+                "secret_access_key": EKS_SECRET,
+            })
+            .to_string(),
+        ),
+    );
+}
+
+/// A kubeconfig like `aws eks update-kubeconfig` writes: the fake as the server and
+/// an exec entry running `aws eks get-token`, here a script that leaves a mark.
+fn eks_kubeconfig(fake: &FakeKube, dir: &Path) -> (PathBuf, PathBuf) {
+    let marker = dir.join("aws-was-run");
+    let aws = dir.join("aws");
+    std::fs::write(
+        &aws,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: arn:aws:eks:eu-west-1:123456789012:cluster/prod
+  cluster: {{server: \"{}\"}}
+users:
+- name: arn:aws:eks:eu-west-1:123456789012:cluster/prod
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: {}
+      args: [--region, eu-west-1, eks, get-token, --cluster-name, prod, --output, json]
+contexts:
+- name: prod
+  context: {{cluster: \"arn:aws:eks:eu-west-1:123456789012:cluster/prod\", user: \"arn:aws:eks:eu-west-1:123456789012:cluster/prod\"}}
+current-context: prod
+",
+            fake.url,
+            aws.display()
+        ),
+    )
+    .unwrap();
+    (path, marker)
+}
+
+#[tokio::test]
+async fn an_aws_eks_get_token_kubeconfig_works_without_the_aws_binary() {
+    let fake = FakeKube::start();
+    require_eks(&fake, "prod", "eu-west-1");
+    let dir = tempfile::tempdir().unwrap();
+    let (kubeconfig, marker) = eks_kubeconfig(&fake, dir.path());
+    let env = |secret: &str| {
+        BTreeMap::from([
+            ("KUBECONFIG".to_string(), kubeconfig.display().to_string()),
+            ("AWS_ACCESS_KEY_ID".to_string(), EKS_KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), secret.to_string()),
+        ])
+    };
+    let (client, _) = mlcd::cloud::kube::connect(None, None, &env(EKS_SECRET))
+        .await
+        .expect("a client");
+    let version = client
+        .apiserver_version()
+        .await
+        .expect("the fake accepts mlcd's EKS token");
+    assert_eq!(version.major, "1");
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, "ml");
+    cms.list(&Default::default())
+        .await
+        .expect("a second request with the (cached) token");
+    assert!(!marker.exists(), "the kubeconfig's aws binary was run");
+
+    // Signed with another key: the cluster refuses it, and the error says 401.
+    let (client, _) = mlcd::cloud::kube::connect(None, None, &env("wrong-secret"))
+        .await
+        .unwrap();
+    let e = client.apiserver_version().await.unwrap_err();
+    let msg = mlcd::cloud::kube::error("reading the version", "ml", &e).to_string();
+    assert!(msg.contains("401"), "{msg}");
+    assert!(msg.contains("signature does not match"), "{msg}");
+    assert!(!msg.contains("wrong-secret"), "{msg}");
+    // No AWS credentials at all: a clear error naming the cluster, before any request.
+    let bare = BTreeMap::from([("KUBECONFIG".to_string(), kubeconfig.display().to_string())]);
+    let Err(e) = mlcd::cloud::kube::connect(None, None, &bare).await else {
+        panic!("a client without AWS credentials");
+    };
+    assert!(e.message.contains("EKS cluster `prod`"), "{}", e.message);
+    assert!(e.message.contains("AWS_ACCESS_KEY_ID"), "{}", e.message);
+}
+
+#[test]
+fn mlcd_train_on_eks_makes_its_own_tokens_from_the_config() {
+    let fake = FakeKube::start();
+    require_eks(&fake, "prod", "eu-west-1");
+    // The kubeconfig's own user (a static token) is not what EKS gets.
+    let ws = kube_workspace("  eks-cluster: prod\n  eks-region: eu-west-1\n");
+    let (r, out) = run_train(
+        &ws,
+        &fake,
+        &unique().to_string(),
+        &[
+            ("AWS_ACCESS_KEY_ID", EKS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", EKS_SECRET),
+            ("MLCD_LOG", "info"),
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{out:?}");
+    assert!(r.stderr.contains("EKS cluster `prod`"), "{}", r.stderr);
+    // Secrets show only in the `::add-mask::` commands that hide them.
+    let shown = |s: &str| {
+        format!("{}\n{}", r.stdout, r.stderr)
+            .lines()
+            .any(|l| l.contains(s) && !l.starts_with("::add-mask::"))
+    };
+    for secret in [
+        EKS_SECRET,
+        "k8s-aws-v1.",
+        "X-Amz-Signature",
+        "kube-secret-token-0001",
+    ] {
+        assert!(!shown(secret), "{secret} in {}{}", r.stdout, r.stderr);
+    }
+    assert!(
+        r.stdout.contains("::add-mask::k8s-aws-v1."),
+        "the token is masked"
+    );
+    fake.assert_no_violations();
+    // The wrong region: every request is refused with 401, the step fails saying so.
+    let ws = kube_workspace("  eks-cluster: prod\n  eks-region: us-east-1\n");
+    let (r, _) = run_train(
+        &ws,
+        &fake,
+        &unique().to_string(),
+        &[
+            ("AWS_ACCESS_KEY_ID", EKS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", EKS_SECRET),
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stdout.contains("401"), "{}", r.stdout);
+    // Bad settings, named with their line, before any cluster is contacted.
+    let ws = kube_workspace("  eks-cluster: \"prod/cluster\"\n");
+    let r = render(&ws, &[]);
+    r.assert_code(2);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("`kubernetes.eks-cluster` is `prod/cluster`"),
+        "{all}"
+    );
+    assert!(all.contains("mlcd.yml:18:3"), "{all}");
+    let ws = kube_workspace("  eks-region: eu-west-1\n");
+    let r = render(&ws, &[]);
+    r.assert_code(2);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("`kubernetes.eks-cluster` is not"), "{all}");
 }

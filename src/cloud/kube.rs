@@ -4,15 +4,21 @@
 //! apply under mlcd's own field manager with strict field validation; and the API
 //! server's errors turned into messages a person can act on. Tokens and client keys
 //! in the kubeconfig are never printed: only which file and context were chosen.
+//! For EKS (`kubernetes.eks-cluster`, or a context whose user runs `aws eks
+//! get-token`), the kubeconfig gives the server and its CA and mlcd makes the
+//! bearer tokens itself (`cloud::eks`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::Value;
 
+use crate::cloud::eks::{self, EksCluster};
 use crate::config::suggest;
 use crate::error::UserError;
 
@@ -62,10 +68,13 @@ fn kubeconfig_files(env: &BTreeMap<String, String>) -> (Vec<PathBuf>, bool) {
 }
 
 /// A client for the cluster, the way kubectl would find it: the kubeconfig's
-/// `context` (or its current one), else the in-cluster service account. Checks
-/// the configuration only; no request is made.
+/// `context` (or its current one), else the in-cluster service account. With
+/// `eks` (or a context whose user is an `aws eks get-token` exec entry) the
+/// requests carry EKS tokens mlcd makes from the run's AWS credentials instead of
+/// the kubeconfig user's. Checks the configuration only; no request is made.
 pub async fn connect(
     context: Option<&str>,
+    eks: Option<&EksCluster>,
     env: &BTreeMap<String, String>,
 ) -> Result<(Client, Source), UserError> {
     let (files, from_env) = kubeconfig_files(env);
@@ -82,6 +91,13 @@ pub async fn connect(
         .hint("point KUBECONFIG at the cluster's kubeconfig file (in Actions, write it from a secret in an earlier step)"));
     }
     if files.is_empty() {
+        if let Some(cluster) = eks {
+            return Err(UserError::invalid(format!(
+                "`kubernetes.eks-cluster` is `{}`: mlcd makes its tokens, but the cluster's API server address and CA come from a kubeconfig, and there is none (KUBECONFIG is not set, no ~/.kube/config)",
+                cluster.name
+            ))
+            .hint(format!("in a step before mlcd run `aws eks update-kubeconfig --name {} --kubeconfig $RUNNER_TEMP/kubeconfig` and export KUBECONFIG=$RUNNER_TEMP/kubeconfig (mlcd replaces its `aws eks get-token` entry, so the aws binary is not needed inside the action)", cluster.name)));
+        }
         if env.contains_key("KUBERNETES_SERVICE_HOST") && context.is_none() {
             let config = Config::incluster().map_err(|e| {
                 UserError::invalid(format!("cannot use the in-cluster service account: {e}"))
@@ -155,11 +171,15 @@ pub async fn connect(
             }
         },
     };
+    let eks = match eks {
+        Some(c) => Some(c.clone()),
+        None => exec_of(&kubeconfig, &chosen).and_then(eks::from_exec),
+    };
     let options = KubeConfigOptions {
         context: Some(chosen.clone()),
         ..Default::default()
     };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| {
             UserError::invalid(format!(
@@ -168,8 +188,23 @@ pub async fn connect(
             ))
             .hint("check the context's cluster and user entries (`kubectl config view --minify`)")
         })?;
-    let client = Client::try_from(config)
-        .map_err(|e| UserError::failed(format!("cannot make a Kubernetes client: {e}")))?;
+    let client = match eks {
+        None => Client::try_from(config)
+            .map_err(|e| UserError::failed(format!("cannot make a Kubernetes client: {e}")))?,
+        Some(cluster) => {
+            let source = Arc::new(eks::token_source(&cluster, env).await?);
+            log::info!(
+                "kubernetes: bearer tokens for the EKS cluster `{}` ({}) made by mlcd, as `aws eks get-token` makes them; the kubeconfig user's own credentials are not used",
+                cluster.name,
+                cluster.region.as_deref().unwrap_or("region from AWS_REGION")
+            );
+            config.auth_info = Default::default();
+            ClientBuilder::try_from(config)
+                .map_err(|e| UserError::failed(format!("cannot make a Kubernetes client: {e}")))?
+                .with_layer(&eks::auth_layer::<kube::client::Body>(source))
+                .build()
+        }
+    };
     Ok((
         client,
         Source::Kubeconfig {
@@ -177,6 +212,26 @@ pub async fn connect(
             context: chosen,
         },
     ))
+}
+
+/// The exec entry of the user the context `context` names, if it has one.
+fn exec_of<'a>(kubeconfig: &'a Kubeconfig, context: &str) -> Option<&'a kube::config::ExecConfig> {
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?
+        .exec
+        .as_ref()
 }
 
 /// Keeps a kubeconfig error message from echoing a token.

@@ -6,6 +6,7 @@
 //! a JSON client) for Vertex AI.
 
 pub mod aws;
+pub mod eks;
 pub mod gcp;
 pub mod kube;
 pub mod kube_follow;

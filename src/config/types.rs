@@ -350,6 +350,14 @@ pub struct KubernetesConfig {
     pub namespace: Option<String>,
     /// The kubeconfig context. Default: the current one.
     pub context: Option<String>,
+    /// An Amazon EKS cluster's name: mlcd makes its bearer tokens itself (as
+    /// `aws eks get-token` does) from the run's AWS credentials, so the `aws`
+    /// binary is not needed; the kubeconfig still gives the server and its CA.
+    /// A context whose user runs `aws eks get-token --cluster-name …` is
+    /// recognised without it.
+    pub eks_cluster: Option<String>,
+    /// The EKS cluster's region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub eks_region: Option<String>,
     /// The service account jobs and predictors run as.
     pub service_account: Option<String>,
     /// Where model artifacts are stored. Training writes `/opt/ml/model` under it

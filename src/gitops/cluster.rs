@@ -208,6 +208,7 @@ impl StepCheck {
                 protocol: self.version.protocol,
                 model_name: self.version.model_name.clone(),
                 object: obj.clone(),
+                shadow: false,
             },
         )])
     }

@@ -412,14 +412,15 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
     }
     let capture = capture_plan(inputs, backend, &endpoint)?;
     let kubernetes = if backend == Backend::Kubernetes {
-        if strategy == Strategy::Shadow {
-            let e = "the `shadow` strategy is not available with `backend: kubernetes` yet (mlcd does not mirror traffic to a KServe InferenceService); use `canary`, `linear`, `blue-green` or `all-at-once`";
-            return Err(if strategy_overridden {
-                UserError::invalid(format!("input `strategy`: {e}"))
+        if strategy == Strategy::Shadow && steps != [100] {
+            // KServe cannot mirror: the shadow answers only the replayed samples.
+            let e = format!("a shadow on `backend: kubernetes` takes no share of the live traffic (KServe cannot mirror traffic: the shadow revision runs beside the live one and answers only the replayed sample requests), so a `traffic` share of {}% cannot be honoured", steps[0]);
+            return Err(if req.traffic.is_some() || p("traffic").is_some() {
+                UserError::invalid(format!("input `traffic`: {e}"))
             } else {
-                inputs.config_error(&["deploy", "strategy"], format!("`deploy.strategy`: {e}"))
+                inputs.config_error(&["deploy", "traffic"], format!("`deploy.traffic`: {e}"))
             }
-            .hint("run the shadow on `backend: local` or `backend: sagemaker`"));
+            .hint("leave `traffic` out for a shadow on Kubernetes, or run the shadow on `backend: local` or `backend: sagemaker` to mirror a share of live traffic"));
         }
         check_inference_service_name(&endpoint).map_err(|e| {
             if p("endpoint").is_some() {
@@ -435,9 +436,16 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         })?;
         let k = super::kubernetes::serving_plan(inputs)?;
         if k.deployment_mode == Some(crate::config::types::KserveMode::Standard)
-            && matches!(strategy, Strategy::Canary | Strategy::Linear)
+            && matches!(
+                strategy,
+                Strategy::Canary | Strategy::Linear | Strategy::Shadow
+            )
         {
-            let e = format!("the `{strategy}` strategy needs KServe's serverless mode, but `kubernetes.deployment-mode` is `standard`: KServe's Standard (RawDeployment) mode ignores `canaryTrafficPercent` and would send all the traffic to the new version at once");
+            let e = if strategy == Strategy::Shadow {
+                "the `shadow` strategy needs KServe's serverless mode, but `kubernetes.deployment-mode` is `standard`: KServe's Standard (RawDeployment) mode runs one version at a time, so there is no second revision to compare".to_string()
+            } else {
+                format!("the `{strategy}` strategy needs KServe's serverless mode, but `kubernetes.deployment-mode` is `standard`: KServe's Standard (RawDeployment) mode ignores `canaryTrafficPercent` and would send all the traffic to the new version at once")
+            };
             return Err(if strategy_overridden {
                 UserError::invalid(format!("input `strategy`: {e}"))
             } else {

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::Inputs;
+use crate::cloud::eks::EksCluster;
 use crate::config::types::{KserveMode, KubeTrainer};
 use crate::error::UserError;
 
@@ -20,6 +21,9 @@ pub struct KubernetesPlan {
     /// The kubeconfig context; none: the current one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// The EKS cluster whose tokens mlcd makes (`kubernetes.eks-cluster`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eks: Option<EksCluster>,
     /// `trainjob` or `pytorchjob`.
     pub trainer: KubeTrainer,
     /// The ClusterTrainingRuntime (TrainJob only).
@@ -41,6 +45,9 @@ pub struct ServingKubernetesPlan {
     /// The kubeconfig context; none: the current one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// The EKS cluster whose tokens mlcd makes (`kubernetes.eks-cluster`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eks: Option<EksCluster>,
     /// Where KServe's storage initializer downloads the model from into
     /// `/opt/ml/model` (`s3://`, `gs://`, `pvc://`, …); none: the image carries it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,10 +123,52 @@ pub(super) fn serving_plan(inputs: &Inputs) -> Result<ServingKubernetesPlan, Use
     Ok(ServingKubernetesPlan {
         namespace,
         context: k.context.clone().filter(|c| !c.trim().is_empty()),
+        eks: eks_plan(inputs)?,
         storage_uri,
         service_account: k.service_account.clone(),
         deployment_mode: k.deployment_mode,
     })
+}
+
+/// `kubernetes.eks-cluster` / `eks-region`, checked.
+fn eks_plan(inputs: &Inputs) -> Result<Option<EksCluster>, UserError> {
+    let k = &inputs.cfg().kubernetes;
+    let region = k.eks_region.clone().filter(|r| !r.trim().is_empty());
+    let Some(name) = k.eks_cluster.clone().filter(|c| !c.trim().is_empty()) else {
+        if region.is_some() {
+            return Err(inputs
+                .config_error(
+                    &["kubernetes", "eks-region"],
+                    "`kubernetes.eks-region` is set but `kubernetes.eks-cluster` is not: there is no EKS cluster to make tokens for",
+                )
+                .hint("set `kubernetes.eks-cluster` to the cluster's name, or remove `kubernetes.eks-region`"));
+        }
+        return Ok(None);
+    };
+    let valid = name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(inputs
+            .config_error(
+                &["kubernetes", "eks-cluster"],
+                format!("`kubernetes.eks-cluster` is `{name}`, which is not an EKS cluster name (letters, digits, `-` and `_`, starting with a letter or digit, at most 100)"),
+            )
+            .hint("give the name `aws eks list-clusters` shows"));
+    }
+    if let Some(r) = &region {
+        if !crate::cloud::aws::is_region(r) {
+            return Err(inputs
+                .config_error(
+                    &["kubernetes", "eks-region"],
+                    format!("`kubernetes.eks-region` is `{r}`, which is not an AWS region name (like us-east-1)"),
+                )
+                .hint("give the region the cluster runs in, or leave it out to use AWS_REGION"));
+        }
+    }
+    Ok(Some(EksCluster { name, region }))
 }
 
 /// Whether `s` is a DNS-1123 label (namespaces, runtime names): lowercase
@@ -171,6 +220,7 @@ pub(super) fn plan(inputs: &Inputs) -> Result<KubernetesPlan, UserError> {
     Ok(KubernetesPlan {
         namespace,
         context: k.context.clone().filter(|c| !c.trim().is_empty()),
+        eks: eks_plan(inputs)?,
         trainer: k.trainer.unwrap_or_default(),
         runtime,
         storage_uri,

@@ -213,6 +213,13 @@ pub trait ServingBackend: Send + Sync {
     /// Returns once the engine accepted the change; readiness shows in `status`.
     async fn deploy(&self, spec: &VersionSpec, shadow: bool) -> Result<(), UserError>;
 
+    /// Whether a shadow receives a copy of the live traffic (local, SageMaker); a
+    /// backend that cannot mirror (KServe, Vertex AI) runs the shadow beside the live
+    /// version, reached only by the replayed sample requests.
+    fn mirrors_traffic(&self) -> bool {
+        true
+    }
+
     /// Sets the live traffic of the endpoint's production versions: version →
     /// percent, summing to 100. Versions not named get 0.
     async fn set_traffic(

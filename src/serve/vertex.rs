@@ -624,6 +624,12 @@ impl ServingBackend for VertexServing {
         "vertex"
     }
 
+    /// The shadow is its own endpoint: Vertex cannot mirror, so it answers only
+    /// the replayed sample requests.
+    fn mirrors_traffic(&self) -> bool {
+        false
+    }
+
     async fn preflight(&self, spec: &VersionSpec) -> Result<(), UserError> {
         check_endpoint_name(&spec.endpoint).map_err(|e| {
             UserError::invalid(e).hint("set `deploy.endpoint` to a name like `churn`")

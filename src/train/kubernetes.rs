@@ -518,7 +518,7 @@ impl KubernetesTraining {
         plan: &KubernetesPlan,
         env: &BTreeMap<String, String>,
     ) -> Result<Self, UserError> {
-        let (client, source) = k::connect(plan.context.as_deref(), env).await?;
+        let (client, source) = k::connect(plan.context.as_deref(), plan.eks.as_ref(), env).await?;
         log::info!("kubernetes: credentials from {source}");
         Ok(Self::with_client(client, plan, env))
     }
@@ -1087,6 +1087,7 @@ mod tests {
         KubernetesPlan {
             namespace: "ml".into(),
             context: None,
+            eks: None,
             trainer,
             runtime: "torch-distributed".into(),
             storage_uri: Some("pvc://models/churn".into()),

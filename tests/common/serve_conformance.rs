@@ -2,8 +2,8 @@
 //! with one version, add a second beside it at 0%, shift traffic, invoke each
 //! version, roll back, add a shadow, retire it, tear down. `base` is a spec the
 //! backend can serve (the example model); `sample` a request it answers with 200.
-//! A backend without traffic mirroring (KServe) runs it without the shadow
-//! ([`run_without_shadow`]) and shows separately that it refuses one.
+//! A backend without traffic mirroring (KServe) passes the shadow part with a
+//! version beside the live one that takes no traffic.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -66,16 +66,6 @@ fn weights(s: &EndpointStatus) -> BTreeMap<String, u8> {
 #[allow(dead_code)]
 pub async fn run(backend: &dyn ServingBackend, base: &VersionSpec, sample: &Invocation) {
     run_with(backend, base, sample, true).await;
-}
-
-/// The suite without its shadow part, for a backend that cannot mirror traffic.
-#[allow(dead_code)]
-pub async fn run_without_shadow(
-    backend: &dyn ServingBackend,
-    base: &VersionSpec,
-    sample: &Invocation,
-) {
-    run_with(backend, base, sample, false).await;
 }
 
 async fn run_with(

@@ -62,6 +62,9 @@ Control endpoints (not validated, not recorded):
                             "message": "...", "logs": ["..."], "seconds": 1.0}
   POST /_fake/deny         {"namespace": "x", "status": 403}: every request in it is refused
   POST /_fake/namespace    {"name": "x"}: creates a namespace
+  POST /_fake/eks          {"cluster", "region", "sts_endpoint", "access_key_id", "secret_access_key",
+                            "session_token"}: from then on every API request must carry an EKS token
+                            for that cluster, signed with that key pair (eks_auth.py), else 401
   POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N, "start_delay": S}
   GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
 """
@@ -86,6 +89,7 @@ import uuid
 
 import yaml
 
+import eks_auth
 from kserve import KServe
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -399,6 +403,7 @@ class Fake:
         self.runs = {}  # job key -> controller state
         self.logs = {}  # (ns, pod) -> [lines]
         self.denied = {}
+        self.eks = None
         self.counters = {}
         self.seq = 0
         self.applied = {}  # (key, field manager, subresource) -> (uid, last applied body)
@@ -880,6 +885,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.fake.requests.append({"seq": self.fake.seq, "method": method, "path": url.path, "query": query,
                                            "content_type": self.headers.get("Content-Type", ""),
                                            "time": time.time()})
+            if self.fake.eks:
+                why = eks_auth.check(self.fake.eks, self.headers.get("Authorization"))
+                if why:
+                    raise HttpError(401, "Unauthorized", f"Unauthorized: {why}")
             self.api(method, url.path, query, raw)
         except HttpError as e:
             self.send_json(e.code, e.body)
@@ -913,6 +922,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, {})
             if path == "/_fake/deny":
                 f.denied[body["namespace"]] = int(body.get("status", 403))
+                return self.send_json(200, {})
+            if path == "/_fake/eks":
+                f.eks = body or None
                 return self.send_json(200, {})
             if path == "/_fake/namespace":
                 f.put_namespace(body["name"])

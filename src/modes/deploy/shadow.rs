@@ -72,8 +72,13 @@ pub(super) async fn shadow(
         "shadow {v}: {}/{} answers agree with {live} ({agree:.0}%), p50/p95 {:.1}/{:.1} ms vs {:.1}/{:.1} ms",
         r.agreeing, r.requests, r.candidate_ms.0, r.candidate_ms.1, r.live_ms.0, r.live_ms.1
     ));
+    let fed = if backend.mirrors_traffic() {
+        "receives a copy of the live traffic and answers nobody"
+    } else {
+        "runs beside it and takes no traffic (this backend cannot mirror traffic): it answered only the replayed samples"
+    };
     reporter.add_summary(&format!(
-        "### Shadow `{v}` beside `{live}` on `{ep}`\n\n`{v}` receives a copy of the live traffic and answers nobody.\n\n| | `{live}` (live) | `{v}` (shadow) |\n|---|---|---|\n| p50 latency | {:.1} ms | {:.1} ms |\n| p95 latency | {:.1} ms | {:.1} ms |\n| errors | | {} |\n\nOutput agreement: {}/{} ({agree:.0}%) over {} rounds of the sample requests.\n",
+        "### Shadow `{v}` beside `{live}` on `{ep}`\n\n`{v}` {fed}.\n\n| | `{live}` (live) | `{v}` (shadow) |\n|---|---|---|\n| p50 latency | {:.1} ms | {:.1} ms |\n| p95 latency | {:.1} ms | {:.1} ms |\n| errors | | {} |\n\nOutput agreement: {}/{} ({agree:.0}%) over {} rounds of the sample requests.\n",
         r.live_ms.0, r.candidate_ms.0, r.live_ms.1, r.candidate_ms.1, r.candidate_errors, r.agreeing, r.requests, SHADOW_ROUNDS
     ));
     summary_smoke(reporter, &results);

@@ -67,7 +67,7 @@ impl KserveServing {
         plan: &ServingKubernetesPlan,
         env: &BTreeMap<String, String>,
     ) -> Result<Self, UserError> {
-        let (client, source) = k::connect(plan.context.as_deref(), env).await?;
+        let (client, source) = k::connect(plan.context.as_deref(), plan.eks.as_ref(), env).await?;
         log::info!("kubernetes: credentials from {source}");
         Ok(Self::with_client(client, plan, env))
     }
@@ -272,8 +272,11 @@ impl KserveServing {
                 .await;
         }
         if !new_template {
-            // No new revision: the latest one is this spec's already.
-            if let Some(rev) = before.filter(|r| !known.contains_key(r)) {
+            // No new revision: the latest one is this spec's already (recorded
+            // again when it was a shadow and no longer is, or the reverse).
+            if let Some(rev) =
+                before.filter(|r| known.get(r).is_none_or(|k| k.shadow != info.shadow))
+            {
                 self.record(&stored, &rev, info).await?;
             }
             return Ok(());
@@ -316,6 +319,7 @@ impl KserveServing {
             protocol: spec.protocol,
             model_name: spec.model_name.clone(),
             object: obj.clone(),
+            shadow: false,
         }
     }
 
@@ -391,6 +395,16 @@ impl ServingBackend for KserveServing {
     async fn preflight(&self, spec: &VersionSpec) -> Result<(), UserError> {
         inference_service(spec, None, &self.plan)?;
         let current = self.get(&spec.endpoint).await?;
+        if self.strategy == Strategy::Shadow {
+            if let Some(c) = current.as_ref().filter(|c| state::is_raw(c)) {
+                super::shadow::check(
+                    &spec.endpoint,
+                    self.ns(),
+                    true,
+                    state::predictor(c).rolled_out.is_some(),
+                )?;
+            }
+        }
         if matches!(self.strategy, Strategy::Canary | Strategy::Linear)
             && current.as_ref().is_some_and(state::is_raw)
         {
@@ -419,25 +433,28 @@ impl ServingBackend for KserveServing {
     }
 
     async fn deploy(&self, spec: &VersionSpec, shadow: bool) -> Result<(), UserError> {
-        if shadow {
-            return Err(UserError::invalid(
-                "KServe has no traffic mirroring: a shadow cannot run on `backend: kubernetes`",
-            )
-            .hint("run the shadow on `backend: local` or `backend: sagemaker`"));
-        }
         let current = self.get(&spec.endpoint).await?;
         let rolled = current
             .as_ref()
             .and_then(|c| state::predictor(c).rolled_out);
+        if shadow {
+            super::shadow::check(
+                &spec.endpoint,
+                self.ns(),
+                self.raw(current.as_ref()),
+                rolled.is_some(),
+            )?;
+        }
         // Beside the live revision at 0%: reachable at its tag URL only.
         let canary = (!self.raw(current.as_ref()) && rolled.is_some()).then_some(0);
         let obj = inference_service(spec, canary, &self.plan)?;
-        self.apply_and_record(
-            &obj,
-            current.as_ref(),
-            Self::info(spec, &with_canary(&obj, None)),
-        )
-        .await
+        let mut info = Self::info(spec, &with_canary(&obj, None));
+        info.shadow = shadow;
+        self.apply_and_record(&obj, current.as_ref(), info).await
+    }
+
+    fn mirrors_traffic(&self) -> bool {
+        false
     }
 
     async fn set_traffic(

@@ -46,6 +46,7 @@ pub const LABEL_VERSION: &str = "mlcd.dev/version";
 pub const LABEL_COMMIT: &str = "mlcd.dev/commit";
 
 pub mod backend;
+pub mod shadow;
 pub mod state;
 
 /// The annotation naming KServe's deployment mode.
@@ -68,10 +69,8 @@ pub fn canary_traffic(strategy: Strategy, steps: &[u8]) -> Result<Option<u8>, Us
     match strategy {
         Strategy::Canary | Strategy::Linear => Ok(steps.first().copied()),
         Strategy::AllAtOnce | Strategy::BlueGreen => Ok(None),
-        Strategy::Shadow => Err(UserError::invalid(
-            "the `shadow` strategy is not available with `backend: kubernetes` yet",
-        )
-        .hint("use `canary`, `linear`, `blue-green` or `all-at-once` on Kubernetes")),
+        // Beside the live revision, taking none of the traffic (see `shadow`).
+        Strategy::Shadow => Ok(Some(0)),
     }
 }
 
@@ -218,6 +217,7 @@ mod tests {
         ServingKubernetesPlan {
             namespace: "ml".into(),
             context: None,
+            eks: None,
             storage_uri: storage.map(str::to_string),
             service_account: None,
             deployment_mode: None,
@@ -253,13 +253,13 @@ mod tests {
     }
 
     #[test]
-    fn all_at_once_takes_no_canary_and_shadow_is_refused() {
+    fn all_at_once_takes_no_canary_and_a_shadow_starts_at_zero() {
         assert_eq!(canary_traffic(Strategy::AllAtOnce, &[100]).unwrap(), None);
         assert_eq!(
             canary_traffic(Strategy::Linear, &[25, 50, 100]).unwrap(),
             Some(25)
         );
-        assert!(canary_traffic(Strategy::Shadow, &[100]).is_err());
+        assert_eq!(canary_traffic(Strategy::Shadow, &[100]).unwrap(), Some(0));
         let o = inference_service(&spec(), None, &plan(None)).unwrap();
         assert!(o["spec"]["predictor"].get("canaryTrafficPercent").is_none());
         assert!(o["spec"]["predictor"].get("storageUris").is_none());

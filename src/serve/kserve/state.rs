@@ -31,6 +31,10 @@ pub struct RevisionInfo {
     pub model_name: String,
     /// The InferenceService as mlcd applied it for this version.
     pub object: Value,
+    /// Deployed as a shadow: beside the live revision at 0%, compared with it on
+    /// replayed samples (KServe cannot mirror live traffic).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 /// Revision name (or `generation-N` in Standard mode) → what mlcd recorded.
@@ -182,6 +186,12 @@ pub fn version_of(revisions: &Revisions, revision: &str) -> String {
         .map_or_else(|| revision.to_string(), |i| i.version.clone())
 }
 
+/// Whether mlcd applied `revision` as a shadow (it takes no traffic then: a
+/// step that gives it some applies it again without the mark).
+fn is_shadow(revisions: &Revisions, revision: &str) -> bool {
+    revisions.get(revision).is_some_and(|i| i.shadow)
+}
+
 /// The endpoint `obj` is, as mlcd's strategies see it.
 pub fn endpoint_status(obj: &Value, revisions: &Revisions) -> EndpointStatus {
     let name = obj["metadata"]["name"]
@@ -209,8 +219,10 @@ pub fn endpoint_status(obj: &Value, revisions: &Revisions) -> EndpointStatus {
             .unwrap_or_default();
         let is_latest = Some(&t.revision) == p.latest_created.as_ref();
         let ok = !is_latest || (current && ready_true);
+        let shadow = is_latest && is_shadow(revisions, &t.revision);
         match variants.iter_mut().find(|v| v.version == version) {
             Some(v) => {
+                v.shadow = v.shadow && shadow;
                 v.weight = v.weight.saturating_add(t.percent).min(100);
                 v.ready = v.ready || ok;
                 if t.latest || v.url.is_none() {
@@ -221,7 +233,7 @@ pub fn endpoint_status(obj: &Value, revisions: &Revisions) -> EndpointStatus {
                 version,
                 image,
                 weight: t.percent,
-                shadow: false,
+                shadow,
                 ready: ok,
                 url: t.url.clone(),
             }),
@@ -237,7 +249,7 @@ pub fn endpoint_status(obj: &Value, revisions: &Revisions) -> EndpointStatus {
                     .map(|i| i.image.clone())
                     .unwrap_or_default(),
                 weight: 0,
-                shadow: false,
+                shadow: is_shadow(revisions, latest),
                 ready: false,
                 url: None,
             });
@@ -327,6 +339,7 @@ mod tests {
             protocol: Protocol::Sagemaker,
             model_name: "churn".into(),
             object: isvc(image, None, 1, json!({})),
+            shadow: false,
         }
     }
 
