@@ -732,3 +732,66 @@ fn deploy_capture_monitor_dispatch_closes_the_loop() {
     assert_eq!(plan["source"]["trigger"]["action"], "retrain");
     assert_eq!(plan["source"]["trigger"]["reason"], "drift");
 }
+
+/// The quality check on labelled recent data without a predictions column:
+/// `predictions-from: endpoint` asks the live endpoint (the real router's
+/// version on the engine) for each row, rate-limited and bounded; the accuracy
+/// of its answers on the validation data is the accuracy training recorded for
+/// the production version, and labels turned upside down make it `degraded`.
+#[test]
+fn quality_predictions_are_asked_of_the_live_endpoint() {
+    let p = Pipeline::new();
+    let base = p.ws.read("example/mlcd.yml");
+    p.run("train", &[]).0.assert_code(0);
+    let (r, _) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let cfg = |current: &str, max_rows: u32| {
+        format!(
+            "{base}\nmonitor:\n  current: {current}\n  labels: churn\n  predictions-from: endpoint\n  predict-max-rows: {max_rows}\n  predict-rate: 50\n  metric-below-baseline: 0.02\n"
+        )
+    };
+
+    // The validation data as it is: the endpoint's answers are as good as training said.
+    p.ws.write("example/mlcd.yml", &cfg("data/validation", 1000));
+    let started = std::time::Instant::now();
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    let took = started.elapsed();
+    assert_eq!(out["status"], "ok", "{}", r.stderr);
+    assert!(r.stderr.contains("answered 100 request(s)"), "{}", r.stderr);
+    let summary = p.ws.read("out/summary");
+    assert!(summary.contains("0.93"), "{summary}");
+    // 100 requests at 50 a second take at least 2 s.
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+
+    // The same rows with their labels flipped: the model now looks wrong.
+    let flipped: String =
+        p.ws.read("example/data/validation/churn.csv")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l}\n")
+                } else {
+                    let (rest, y) = l.rsplit_once(',').unwrap();
+                    format!("{rest},{}\n", if y == "1" { 0 } else { 1 })
+                }
+            })
+            .collect();
+    p.ws.write("example/recent/flipped.csv", &flipped);
+    p.ws.write("example/mlcd.yml", &cfg("recent", 40));
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "degraded", "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("answered 40 request(s); 60 more labelled row(s) left out"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("against 0.93 for the production version"),
+        "{}",
+        r.stderr
+    );
+}

@@ -48,7 +48,11 @@ pub fn compute(sample: &Sample, plan: &QualityPlan) -> Result<(f64, u64), UserEr
             "the quality check found no label/prediction pairs",
         ));
     };
+    let from_endpoint = plan.endpoint.is_some();
     for col in [&plan.labels, &plan.predictions] {
+        if from_endpoint && *col == plan.predictions {
+            continue;
+        }
         if sample.column(col).is_none() {
             let key = if *col == plan.labels {
                 "labels"
@@ -59,14 +63,21 @@ pub fn compute(sample: &Sample, plan: &QualityPlan) -> Result<(f64, u64), UserEr
                 "`monitor.{key}`: the current sample has no column `{col}` (it has {})",
                 sample.names.join(", ")
             ))
-            .hint("the quality check needs labelled recent data with the model's predictions in a column; leave `monitor.labels` out to check drift only"));
+            .hint("the quality check needs labelled recent data with the model's predictions in a column (or `monitor.predictions-from: endpoint`); leave `monitor.labels` out to check drift only"));
         }
     }
     if p.n == 0 {
-        return Err(UserError::invalid(format!(
-            "no row of the current sample has both `{}` and `{}`",
-            plan.labels, plan.predictions
-        )));
+        return Err(UserError::invalid(if from_endpoint {
+            format!(
+                "no row of the current sample has a `{}` label to ask the endpoint about",
+                plan.labels
+            )
+        } else {
+            format!(
+                "no row of the current sample has both `{}` and `{}`",
+                plan.labels, plan.predictions
+            )
+        }));
     }
     let value = metric_value(p, &plan.metric).map_err(|e| match &p.first_text {
         Some((v, at)) => UserError::invalid(format!("{e}: `{v}` at {}", sample.at(*at))),
