@@ -428,6 +428,11 @@ struct Traffic {
 /// One `POST /invocations` over a plain socket: the status, or 0 when the
 /// connection failed.
 fn invoke(url: &str, body: &str) -> u16 {
+    invoke_with(url, body, "")
+}
+
+/// [`invoke`] with extra header lines (each ending in `\r\n`).
+fn invoke_with(url: &str, body: &str, headers: &str) -> u16 {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -435,7 +440,7 @@ fn invoke(url: &str, body: &str) -> u16 {
     };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let req = format!(
-        "POST /invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     if s.write_all(req.as_bytes()).is_err() {
@@ -794,4 +799,64 @@ fn quality_predictions_are_asked_of_the_live_endpoint() {
         "{}",
         r.stderr
     );
+}
+
+/// `predictions-from: capture`: callers send an inference id with each request;
+/// the labels arrive later with those ids; `mlcd monitor` joins them to the
+/// predictions the endpoint's capture recorded (no request to the endpoint) —
+/// on the validation data, the accuracy training recorded.
+#[test]
+fn quality_predictions_are_read_from_the_capture_by_inference_id() {
+    let p = Pipeline::new();
+    let cfg =
+        p.ws.read("example/mlcd.yml")
+            .replace("  interval: 1s\n", "  interval: 1s\n  capture: {}\n");
+    p.ws.write("example/mlcd.yml", &cfg);
+    p.run("train", &[]).0.assert_code(0);
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let url = out["url"].clone();
+
+    // Production traffic: the validation rows without their label, each with an id.
+    let validation = p.ws.read("example/data/validation/churn.csv");
+    let mut labelled = String::from(
+        "inference_id,tenure_months,monthly_charges,support_calls,contract_monthly,churn\n",
+    );
+    for (i, line) in validation.lines().skip(1).enumerate() {
+        let c: Vec<&str> = line.split(',').collect();
+        let body = format!(
+            "{{\"instances\":[{{\"tenure_months\":{},\"monthly_charges\":{},\"support_calls\":{},\"contract_monthly\":{}}}]}}",
+            c[0], c[1], c[2], c[3]
+        );
+        let header = format!("X-Amzn-SageMaker-Inference-Id: req-{i}\r\n");
+        assert_eq!(invoke_with(&url, &body, &header), 200);
+        labelled.push_str(&format!("req-{i},{line}\n"));
+    }
+    // A label for a request never made: counted, not joined.
+    labelled.push_str("req-unknown,10,50.0,1,1,1\n");
+    p.ws.write("example/labels/labelled.csv", &labelled);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    p.ws.write(
+        "example/mlcd.yml",
+        &format!("{cfg}\nmonitor:\n  current: labels\n  labels: churn\n  predictions-from: capture\n  metric-below-baseline: 0.02\n"),
+    );
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "ok", "{}", r.stderr);
+    assert!(
+        r.stderr.contains("100 with an inference id"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("joined 100 labelled row(s) to captured predictions by `inference_id`; 1 without a match"),
+        "{}",
+        r.stderr
+    );
+    let summary = p.ws.read("out/summary");
+    assert!(summary.contains("0.93"), "{summary}");
+    // No request was sent to the endpoint for it: the capture still holds the
+    // 100 requests only (plus the deploy's smoke tests, which carry no id).
+    assert!(!r.stderr.contains("asking endpoint"), "{}", r.stderr);
 }

@@ -362,6 +362,9 @@ word_enum!(
         Column = "column",
         /// The live endpoint, asked for each labelled row (bounded, rate-limited).
         Endpoint = "endpoint",
+        /// The endpoint's captured responses, joined to the labelled rows by
+        /// inference id (no extra load on the endpoint).
+        Capture = "capture",
     }
 );
 

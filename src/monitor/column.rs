@@ -255,6 +255,9 @@ pub struct Pairs {
     pub first_text: Option<(String, Origin)>,
     /// Rows missing the label or the prediction.
     pub incomplete: u64,
+    /// Predictions looked up by the value of a column (an inference id) instead
+    /// of read from the predictions column: (column, id → prediction).
+    pub lookup: Option<(String, HashMap<String, String>)>,
 }
 
 impl Sample {
@@ -308,6 +311,10 @@ impl Sample {
             let is_label = *name == p.labels;
             if is_label {
                 self.pending[0] = Some(raw.trim().to_string());
+            } else if let Some((id_col, by_id)) = &p.lookup {
+                if name == id_col {
+                    self.pending[1] = by_id.get(raw.trim()).cloned();
+                }
             } else if *name == p.predictions {
                 self.pending[1] = Some(raw.trim().to_string());
             }

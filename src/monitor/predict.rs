@@ -3,9 +3,16 @@
 //! the version taking most of the live traffic, directly (not through the
 //! router, so they are neither captured nor counted as live traffic), at most
 //! `predict-rate` requests a second; each answer's prediction is folded into the
-//! label/prediction pairs.
+//! label/prediction pairs. Or, with no extra load on the endpoint, the
+//! predictions its capture recorded: each captured response's prediction under
+//! the request's inference id, joined to the labelled rows by their id column.
 
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use serde_json::{json, Value};
 
@@ -96,6 +103,74 @@ pub async fn ask_endpoint(
         requests,
         left_out: kept.left_out,
     })
+}
+
+/// What a capture held: inference id → prediction, and the records without an
+/// inference id or a response (not usable for the join).
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Inference id → prediction.
+    pub by_id: HashMap<String, String>,
+    /// Records read.
+    pub records: u64,
+    /// Records without an inference id or an `endpointOutput`.
+    pub unusable: u64,
+}
+
+/// Reads the capture files under `dir` (`display` in errors): each record's
+/// `eventMetadata.inferenceId` and the prediction in its `endpointOutput`.
+pub fn captured_predictions(dir: &Path, display: &str, label: &str) -> Result<Captured, UserError> {
+    let mut out = Captured::default();
+    for file in super::read::files_of(dir, "`monitor.predictions-from: capture`")? {
+        let shown = match file.strip_prefix(dir) {
+            Ok(rel) => format!("{display}/{}", rel.display()),
+            Err(_) => display.to_string(),
+        };
+        let f = std::fs::File::open(&file)
+            .map_err(|e| UserError::invalid(format!("cannot open `{shown}`: {e}")))?;
+        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line
+                .map_err(|e| UserError::invalid(format!("{shown}:{}: cannot read: {e}", n + 1)))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).map_err(|e| {
+                UserError::invalid(format!(
+                    "{shown}:{}: not a data capture record ({e})",
+                    n + 1
+                ))
+            })?;
+            out.records += 1;
+            let id = v["eventMetadata"]["inferenceId"].as_str();
+            let output = &v["captureData"]["endpointOutput"];
+            let (Some(id), Some(data)) = (id, output["data"].as_str()) else {
+                out.unusable += 1;
+                continue;
+            };
+            let text = if output["encoding"] == "BASE64" {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|e| {
+                        UserError::invalid(format!(
+                            "{shown}:{}: `endpointOutput.data` is not base64 ({e})",
+                            n + 1
+                        ))
+                    })?;
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                data.to_string()
+            };
+            let p = prediction_of(&text, label).map_err(|why| {
+                UserError::invalid(format!(
+                    "{shown}:{}: the captured response {why}",
+                    n + 1
+                ))
+                .hint(format!("the quality check reads `{{\"predictions\": [p]}}` (or `[p]`, or `p`) where p is a value or an object with a field `{label}`: one row a request"))
+            })?;
+            out.by_id.insert(id.to_string(), p);
+        }
+    }
+    Ok(out)
 }
 
 /// The one prediction in an answer: `{"predictions": [p]}`, `[p]` or `p`, where

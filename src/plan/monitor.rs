@@ -81,6 +81,19 @@ pub struct QualityPlan {
     /// at most `rate` requests a second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<PredictEndpoint>,
+    /// `predictions-from: capture`: the capture read, and the id column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<PredictCapture>,
+}
+
+/// Predictions read from the endpoint's captured responses.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PredictCapture {
+    /// The capture (the local endpoint's directory).
+    pub source: SourcePlan,
+    /// The labelled data's column of inference ids.
+    pub id_column: String,
 }
 
 /// Predictions asked of the live endpoint.
@@ -331,8 +344,26 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
                 .clone()
                 .unwrap_or_else(|| "prediction".into());
             let from = cfg.predictions_from.unwrap_or(PredictionsFrom::Column);
+            let capture_from = match from {
+                PredictionsFrom::Capture => {
+                    if !matches!(capture, SourcePlan::Capture { .. }) {
+                        return Err(inputs.config_error(
+                            &["monitor", "predictions-from"],
+                            format!("`monitor.predictions-from: capture` reads the local endpoint's capture; backend `{backend}` keeps its capture elsewhere, which is not supported yet"),
+                        ).hint("give the predictions in a column of the recent data (`monitor.predictions`)"));
+                    }
+                    Some(PredictCapture {
+                        source: capture.clone(),
+                        id_column: cfg
+                            .id_column
+                            .clone()
+                            .unwrap_or_else(|| "inference_id".into()),
+                    })
+                }
+                _ => None,
+            };
             let endpoint = match from {
-                PredictionsFrom::Column => None,
+                PredictionsFrom::Column | PredictionsFrom::Capture => None,
                 PredictionsFrom::Endpoint => {
                     if backend != Backend::Local {
                         return Err(inputs.config_error(
@@ -364,6 +395,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
             Some(QualityPlan {
                 from,
                 endpoint,
+                capture: capture_from,
                 labels: labels.clone(),
                 predictions,
                 metric,
@@ -383,6 +415,9 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
     if let Some(q) = &quality {
         not_features.push(q.labels.clone());
         not_features.push(q.predictions.clone());
+        if let Some(c) = &q.capture {
+            not_features.push(c.id_column.clone());
+        }
     }
 
     let event_type = cfg
