@@ -370,3 +370,55 @@ fn bad_capture_and_guard_settings_point_at_their_line() {
         r.stderr
     );
 }
+
+#[test]
+fn bad_endpoint_prediction_settings_point_at_their_line() {
+    let ws = Workspace::new();
+    ws.write("data/train.csv", "a,y\n1,0\n");
+    let head = "model: churn\nmonitor:\n  reference: data/train.csv\n  current: data/train.csv\n  labels: y\n  predictions-from: endpoint\n";
+    let cases = [
+        (
+            "  predict-rate: 0\n",
+            "--> mlcd.yml:7",
+            "`monitor.predict-rate` is 0",
+        ),
+        (
+            "  predict-max-rows: 0\n",
+            "--> mlcd.yml:7",
+            "expected at least 1 row",
+        ),
+        // (The line of a bad word in `monitor:` is the section's first key's:
+        // the config reader's location for enum values, not this key's.)
+        (
+            "",
+            "",
+            "unknown predictions-from `endpoints`: did you mean `endpoint`?",
+        ),
+    ];
+    for (extra, at, says) in cases {
+        let yaml = if extra.is_empty() {
+            head.replace("from: endpoint", "from: endpoints")
+        } else {
+            format!("{head}{extra}")
+        };
+        ws.write("mlcd.yml", &yaml);
+        let r = plan(&ws, &["monitor"]);
+        r.assert_code(2);
+        assert!(r.stderr.contains(at), "{yaml}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{yaml}: {}", r.stderr);
+    }
+    // Only the local backend's endpoint is asked.
+    ws.write(
+        "mlcd.yml",
+        &format!("{head}backend: sagemaker\nsagemaker: {{region: us-east-1, role-arn: \"arn:aws:iam::123456789012:role/x\"}}\n"),
+    );
+    let r = plan(&ws, &["monitor"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--> mlcd.yml:6"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("backend `sagemaker` is not supported yet"),
+        "{}",
+        r.stderr
+    );
+}

@@ -428,6 +428,11 @@ struct Traffic {
 /// One `POST /invocations` over a plain socket: the status, or 0 when the
 /// connection failed.
 fn invoke(url: &str, body: &str) -> u16 {
+    invoke_with(url, body, "")
+}
+
+/// [`invoke`] with extra header lines (each ending in `\r\n`).
+fn invoke_with(url: &str, body: &str, headers: &str) -> u16 {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -435,7 +440,7 @@ fn invoke(url: &str, body: &str) -> u16 {
     };
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let req = format!(
-        "POST /invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     if s.write_all(req.as_bytes()).is_err() {
@@ -731,4 +736,127 @@ fn deploy_capture_monitor_dispatch_closes_the_loop() {
     assert_eq!(plan["model-id"], "churn");
     assert_eq!(plan["source"]["trigger"]["action"], "retrain");
     assert_eq!(plan["source"]["trigger"]["reason"], "drift");
+}
+
+/// The quality check on labelled recent data without a predictions column:
+/// `predictions-from: endpoint` asks the live endpoint (the real router's
+/// version on the engine) for each row, rate-limited and bounded; the accuracy
+/// of its answers on the validation data is the accuracy training recorded for
+/// the production version, and labels turned upside down make it `degraded`.
+#[test]
+fn quality_predictions_are_asked_of_the_live_endpoint() {
+    let p = Pipeline::new();
+    let base = p.ws.read("example/mlcd.yml");
+    p.run("train", &[]).0.assert_code(0);
+    let (r, _) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let cfg = |current: &str, max_rows: u32| {
+        format!(
+            "{base}\nmonitor:\n  current: {current}\n  labels: churn\n  predictions-from: endpoint\n  predict-max-rows: {max_rows}\n  predict-rate: 50\n  metric-below-baseline: 0.02\n"
+        )
+    };
+
+    // The validation data as it is: the endpoint's answers are as good as training said.
+    p.ws.write("example/mlcd.yml", &cfg("data/validation", 1000));
+    let started = std::time::Instant::now();
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    let took = started.elapsed();
+    assert_eq!(out["status"], "ok", "{}", r.stderr);
+    assert!(r.stderr.contains("answered 100 request(s)"), "{}", r.stderr);
+    let summary = p.ws.read("out/summary");
+    assert!(summary.contains("0.93"), "{summary}");
+    // 100 requests at 50 a second take at least 2 s.
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+
+    // The same rows with their labels flipped: the model now looks wrong.
+    let flipped: String =
+        p.ws.read("example/data/validation/churn.csv")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l}\n")
+                } else {
+                    let (rest, y) = l.rsplit_once(',').unwrap();
+                    format!("{rest},{}\n", if y == "1" { 0 } else { 1 })
+                }
+            })
+            .collect();
+    p.ws.write("example/recent/flipped.csv", &flipped);
+    p.ws.write("example/mlcd.yml", &cfg("recent", 40));
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "degraded", "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("answered 40 request(s); 60 more labelled row(s) left out"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("against 0.93 for the production version"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `predictions-from: capture`: callers send an inference id with each request;
+/// the labels arrive later with those ids; `mlcd monitor` joins them to the
+/// predictions the endpoint's capture recorded (no request to the endpoint) —
+/// on the validation data, the accuracy training recorded.
+#[test]
+fn quality_predictions_are_read_from_the_capture_by_inference_id() {
+    let p = Pipeline::new();
+    let cfg =
+        p.ws.read("example/mlcd.yml")
+            .replace("  interval: 1s\n", "  interval: 1s\n  capture: {}\n");
+    p.ws.write("example/mlcd.yml", &cfg);
+    p.run("train", &[]).0.assert_code(0);
+    let (r, out) = p.run("deploy", &[]);
+    r.assert_code(0);
+    let url = out["url"].clone();
+
+    // Production traffic: the validation rows without their label, each with an id.
+    let validation = p.ws.read("example/data/validation/churn.csv");
+    let mut labelled = String::from(
+        "inference_id,tenure_months,monthly_charges,support_calls,contract_monthly,churn\n",
+    );
+    for (i, line) in validation.lines().skip(1).enumerate() {
+        let c: Vec<&str> = line.split(',').collect();
+        let body = format!(
+            "{{\"instances\":[{{\"tenure_months\":{},\"monthly_charges\":{},\"support_calls\":{},\"contract_monthly\":{}}}]}}",
+            c[0], c[1], c[2], c[3]
+        );
+        let header = format!("X-Amzn-SageMaker-Inference-Id: req-{i}\r\n");
+        assert_eq!(invoke_with(&url, &body, &header), 200);
+        labelled.push_str(&format!("req-{i},{line}\n"));
+    }
+    // A label for a request never made: counted, not joined.
+    labelled.push_str("req-unknown,10,50.0,1,1,1\n");
+    p.ws.write("example/labels/labelled.csv", &labelled);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    p.ws.write(
+        "example/mlcd.yml",
+        &format!("{cfg}\nmonitor:\n  current: labels\n  labels: churn\n  predictions-from: capture\n  metric-below-baseline: 0.02\n"),
+    );
+    let (r, out) = p.run("monitor", &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "ok", "{}", r.stderr);
+    assert!(
+        r.stderr.contains("100 with an inference id"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("joined 100 labelled row(s) to captured predictions by `inference_id`; 1 without a match"),
+        "{}",
+        r.stderr
+    );
+    let summary = p.ws.read("out/summary");
+    assert!(summary.contains("0.93"), "{summary}");
+    // No request was sent to the endpoint for it: the capture still holds the
+    // 100 requests only (plus the deploy's smoke tests, which carry no id).
+    assert!(!r.stderr.contains("asking endpoint"), "{}", r.stderr);
 }

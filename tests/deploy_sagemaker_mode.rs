@@ -4,7 +4,9 @@
 //! creates the endpoint, a second one goes out as a canary 10 → 50 → 100 and the
 //! old version is retired; a candidate whose smoke tests fail is rolled back; an
 //! endpoint another deployment is updating is waited for, then refused; the
-//! `rollback` input puts the previous version back. Against moto, a first
+//! `rollback` input puts the previous version back; a canary whose variant's
+//! CloudWatch metrics (moto's CloudWatch) show 40% 5xx is rolled back by the
+//! error-rate guard. Against moto, a first
 //! deploy of a new endpoint (moto answers UpdateEndpoint with HTTP 500, so only
 //! that).
 //!
@@ -561,5 +563,110 @@ fn an_endpoint_of_another_repository_is_refused_and_one_without_an_owner_is_take
         production(&fake, &bed.endpoint),
         [("i-v2".to_string(), 100.0)]
     );
+    fake.assert_no_violations();
+}
+
+/// Puts data points into moto's CloudWatch as SageMaker would for some
+/// variants (botocore, the real client), time-stamped now: (variant,
+/// invocations, 5xx errors).
+fn put_variant_metrics(moto: &str, endpoint: &str, variants: &[(&str, u32, u32)]) {
+    let script = r#"
+import sys, datetime, boto3
+url, endpoint, *rest = sys.argv[1:]
+cw = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1",
+                  aws_access_key_id="AKIDMLCDTESTKEY0001", aws_secret_access_key="mlcd-test-secret/0001")
+now = datetime.datetime.now(datetime.timezone.utc)
+for variant, inv, err in zip(rest[0::3], rest[1::3], rest[2::3]):
+    dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
+        {"MetricName": "Invocations", "Dimensions": dims, "Value": float(inv), "Unit": "None", "Timestamp": now},
+        {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Value": float(err), "Unit": "None", "Timestamp": now},
+        {"MetricName": "ModelLatency", "Dimensions": dims, "Value": 20000.0, "Unit": "Microseconds", "Timestamp": now},
+    ])
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script, moto, endpoint]);
+    for (v, inv, err) in variants {
+        cmd.arg(v).arg(inv.to_string()).arg(err.to_string());
+    }
+    let out = cmd.output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The live guards on SageMaker: between canary steps mlcd reads each variant's
+/// `Invocations` / `Invocation5XXErrors` from CloudWatch (moto's, scripted by
+/// the test while the step bakes; the endpoint itself on the fake SageMaker).
+/// A candidate answering 40% 5xx breaks `max-error-rate: 0.1`: rolled back,
+/// exit 1, the numbers in the summary. moto does not compute the `p95`
+/// extended statistic (HTTP 500), so the p95 is reported as not measured.
+#[test]
+fn a_canary_over_its_error_rate_on_cloudwatch_is_rolled_back() {
+    let tb = testbed_env(&["MLCD_TESTBED_MOTO_URL"]);
+    let moto = tb["MLCD_TESTBED_MOTO_URL"].clone();
+    let fake = FakeSagemaker::start();
+    let bed = Bed::new(&fake.url);
+    bed.ws.write(
+        "mlcd.yml",
+        &config(&bed.endpoint).replace(
+            "  interval: 1s\n",
+            "  interval: 5s\n  rollback:\n    max-error-rate: 0.1\n",
+        ),
+    );
+    let cw = [("AWS_ENDPOINT_URL_CLOUDWATCH", moto.as_str())];
+    bed.deploy("v1", &cw).0.assert_code(0);
+
+    let (r, out) = std::thread::scope(|s| {
+        let deploy = s.spawn(|| bed.deploy("v2", &cw));
+        // Once v2 takes its first 10%, the step bakes for 5 s: script its traffic.
+        let started = std::time::Instant::now();
+        while weights_for(&fake, "i-v2").is_empty() {
+            assert!(started.elapsed().as_secs() < 60, "v2 never took traffic");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        put_variant_metrics(&moto, &bed.endpoint, &[("i-v2", 50, 20), ("i-v1", 450, 0)]);
+        deploy.join().unwrap()
+    });
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed", "{out:?}");
+    assert_eq!(out["previous-version"], "i-v1");
+    assert!(
+        // (`%` escaped as the runner's workflow commands need it)
+        r.stdout.contains("its error rate 40.0%25 (20 of 50 answers were 5xx) is above `rollback.max-error-rate: 0.1`"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stdout
+            .contains("rolled back: i-v1 serves all the traffic again"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        weights_for(&fake, "i-v2"),
+        [10.0],
+        "never past its first step"
+    );
+    assert_eq!(
+        production(&fake, &bed.endpoint),
+        [("i-v1".to_string(), 100.0)]
+    );
+    let summary = bed.ws.read("out/summary");
+    assert!(
+        summary.contains("❌ `i-v2`: 50 requests, 40.0% 5xx (20), p95 n/a; `i-v1`: 450 requests, 0.0% 5xx (0), p95 n/a"),
+        "{summary}"
+    );
+    assert!(
+        r.stderr
+            .contains("CloudWatch did not answer the p95 of ModelLatency"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(bed.last_deployment_states(), ["in_progress", "failure"]);
     fake.assert_no_violations();
 }

@@ -27,6 +27,8 @@ use crate::secrets::{redact, Secret};
 
 /// The content type of the AWS JSON 1.1 protocol (ECR, SageMaker, …).
 pub const JSON_1_1: &str = "application/x-amz-json-1.1";
+/// The AWS JSON 1.0 protocol's content type (CloudWatch).
+pub const JSON_1_0: &str = "application/x-amz-json-1.0";
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,6 +71,14 @@ pub const LOGS: Service = Service {
     id: "CloudWatch Logs",
     signing_name: "logs",
     host_prefix: "logs",
+};
+
+/// Amazon CloudWatch metrics (`monitoring.{region}.amazonaws.com`, signed as
+/// `monitoring`, JSON 1.0): the endpoint variants' metrics for the live guards.
+pub const CLOUDWATCH: Service = Service {
+    id: "CloudWatch",
+    signing_name: "monitoring",
+    host_prefix: "monitoring",
 };
 
 /// Amazon S3 (`s3.{region}.amazonaws.com`, signed as `s3`): uploaded channels.
@@ -708,6 +718,20 @@ impl AwsClient {
         target: &str,
         body: &Value,
     ) -> Result<Value, AwsError> {
+        self.json_call_as(JSON_1_1, service_signing_name, endpoint, target, body)
+            .await
+    }
+
+    /// [`AwsClient::json_call`] with another JSON protocol version's content
+    /// type ([`JSON_1_0`] for CloudWatch).
+    pub async fn json_call_as(
+        &self,
+        content_type: &'static str,
+        service_signing_name: &str,
+        endpoint: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<Value, AwsError> {
         let url = Url::parse(endpoint)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -717,20 +741,28 @@ impl AwsClient {
         let operation = target.rsplit('.').next().unwrap_or(target);
         let what = format!("AWS {operation} ({})", url.host_str().unwrap_or("?"));
         retry(&what, &self.backoff, AwsError::is_transient, || {
-            self.json_once(service_signing_name, &url, target, &payload, &what)
+            self.json_once(
+                content_type,
+                service_signing_name,
+                &url,
+                target,
+                &payload,
+                &what,
+            )
         })
         .await
     }
 
     async fn json_once(
         &self,
+        content_type: &'static str,
         signing_name: &str,
         url: &Url,
         target: &str,
         payload: &[u8],
         what: &str,
     ) -> Result<Value, AwsError> {
-        let headers = [("content-type", JSON_1_1), ("x-amz-target", target)];
+        let headers = [("content-type", content_type), ("x-amz-target", target)];
         let signed = sign_headers(
             &self.credentials,
             &self.region,
@@ -746,7 +778,7 @@ impl AwsClient {
         let mut req = self
             .http
             .post(url.clone())
-            .header(CONTENT_TYPE, JSON_1_1)
+            .header(CONTENT_TYPE, content_type)
             .header("x-amz-target", target)
             .body(payload.to_vec());
         for (name, value, sensitive) in signed {

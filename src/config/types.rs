@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{
     Backend, ByteSize, ColumnType, DriftMethod, DurationSpec, Gate, ImageRef, InstanceType,
-    ModelId, OnDrift, OnStop, Percent, Protocol, RegistryRef, RegistryType, Scalar, Steps,
-    Strategy, Tag,
+    ModelId, OnDrift, OnStop, Percent, PredictionsFrom, Protocol, RegistryRef, RegistryType,
+    Scalar, Steps, Strategy, Tag,
 };
 
 /// mlcd configuration: how a model is built, trained and deployed. Inputs given to the
@@ -448,6 +448,24 @@ pub struct MonitorConfig {
     /// The column holding the model's predictions for those rows.
     /// Default: `prediction`.
     pub predictions: Option<String>,
+    /// Where the predictions come from: `column` (default: the `predictions`
+    /// column of the recent data), `capture` (the local endpoint's captured
+    /// responses, joined to the labelled rows by `id-column`) or `endpoint`
+    /// (the live endpoint is asked for
+    /// each labelled row, at most `predict-max-rows` rows at `predict-rate`
+    /// requests a second; local backend). An answer row that is an object gives
+    /// its field named like the label column.
+    pub predictions_from: Option<PredictionsFrom>,
+    /// `predictions-from: capture`: the column of the labelled recent data
+    /// holding each request's inference id (what the caller sent as
+    /// `X-Amzn-SageMaker-Inference-Id`; `eventMetadata.inferenceId` in the
+    /// capture). Default: `inference_id`.
+    pub id_column: Option<String>,
+    /// `predictions-from: endpoint`: at most this many rows are sent. Default: 1000.
+    pub predict_max_rows: Option<u64>,
+    /// `predictions-from: endpoint`: at most this many requests a second.
+    /// Default: 20.
+    pub predict_rate: Option<f64>,
     /// The metric compared with the production version's: `accuracy` (default),
     /// `error-rate`, `mae` or `rmse`.
     pub metric: Option<String>,

@@ -356,6 +356,19 @@ word_enum!(
 );
 
 word_enum!(
+    /// Where the quality check gets the model's predictions for labelled recent data.
+    PredictionsFrom, "predictions-from", {
+        /// A column of the recent data (`monitor.predictions`).
+        Column = "column",
+        /// The live endpoint, asked for each labelled row (bounded, rate-limited).
+        Endpoint = "endpoint",
+        /// The endpoint's captured responses, joined to the labelled rows by
+        /// inference id (no extra load on the endpoint).
+        Capture = "capture",
+    }
+);
+
+word_enum!(
     /// The type a monitored column is analysed as.
     ColumnType, "column type", {
         /// Numbers.

@@ -16,7 +16,7 @@ use crate::monitor::column::Sample;
 use crate::monitor::quality::{self, Quality};
 use crate::monitor::read::Positional;
 use crate::monitor::report::{self, Status};
-use crate::monitor::{analyse, dispatch, source};
+use crate::monitor::{analyse, dispatch, predict, source};
 use crate::plan::monitor::{MonitorPlan, SourcePlan};
 use crate::plan::Plan;
 use crate::registry;
@@ -66,6 +66,15 @@ pub async fn run(
     let mut current = Sample::new(&m.settings.types);
     if let Some(q) = &m.quality {
         current = current.with_pairs(&q.labels, &q.predictions);
+        if let Some(c) = &q.capture {
+            let by_id = captured_predictions(plan, c, &q.labels, ws, reporter).await?;
+            if let Some(p) = current.pairs.as_mut() {
+                p.lookup = Some((c.id_column.clone(), by_id));
+            }
+        }
+        if let Some(e) = &q.endpoint {
+            current = current.keeping_rows(usize::try_from(e.max_rows).unwrap_or(usize::MAX));
+        }
     }
     source::read_source(
         &mut current,
@@ -85,7 +94,22 @@ pub async fn run(
         m.current.display()
     ));
 
+    if let (Some(c), Some(p)) = (
+        m.quality.as_ref().and_then(|q| q.capture.as_ref()),
+        current.pairs.as_ref(),
+    ) {
+        reporter.info(&format!(
+            "joined {} labelled row(s) to captured predictions by `{}`; {} without a match",
+            p.n, c.id_column, p.incomplete
+        ));
+    }
     let analysis = analyse(&reference, &current, &m.settings)?;
+    if let (Some(q), Some(target)) = (
+        &m.quality,
+        m.quality.as_ref().and_then(|q| q.endpoint.as_ref()),
+    ) {
+        ask_endpoint(&mut current, q, target, reporter).await?;
+    }
     let quality = match (&m.quality, current.rows) {
         (Some(q), n) if n > 0 => Some(check_quality(plan, q, &current, env, reporter).await?),
         _ => None,
@@ -263,6 +287,92 @@ async fn check_quality(
         degraded,
         note,
     })
+}
+
+/// `predictions-from: capture`: the endpoint's captured responses by inference
+/// id (the capture copied out of the router first, as for `current: capture`).
+async fn captured_predictions(
+    plan: &Plan,
+    c: &crate::plan::monitor::PredictCapture,
+    label: &str,
+    ws: &Path,
+    reporter: &mut Reporter,
+) -> Result<std::collections::HashMap<String, String>, UserError> {
+    let SourcePlan::Capture { path, .. } = &c.source else {
+        return Err(UserError::invalid(
+            "`monitor.predictions-from: capture` reads the local endpoint's capture only",
+        ));
+    };
+    // `current: capture` copied it out of the router already.
+    let pulled = matches!(
+        plan.monitor.as_ref().map(|m| &m.current),
+        Some(SourcePlan::Capture { .. })
+    );
+    if !pulled {
+        pull_capture(plan, &c.source, ws, reporter).await;
+    }
+    let dir = ws.join(path);
+    if !dir.is_dir() {
+        return Err(UserError::invalid(format!(
+            "`monitor.predictions-from: capture`: no captured traffic at `{path}/`"
+        ))
+        .hint("deploy the endpoint with capture on (`deploy.capture`) and let callers send the X-Amzn-SageMaker-Inference-Id header; or use `predictions-from: endpoint`"));
+    }
+    let got = predict::captured_predictions(&dir, path, label)?;
+    reporter.info(&format!(
+        "read {} captured response(s) under {path}/: {} with an inference id{}",
+        got.records,
+        got.by_id.len(),
+        if got.unusable > 0 {
+            format!(
+                ", {} without an inference id or a response (not joinable)",
+                got.unusable
+            )
+        } else {
+            String::new()
+        }
+    ));
+    Ok(got.by_id)
+}
+
+/// `predictions-from: endpoint`: the live endpoint predicts the labelled rows
+/// the reader kept (local backend: the planner allows no other).
+async fn ask_endpoint(
+    current: &mut Sample,
+    q: &crate::plan::monitor::QualityPlan,
+    target: &crate::plan::monitor::PredictEndpoint,
+    reporter: &mut Reporter,
+) -> Result<(), UserError> {
+    let (Some(kept), Some(pairs)) = (current.kept.as_ref(), current.pairs.as_mut()) else {
+        return Ok(());
+    };
+    if kept.rows.is_empty() {
+        return Ok(());
+    }
+    let engine = Engine::connect().await?;
+    let backend = LocalServing::new(&engine);
+    reporter.info(&format!(
+        "asking endpoint `{}` for the predictions of {} labelled row(s), at most {} a second",
+        target.name,
+        kept.rows.len(),
+        report::num(target.rate)
+    ));
+    let asked = predict::ask_endpoint(&backend, target, kept, &q.labels, pairs).await?;
+    reporter.info(&format!(
+        "version {} of endpoint `{}` answered {} request(s){}",
+        asked.version,
+        target.name,
+        asked.requests,
+        if asked.left_out > 0 {
+            format!(
+                "; {} more labelled row(s) left out (`monitor.predict-max-rows`)",
+                asked.left_out
+            )
+        } else {
+            String::new()
+        }
+    ));
+    Ok(())
 }
 
 /// With `current: capture` on the local backend, copies the endpoint's capture

@@ -218,6 +218,22 @@ pub struct Sample {
     /// Label and prediction pairs, when the quality check is on.
     pub pairs: Option<Pairs>,
     pending: [Option<String>; 2],
+    /// The labelled rows kept to ask the endpoint for predictions, when asked to.
+    pub kept: Option<Kept>,
+}
+
+/// Labelled rows kept whole (features as a JSON object, the label, where the row
+/// is), up to a cap: what `predictions-from: endpoint` sends to the endpoint.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// At most this many rows are kept.
+    pub cap: usize,
+    /// The kept rows.
+    pub rows: Vec<(serde_json::Map<String, serde_json::Value>, String, Origin)>,
+    /// Labelled rows seen beyond the cap.
+    pub left_out: u64,
+    row: serde_json::Map<String, serde_json::Value>,
+    label: Option<String>,
 }
 
 /// Label and prediction of each row, folded into the metrics as rows end.
@@ -239,6 +255,9 @@ pub struct Pairs {
     pub first_text: Option<(String, Origin)>,
     /// Rows missing the label or the prediction.
     pub incomplete: u64,
+    /// Predictions looked up by the value of a column (an inference id) instead
+    /// of read from the predictions column: (column, id → prediction).
+    pub lookup: Option<(String, HashMap<String, String>)>,
 }
 
 impl Sample {
@@ -274,15 +293,42 @@ impl Sample {
         self
     }
 
+    /// Keeps up to `cap` labelled rows whole (every column but the label and
+    /// predictions columns) to ask the endpoint for their predictions.
+    pub fn keeping_rows(mut self, cap: usize) -> Self {
+        self.kept = Some(Kept {
+            cap,
+            ..Kept::default()
+        });
+        self
+    }
+
     /// Adds a value of column `i` in the current row.
     pub fn push(&mut self, i: usize, raw: &str, origin: Origin) {
         self.columns[i].push(raw, origin);
         if let Some(p) = &self.pairs {
             let name = &self.names[i];
-            if *name == p.labels {
+            let is_label = *name == p.labels;
+            if is_label {
                 self.pending[0] = Some(raw.trim().to_string());
+            } else if let Some((id_col, by_id)) = &p.lookup {
+                if name == id_col {
+                    self.pending[1] = by_id.get(raw.trim()).cloned();
+                }
             } else if *name == p.predictions {
                 self.pending[1] = Some(raw.trim().to_string());
+            }
+            if let Some(k) = &mut self.kept {
+                if is_label {
+                    k.label = Some(raw.trim().to_string());
+                } else if *name != p.predictions && k.rows.len() < k.cap && !is_missing(raw) {
+                    let v = match parse_number(raw) {
+                        Some(x) => serde_json::Number::from_f64(x)
+                            .map_or_else(|| raw.into(), serde_json::Value::Number),
+                        None => raw.trim().into(),
+                    };
+                    k.row.insert(name.clone(), v);
+                }
             }
         }
     }
@@ -290,8 +336,41 @@ impl Sample {
     /// Ends the current row.
     pub fn end_row(&mut self, origin: Origin) {
         self.rows += 1;
+        if let Some(k) = &mut self.kept {
+            let row = std::mem::take(&mut k.row);
+            match k.label.take() {
+                Some(l) if !is_missing(&l) && k.rows.len() < k.cap => k.rows.push((row, l, origin)),
+                Some(l) if !is_missing(&l) => k.left_out += 1,
+                _ => {}
+            }
+            // The predictions come later, from the endpoint.
+            self.pending = [None, None];
+            return;
+        }
         let Some(p) = &mut self.pairs else { return };
         let (l, pr) = (self.pending[0].take(), self.pending[1].take());
+        p.fold(l, pr, origin);
+    }
+
+    /// A column by name.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.index.get(name).map(|&i| &self.columns[i])
+    }
+
+    /// `file:line` of an origin.
+    pub fn at(&self, o: Origin) -> String {
+        format!(
+            "{}:{}",
+            self.files.get(o.file).map(String::as_str).unwrap_or("?"),
+            o.line
+        )
+    }
+}
+
+impl Pairs {
+    /// Folds one row's label and prediction into the metrics.
+    pub fn fold(&mut self, l: Option<String>, pr: Option<String>, origin: Origin) {
+        let p = self;
         match (l, pr) {
             (Some(l), Some(pr)) if !is_missing(&l) && !is_missing(&pr) => {
                 p.n += 1;
@@ -316,20 +395,6 @@ impl Sample {
             }
             _ => p.incomplete += 1,
         }
-    }
-
-    /// A column by name.
-    pub fn column(&self, name: &str) -> Option<&Column> {
-        self.index.get(name).map(|&i| &self.columns[i])
-    }
-
-    /// `file:line` of an origin.
-    pub fn at(&self, o: Origin) -> String {
-        format!(
-            "{}:{}",
-            self.files.get(o.file).map(String::as_str).unwrap_or("?"),
-            o.line
-        )
     }
 }
 

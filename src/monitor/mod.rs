@@ -2,11 +2,13 @@
 //! quality on labelled recent data, and what to do about it. Readers stream
 //! files into per-column sketches (column.rs, read.rs, source.rs); drift.rs and
 //! stats.rs score them; quality.rs checks the metric; report.rs writes the
-//! summary table and the HTML report; dispatch.rs asks for retraining.
+//! summary table and the HTML report; dispatch.rs asks for retraining;
+//! predict.rs asks the live endpoint for predictions of labelled rows.
 
 pub mod column;
 pub mod dispatch;
 pub mod drift;
+pub mod predict;
 pub mod quality;
 pub mod read;
 pub mod report;

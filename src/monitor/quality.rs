@@ -48,7 +48,12 @@ pub fn compute(sample: &Sample, plan: &QualityPlan) -> Result<(f64, u64), UserEr
             "the quality check found no label/prediction pairs",
         ));
     };
+    let from_endpoint = plan.endpoint.is_some();
+    let not_a_column = from_endpoint || plan.capture.is_some();
     for col in [&plan.labels, &plan.predictions] {
+        if not_a_column && *col == plan.predictions {
+            continue;
+        }
         if sample.column(col).is_none() {
             let key = if *col == plan.labels {
                 "labels"
@@ -59,14 +64,38 @@ pub fn compute(sample: &Sample, plan: &QualityPlan) -> Result<(f64, u64), UserEr
                 "`monitor.{key}`: the current sample has no column `{col}` (it has {})",
                 sample.names.join(", ")
             ))
-            .hint("the quality check needs labelled recent data with the model's predictions in a column; leave `monitor.labels` out to check drift only"));
+            .hint("the quality check needs labelled recent data with the model's predictions in a column (or `monitor.predictions-from: endpoint`); leave `monitor.labels` out to check drift only"));
         }
     }
-    if p.n == 0 {
+    if let Some(c) = &plan.capture {
+        if sample.column(&c.id_column).is_none() {
+            return Err(UserError::invalid(format!(
+                "`monitor.id-column`: the current sample has no column `{}` (it has {})",
+                c.id_column,
+                sample.names.join(", ")
+            ))
+            .hint("`predictions-from: capture` joins the labelled rows to the captured requests by inference id: the labelled data needs a column of them"));
+        }
+    }
+    if let (Some(c), 0) = (&plan.capture, p.n) {
         return Err(UserError::invalid(format!(
-            "no row of the current sample has both `{}` and `{}`",
-            plan.labels, plan.predictions
-        )));
+            "`monitor.predictions-from: capture`: no labelled row's `{}` matches the inference id of a captured request",
+            c.id_column
+        ))
+        .hint("callers send the id as the X-Amzn-SageMaker-Inference-Id header; the labelled data carries it in `monitor.id-column`. Check that the capture holds the traffic those labels are for"));
+    }
+    if p.n == 0 {
+        return Err(UserError::invalid(if from_endpoint {
+            format!(
+                "no row of the current sample has a `{}` label to ask the endpoint about",
+                plan.labels
+            )
+        } else {
+            format!(
+                "no row of the current sample has both `{}` and `{}`",
+                plan.labels, plan.predictions
+            )
+        }));
     }
     let value = metric_value(p, &plan.metric).map_err(|e| match &p.first_text {
         Some((v, at)) => UserError::invalid(format!("{e}: `{v}` at {}", sample.at(*at))),

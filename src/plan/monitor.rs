@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::paths::inside_workspace;
 use super::train::{registry_plan, RegistryPlan};
 use super::{Backend, Inputs};
-use crate::config::values::{ColumnType, DriftMethod, ModelId, OnDrift};
+use crate::config::values::{ColumnType, DriftMethod, ModelId, OnDrift, PredictionsFrom};
 use crate::error::UserError;
 use crate::monitor::column::Kind;
 use crate::monitor::drift::check_threshold;
@@ -75,7 +75,43 @@ pub struct QualityPlan {
     pub registry: RegistryPlan,
     /// The alias of the production version.
     pub alias: String,
+    /// Where the predictions come from.
+    pub from: PredictionsFrom,
+    /// `predictions-from: endpoint`: the endpoint asked, at most `max-rows` rows,
+    /// at most `rate` requests a second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<PredictEndpoint>,
+    /// `predictions-from: capture`: the capture read, and the id column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<PredictCapture>,
 }
+
+/// Predictions read from the endpoint's captured responses.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PredictCapture {
+    /// The capture (the local endpoint's directory).
+    pub source: SourcePlan,
+    /// The labelled data's column of inference ids.
+    pub id_column: String,
+}
+
+/// Predictions asked of the live endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PredictEndpoint {
+    /// The endpoint.
+    pub name: String,
+    /// At most this many rows are sent.
+    pub max_rows: u64,
+    /// At most this many requests a second.
+    pub rate: f64,
+}
+
+/// Default `monitor.predict-max-rows`.
+pub const DEFAULT_PREDICT_MAX_ROWS: u64 = 1000;
+/// Default `monitor.predict-rate` (requests a second).
+pub const DEFAULT_PREDICT_RATE: f64 = 20.0;
 
 /// What `mode: monitor` will do.
 #[derive(Debug, Clone, Serialize)]
@@ -307,7 +343,59 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
                 .predictions
                 .clone()
                 .unwrap_or_else(|| "prediction".into());
+            let from = cfg.predictions_from.unwrap_or(PredictionsFrom::Column);
+            let capture_from = match from {
+                PredictionsFrom::Capture => {
+                    if !matches!(capture, SourcePlan::Capture { .. }) {
+                        return Err(inputs.config_error(
+                            &["monitor", "predictions-from"],
+                            format!("`monitor.predictions-from: capture` reads the local endpoint's capture; backend `{backend}` keeps its capture elsewhere, which is not supported yet"),
+                        ).hint("give the predictions in a column of the recent data (`monitor.predictions`)"));
+                    }
+                    Some(PredictCapture {
+                        source: capture.clone(),
+                        id_column: cfg
+                            .id_column
+                            .clone()
+                            .unwrap_or_else(|| "inference_id".into()),
+                    })
+                }
+                _ => None,
+            };
+            let endpoint = match from {
+                PredictionsFrom::Column | PredictionsFrom::Capture => None,
+                PredictionsFrom::Endpoint => {
+                    if backend != Backend::Local {
+                        return Err(inputs.config_error(
+                            &["monitor", "predictions-from"],
+                            format!("`monitor.predictions-from: endpoint` asks the endpoint through the local backend's router; backend `{backend}` is not supported yet"),
+                        ).hint("give the predictions in a column of the recent data (`monitor.predictions`)"));
+                    }
+                    let max_rows = cfg.predict_max_rows.unwrap_or(DEFAULT_PREDICT_MAX_ROWS);
+                    if max_rows == 0 {
+                        return Err(inputs.config_error(
+                            &["monitor", "predict-max-rows"],
+                            "`monitor.predict-max-rows` is 0: expected at least 1 row",
+                        ));
+                    }
+                    let rate = cfg.predict_rate.unwrap_or(DEFAULT_PREDICT_RATE);
+                    if !(rate > 0.0 && rate <= 10_000.0) {
+                        return Err(inputs.config_error(
+                            &["monitor", "predict-rate"],
+                            format!("`monitor.predict-rate` is {rate}: expected more than 0 and at most 10000 requests a second"),
+                        ));
+                    }
+                    Some(PredictEndpoint {
+                        name: endpoint.clone(),
+                        max_rows,
+                        rate,
+                    })
+                }
+            };
             Some(QualityPlan {
+                from,
+                endpoint,
+                capture: capture_from,
                 labels: labels.clone(),
                 predictions,
                 metric,
@@ -327,6 +415,9 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
     if let Some(q) = &quality {
         not_features.push(q.labels.clone());
         not_features.push(q.predictions.clone());
+        if let Some(c) = &q.capture {
+            not_features.push(c.id_column.clone());
+        }
     }
 
     let event_type = cfg

@@ -21,6 +21,7 @@ pub mod local;
 pub mod router;
 pub mod router_image;
 pub mod sagemaker;
+pub mod sagemaker_metrics;
 pub mod stats;
 pub mod verify;
 pub mod vertex;

@@ -75,10 +75,15 @@ pub struct SagemakerServing {
     http: reqwest::Client,
     api: String,
     runtime: String,
+    /// CloudWatch's endpoint (the live guards' metrics).
+    monitoring: String,
     region: String,
     role_arn: String,
     alarms: Vec<String>,
     bake_time: Duration,
+    /// Whether the live guards read CloudWatch between steps (only when a
+    /// `rollback.max-*` limit is set: it needs `cloudwatch:GetMetricData`).
+    guarded: bool,
     /// Data capture on every endpoint configuration: (sampling %, S3 URI).
     capture: Option<(u8, String)>,
     poll_interval: Duration,
@@ -110,6 +115,7 @@ impl SagemakerServing {
         }
         let api = aws::endpoint(&aws::SAGEMAKER, region, env)?;
         let runtime = aws::endpoint(&RUNTIME, region, env)?;
+        let monitoring = aws::endpoint(&aws::CLOUDWATCH, region, env)?;
         let credentials = sts::resolve_credentials(env).await.map_err(|e| UserError {
             message: format!("cannot call SageMaker: {}", e.message),
             ..e
@@ -127,10 +133,12 @@ impl SagemakerServing {
             http,
             api: api.trim_end_matches('/').to_string(),
             runtime: runtime.trim_end_matches('/').to_string(),
+            monitoring: monitoring.trim_end_matches('/').to_string(),
             region: region.to_string(),
             role_arn: plan.role_arn.trim().to_string(),
             alarms: Vec::new(),
             bake_time: DEFAULT_BAKE_TIME,
+            guarded: false,
             capture: None,
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
             images: Mutex::new(HashMap::new()),
@@ -171,6 +179,13 @@ impl SagemakerServing {
                 "JsonContentTypes": crate::serve::capture::JSON_CONTENT_TYPES,
             },
         }))
+    }
+
+    /// Reads the variants' CloudWatch metrics for the live guards between
+    /// steps (`rollback.max-error-rate` / `max-p95-latency` set).
+    pub fn with_guards(mut self, guarded: bool) -> Self {
+        self.guarded = guarded;
+        self
     }
 
     /// How long SageMaker watches the alarms before shifting traffic, and
@@ -569,6 +584,36 @@ impl SagemakerServing {
 impl ServingBackend for SagemakerServing {
     fn name(&self) -> &'static str {
         "sagemaker"
+    }
+
+    /// The variants' CloudWatch metrics since the mark (sagemaker_metrics.rs).
+    async fn version_stats(
+        &self,
+        endpoint: &str,
+        mark: &super::stats::TrafficMark,
+    ) -> Result<Option<BTreeMap<String, super::stats::VersionStats>>, UserError> {
+        if !self.guarded {
+            return Ok(None);
+        }
+        let Some(status) = self.status(endpoint).await? else {
+            return Ok(None);
+        };
+        let variants: Vec<String> = status.variants.iter().map(|v| v.version.clone()).collect();
+        let (stats, p95_error) = super::sagemaker_metrics::variant_stats(
+            &self.client,
+            &self.monitoring,
+            endpoint,
+            &variants,
+            mark.at,
+            std::time::SystemTime::now(),
+        )
+        .await?;
+        if let Some(e) = p95_error {
+            log::warn!(
+                "CloudWatch did not answer the p95 of ModelLatency for {endpoint} ({e}): `rollback.max-p95-latency` is not applied to this step"
+            );
+        }
+        Ok(Some(stats))
     }
 
     async fn preflight(&self, spec: &VersionSpec) -> Result<(), UserError> {

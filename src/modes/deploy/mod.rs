@@ -59,6 +59,9 @@ pub async fn backend(plan: &Plan, env: &ModeEnv<'_>) -> Result<Box<dyn ServingBa
                     .await?
                     .with_alarms(d.rollback_alarms.clone())
                     .with_bake_time(d.interval.0)
+                    .with_guards(
+                        d.rollback_max_error_rate.is_some() || d.rollback_max_p95_latency.is_some(),
+                    )
                     .with_capture(d.capture.as_ref().map(|c| (c.sample, c.path.clone()))),
             ))
         }
