@@ -448,6 +448,88 @@ fn a_re_run_of_the_same_attempt_attaches_to_the_vertex_job() {
 }
 
 #[test]
+fn a_local_channel_is_uploaded_to_the_staging_bucket_once_and_read_under_gcs() {
+    let fake = FakeVertex::start();
+    let ws = Workspace::new();
+    ws.write("data/train/part-0.csv", "tenure,churn\n1,0\n2,1\n");
+    ws.write("data/train/nested/part 1.csv", "tenure,churn\n3,0\n");
+    ws.write(
+        "mlcd.yml",
+        &CONFIG.replace("gs://mlcd-test-data/churn/train/", "data/train"),
+    );
+    let (r, out) = run_train(&ws, &fake.token_env(), &[("INPUT_PARAM-LIST", "sleep=0.2")]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", r.stderr);
+    // Both files and, last, the manifest, under the staging bucket's mlcd/channels/.
+    let objects = fake.call("GET", "/_fake/state", None)["objects"].clone();
+    let names: Vec<String> = objects.as_object().unwrap().keys().cloned().collect();
+    let prefix = "gs://mlcd-test-staging/mlcd/channels/churn/train/";
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with(prefix)), "{names:?}");
+    let data: Vec<&String> = names.iter().filter(|n| !n.ends_with(".complete")).collect();
+    assert!(data.iter().any(|n| n.ends_with("/part-0.csv")), "{names:?}");
+    assert!(
+        data.iter().any(|n| n.ends_with("/nested/part 1.csv")),
+        "{names:?}"
+    );
+    assert!(objects[data[0].as_str()]["size"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    let uploads = fake.calls("objects.insert");
+    assert_eq!(uploads.len(), 3);
+    assert_eq!(
+        uploads.last().unwrap()["query"]["name"]
+            .as_str()
+            .unwrap()
+            .rsplit('.')
+            .next(),
+        Some("complete"),
+        "the manifest is written last"
+    );
+    // The job reads it through the Cloud Storage FUSE mount.
+    let job = &fake.calls("customJobs.create")[0]["body"];
+    let env = &job["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["env"];
+    let channel = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "SM_CHANNEL_TRAIN")
+        .expect("SM_CHANNEL_TRAIN")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = data[0]
+        .trim_start_matches("gs://")
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .trim_end_matches("/nested")
+        .to_string();
+    assert_eq!(channel, format!("/gcs/{dir}/"));
+    assert!(
+        r.stderr.contains("channel `train`: uploading 2 files"),
+        "{}",
+        r.stderr
+    );
+
+    // The same data again (a new run): one read of the manifest, nothing uploaded.
+    let (r2, out2) = run_train(&ws, &fake.token_env(), &[("INPUT_PARAM-LIST", "sleep=0.2")]);
+    r2.assert_code(0);
+    assert_eq!(out2["status"], "succeeded");
+    assert_eq!(
+        fake.calls("objects.insert").len(),
+        3,
+        "nothing uploaded again"
+    );
+    assert!(
+        r2.stderr.contains("already in Cloud Storage"),
+        "{}",
+        r2.stderr
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
 fn bad_vertex_setups_are_refused_before_any_request() {
     let fake = FakeVertex::start();
     let ws = Workspace::new();
@@ -463,16 +545,20 @@ fn bad_vertex_setups_are_refused_before_any_request() {
         "{}",
         r.stdout
     );
-    // A local channel: Vertex reads Cloud Storage.
-    ws.write("data/train/x.csv", "a,b\n");
+    // Another cloud's storage: a Vertex AI job reads Cloud Storage only.
     ws.write(
         "mlcd.yml",
-        &CONFIG.replace("gs://mlcd-test-data/churn/train/", "data/train"),
+        &CONFIG.replace(
+            "gs://mlcd-test-data/churn/train/",
+            "s3://mlcd-test-data/churn/train/",
+        ),
     );
     let (r, _) = run_train(&ws, &fake.token_env(), &[]);
     r.assert_code(2);
     assert!(
-        r.stdout.contains("`train.channels.train`") && r.stdout.contains("gcloud storage cp"),
+        r.stdout.contains("`train.channels.train`")
+            && r.stdout.contains("not from other clouds' storage")
+            && r.stdout.contains("gcloud storage cp"),
         "{}",
         r.stdout
     );

@@ -10,7 +10,7 @@
 //! [`retry`](crate::cloud::retry) and refused credentials are not.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -360,7 +360,7 @@ impl S3Client {
                 Ok(self
                     .request(Method::PUT, &url, &headers, Payload::Sha256(sha256))?
                     .timeout(upload_timeout(size))
-                    .body(file_body(path.to_path_buf(), 0, size)))
+                    .body(crate::cloud::store::file_body(path.to_path_buf(), 0, size)))
             },
             |_| async { Ok(()) },
         )
@@ -436,7 +436,11 @@ impl S3Client {
                         Ok(self
                             .request(Method::PUT, &url, &headers, Payload::Sha256(&hash))?
                             .timeout(upload_timeout(len))
-                            .body(file_body(path.to_path_buf(), offset, len)))
+                            .body(crate::cloud::store::file_body(
+                                path.to_path_buf(),
+                                offset,
+                                len,
+                            )))
                     },
                     |resp| async move {
                         resp.headers()
@@ -491,30 +495,6 @@ fn parts(size: u64, part: u64) -> Vec<(u64, u64)> {
         offset += len;
     }
     out
-}
-
-/// A request body streaming `len` bytes of the file at `path` from `offset`.
-fn file_body(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let state = (path, None::<tokio::io::Take<tokio::fs::File>>);
-    let stream = futures_util::stream::try_unfold(state, move |(path, file)| async move {
-        let mut file = match file {
-            Some(f) => f,
-            None => {
-                let mut f = tokio::fs::File::open(&path).await?;
-                f.seek(std::io::SeekFrom::Start(offset)).await?;
-                f.take(len)
-            }
-        };
-        let mut buf = vec![0; CHUNK];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok::<_, std::io::Error>(None);
-        }
-        buf.truncate(n);
-        Ok(Some((buf, (path, Some(file)))))
-    });
-    reqwest::Body::wrap_stream(stream)
 }
 
 /// The hex SHA-256 of everything `reader` gives, read in chunks (files of any size).
@@ -659,6 +639,87 @@ fn is_not_found(e: &AwsError) -> bool {
         e.code(),
         Some("NotFound" | "NoSuchKey" | "NoSuchBucket" | "404")
     ) || matches!(e, AwsError::Other { status: Some(s), .. } if *s == StatusCode::NOT_FOUND.as_u16())
+}
+
+#[async_trait::async_trait]
+impl crate::cloud::store::ObjectStore for S3Client {
+    type Error = AwsError;
+
+    fn scheme(&self) -> &'static str {
+        "s3"
+    }
+
+    fn name(&self) -> &'static str {
+        "S3"
+    }
+
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, AwsError> {
+        Ok(self.head_object(bucket, key).await?.is_some())
+    }
+
+    async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), AwsError> {
+        S3Client::put_file(self, bucket, key, path, size, sha256)
+            .await
+            .map_err(|e| match e {
+                AwsError::Other {
+                    status,
+                    code,
+                    message,
+                } if code == "XAmzContentSHA256Mismatch" || code == "BadDigest" => {
+                    AwsError::Other {
+                        status,
+                        code,
+                        message: format!(
+                            "{} changed while it was uploaded ({message})",
+                            path.display()
+                        ),
+                    }
+                }
+                other => other,
+            })
+    }
+
+    async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), AwsError> {
+        S3Client::put_bytes(self, bucket, key, body, content_type).await
+    }
+
+    fn upload_error(&self, channel: &str, bucket: &str, e: AwsError) -> UserError {
+        s3_user_error(channel, bucket, e)
+    }
+}
+
+/// An S3 failure while uploading `channel`, with what to do.
+fn s3_user_error(channel: &str, bucket: &str, e: AwsError) -> UserError {
+    let hint = match &e {
+        AwsError::Auth { .. } => Some(format!(
+            "the AWS credentials may not write to s3://{bucket}: allow s3:PutObject and \
+             s3:GetObject on arn:aws:s3:::{bucket}/mlcd/*, or upload the data yourself and \
+             set `train.channels.{channel}` to its s3:// URI"
+        )),
+        _ => None,
+    };
+    let base = UserError::from(e);
+    let err = UserError::failed(format!(
+        "uploading channel `{channel}` to s3://{bucket}: {}",
+        base.message
+    ));
+    match hint.or(base.hint) {
+        Some(h) => err.hint(h),
+        None => err,
+    }
 }
 
 #[cfg(test)]
@@ -852,7 +913,7 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let body = file_body(path.clone(), 5, (CHUNK + 3) as u64);
+        let body = crate::cloud::store::file_body(path.clone(), 5, (CHUNK + 3) as u64);
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], &data[5..5 + CHUNK + 3]);
         assert_eq!(

@@ -334,7 +334,8 @@ pub struct VertexConfig {
     /// The service account jobs run as.
     pub service_account: Option<String>,
     /// Staging bucket (`gs://bucket[/prefix]`): training output goes to
-    /// `<staging-bucket>/<job>/`, the model to `<staging-bucket>/<job>/model/`.
+    /// `<staging-bucket>/<job>/`, the model to `<staging-bucket>/<job>/model/`;
+    /// local channel directories are uploaded to `gs://<bucket>/mlcd/channels/`.
     pub staging_bucket: Option<String>,
     /// The Vertex AI API endpoint, for Private Service Connect or tests (like
     /// `https://us-central1-aiplatform.googleapis.com/`). Default: the region's

@@ -101,7 +101,8 @@ pub(super) fn plan(inputs: &Inputs, what: &str, staging: bool) -> Result<VertexP
 }
 
 /// Checks what a Vertex AI training job takes, before any request: channels in
-/// Cloud Storage, and an accelerator the machine type's family can take.
+/// Cloud Storage or local (uploaded to the staging bucket), and an accelerator
+/// the machine type's family can take.
 pub(super) fn check_train(
     inputs: &Inputs,
     channels: &std::collections::BTreeMap<String, String>,
@@ -109,13 +110,15 @@ pub(super) fn check_train(
     instance_from_input: bool,
 ) -> Result<(), UserError> {
     for (name, src) in channels {
-        if !src.starts_with("gs://") {
+        // gs:// is read in place; a local directory is uploaded to the staging
+        // bucket; another cloud's URI cannot be read by a Vertex AI job.
+        if src.contains("://") && !src.starts_with("gs://") {
             return Err(inputs
                 .config_error(
                     &["train", "channels", name],
-                    format!("`train.channels.{name}` is `{src}`: Vertex AI reads channels from Cloud Storage (gs://bucket/path, mounted under /gcs/), and mlcd does not upload local directories to Cloud Storage yet"),
+                    format!("`train.channels.{name}` is `{src}`: Vertex AI reads channels from Cloud Storage (gs://bucket/path, mounted under /gcs/) or from a local directory mlcd uploads to `vertex.staging-bucket`, not from other clouds' storage"),
                 )
-                .hint(format!("copy the data first (gcloud storage cp -r {src} gs://BUCKET/{name}/) and set `train.channels.{name}: gs://BUCKET/{name}/`")));
+                .hint(format!("copy the data to Cloud Storage (gcloud storage cp -r … gs://BUCKET/{name}/) and set `train.channels.{name}: gs://BUCKET/{name}/`")));
         }
     }
     if let Err(e) = crate::train::vertex::machine_spec(&instance.native, instance.gpus) {

@@ -1,10 +1,11 @@
-//! Local channel directories made reachable by SageMaker, content-addressed: a
-//! directory is walked and hashed (sorted relative paths, sizes and contents' SHA-256),
-//! and uploaded to `s3://<bucket>/mlcd/channels/<model>/<channel>/<digest>/…` with a
-//! manifest written LAST at `…/<channel>/<digest>.complete`. A run that finds the
-//! manifest (one HeadObject) uploads nothing — build-once, for data; an upload that
-//! was interrupted left no manifest and is done again. The manifest sits beside the
-//! prefix, not under it, so SageMaker never copies it into the container.
+//! Local channel directories made reachable by SageMaker (S3) and Vertex AI (Cloud
+//! Storage), content-addressed: a directory is walked and hashed (sorted relative
+//! paths, sizes and contents' SHA-256), and uploaded to
+//! `<scheme>://<bucket>/mlcd/channels/<model>/<channel>/<digest>/…` with a manifest
+//! written LAST at `…/<channel>/<digest>.complete`. A run that finds the manifest
+//! (one read) uploads nothing — build-once, for data; an upload that was
+//! interrupted left no manifest and is done again. The manifest sits beside the
+//! prefix, not under it, so the training service never copies it into the container.
 
 use std::fmt::Write as _;
 use std::io;
@@ -13,8 +14,7 @@ use std::path::{Path, PathBuf};
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::cloud::aws::AwsError;
-use crate::cloud::s3::S3Client;
+use crate::cloud::store::ObjectStore;
 use crate::error::UserError;
 
 /// How many files go up at once.
@@ -194,11 +194,12 @@ pub enum Outcome {
     },
 }
 
-/// Uploads the channel directory `dir` of `model` to `bucket` unless its content is
-/// there already, and returns the `s3://…/` prefix SageMaker reads it from. `say`
-/// gets one line when the upload starts and one when it is done or skipped.
-pub async fn upload_channel(
-    s3: &S3Client,
+/// Uploads the channel directory `dir` of `model` to `bucket` of `store` unless its
+/// content is there already, and returns the `s3://…/` or `gs://…/` prefix the
+/// training service reads it from. `say` gets one line when the upload starts and
+/// one when it is done or skipped.
+pub async fn upload_channel<S: ObjectStore>(
+    store: &S,
     bucket: &str,
     model: &str,
     channel: &str,
@@ -212,7 +213,8 @@ pub async fn upload_channel(
             dir.display()
         ))
         .hint(format!(
-            "set {key_hint} to a directory of the workspace, or to an s3:// URI"
+            "set {key_hint} to a directory of the workspace, or to an {}:// URI",
+            store.scheme()
         ))
     })?;
     if !meta.is_dir() {
@@ -236,25 +238,25 @@ pub async fn upload_channel(
         })?;
     if manifest.files.is_empty() {
         return Err(UserError::invalid(format!(
-            "channel `{channel}` ({key_hint}): {} holds no files, and SageMaker refuses an empty channel",
+            "channel `{channel}` ({key_hint}): {} holds no files, and a training job cannot mount an empty channel",
             dir.display()
         ))
         .hint(format!("put the data in it, or remove {key_hint}")));
     }
     let keys = channel_keys(model, channel, &manifest.digest);
-    let uri = format!("s3://{bucket}/{}", keys.prefix);
-    let s3_error = |e: AwsError| s3_user_error(channel, bucket, e);
+    let uri = format!("{}://{bucket}/{}", store.scheme(), keys.prefix);
+    let store_error = |e: S::Error| store.upload_error(channel, bucket, e);
 
-    if s3
-        .head_object(bucket, &keys.marker)
+    if store
+        .exists(bucket, &keys.marker)
         .await
-        .map_err(s3_error)?
-        .is_some()
+        .map_err(store_error)?
     {
         say(&format!(
-            "channel `{channel}`: {} ({}) already in S3 at {uri}, skipped",
+            "channel `{channel}`: {} ({}) already in {} at {uri}, skipped",
             files(manifest.files.len()),
-            show_bytes(manifest.bytes)
+            show_bytes(manifest.bytes),
+            store.name()
         ));
         return Ok((uri, Outcome::Skipped));
     }
@@ -264,43 +266,24 @@ pub async fn upload_channel(
         show_bytes(manifest.bytes),
         dir.display()
     ));
-    futures_util::stream::iter(manifest.files.iter().map(Ok::<_, AwsError>))
+    futures_util::stream::iter(manifest.files.iter().map(Ok::<_, S::Error>))
         .try_for_each_concurrent(PARALLEL_UPLOADS, |f| {
             let key = format!("{}{}", keys.prefix, f.rel);
             let path = dir.join(&f.rel);
-            async move {
-                s3.put_file(bucket, &key, &path, f.size, &f.sha256)
-                    .await
-                    .map_err(|e| match e {
-                        AwsError::Other {
-                            status,
-                            code,
-                            message,
-                        } if code == "XAmzContentSHA256Mismatch" || code == "BadDigest" => {
-                            AwsError::Other {
-                                status,
-                                code,
-                                message: format!(
-                                    "{} changed while it was uploaded ({message})",
-                                    path.display()
-                                ),
-                            }
-                        }
-                        other => other,
-                    })
-            }
+            async move { store.put_file(bucket, &key, &path, f.size, &f.sha256).await }
         })
         .await
-        .map_err(s3_error)?;
+        .map_err(store_error)?;
     // Last: the manifest says the prefix is complete.
-    s3.put_bytes(
-        bucket,
-        &keys.marker,
-        manifest_json(&manifest).into_bytes(),
-        "application/json",
-    )
-    .await
-    .map_err(s3_error)?;
+    store
+        .put_bytes(
+            bucket,
+            &keys.marker,
+            manifest_json(&manifest).into_bytes(),
+            "application/json",
+        )
+        .await
+        .map_err(store_error)?;
     say(&format!(
         "channel `{channel}`: uploaded {} ({})",
         files(manifest.files.len()),
@@ -313,27 +296,6 @@ pub async fn upload_channel(
             bytes: manifest.bytes,
         },
     ))
-}
-
-/// An S3 failure while uploading `channel`, with what to do.
-fn s3_user_error(channel: &str, bucket: &str, e: AwsError) -> UserError {
-    let hint = match &e {
-        AwsError::Auth { .. } => Some(format!(
-            "the AWS credentials may not write to s3://{bucket}: allow s3:PutObject and \
-             s3:GetObject on arn:aws:s3:::{bucket}/mlcd/*, or upload the data yourself and \
-             set `train.channels.{channel}` to its s3:// URI"
-        )),
-        _ => None,
-    };
-    let base = UserError::from(e);
-    let err = UserError::failed(format!(
-        "uploading channel `{channel}` to s3://{bucket}: {}",
-        base.message
-    ));
-    match hint.or(base.hint) {
-        Some(h) => err.hint(h),
-        None => err,
-    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use super::{
 };
 use crate::cloud::gcp::auth::TokenSource;
 use crate::cloud::gcp::client::{GcpClient, GcpError};
+use crate::cloud::gcp::storage::Storage;
 use crate::cloud::gcp::{self, Api};
 use crate::error::UserError;
 use crate::identity::{Identity, Recorded};
@@ -73,6 +74,8 @@ pub struct VertexTraining {
     parent_url: String,
     logging_url: String,
     staging: String,
+    /// Cloud Storage, where local channels are uploaded (under the staging bucket).
+    storage: Storage,
     service_account: Option<String>,
     poll_interval: Duration,
     /// mlcd job name → Vertex resource name, once known.
@@ -164,6 +167,10 @@ impl VertexTraining {
         })?;
         log::info!("Google credentials: {}", auth.describe());
         let client = GcpClient::new(Arc::new(auth))?;
+        let storage = Storage::new(
+            client.clone(),
+            gcp::root_url(Api::Storage, &plan.region, None, env),
+        );
         let root = gcp::root_url(
             Api::Aiplatform,
             &plan.region,
@@ -183,6 +190,7 @@ impl VertexTraining {
             project: plan.project.clone(),
             region: plan.region.clone(),
             staging: plan.staging_bucket.clone(),
+            storage,
             service_account: plan.service_account.clone(),
             poll_interval: poll_interval_from_env(env, DEFAULT_POLL_INTERVAL),
             ids: Default::default(),
@@ -381,9 +389,9 @@ impl VertexTraining {
 
 fn local_channel(name: &str, ch: &Channel) -> UserError {
     UserError::invalid(format!(
-        "`train.channels.{name}` is `{ch}`: Vertex AI reads channels from Cloud Storage (gs://bucket/path, mounted under /gcs/), and mlcd does not upload local directories to Cloud Storage yet"
+        "`train.channels.{name}` is `{ch}`: Vertex AI reads channels from Cloud Storage (gs://bucket/path, mounted under /gcs/); mlcd uploads local directories there, but cannot read other clouds' storage"
     ))
-    .hint(format!("copy the data first (gcloud storage cp -r {ch} gs://BUCKET/{name}/) and set `train.channels.{name}: gs://BUCKET/{name}/`"))
+    .hint(format!("copy the data to Cloud Storage (gcloud storage cp -r … gs://BUCKET/{name}/) and set `train.channels.{name}: gs://BUCKET/{name}/`, or point it at a directory of the workspace"))
 }
 
 fn job_id(job: &Value) -> &str {
@@ -400,7 +408,47 @@ impl TrainingBackend for VertexTraining {
     }
 
     async fn preflight(&self, spec: &JobSpec) -> Result<(), UserError> {
-        self.body(spec).map(|_| ())
+        // Local channels are uploaded by `stage`: checked here as where they will be.
+        let mut staged = spec.clone();
+        for ch in staged.channels.values_mut() {
+            if let Channel::Local(_) = ch {
+                *ch = Channel::Remote(format!("{}/mlcd/channels/", self.staging));
+            }
+        }
+        self.body(&staged).map(|_| ())
+    }
+
+    /// Uploads the local channels to the staging bucket's `mlcd/channels/`
+    /// (content-addressed: what Cloud Storage holds already is skipped), so the
+    /// job reads them under `/gcs/`; with only `gs://` channels, makes no request.
+    async fn stage(
+        &self,
+        spec: &JobSpec,
+        say: &(dyn for<'l> Fn(&'l str) + Sync),
+    ) -> Result<JobSpec, UserError> {
+        let bucket = self
+            .staging
+            .trim_start_matches("gs://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let mut staged = spec.clone();
+        for (name, channel) in &mut staged.channels {
+            if let Channel::Local(dir) = channel {
+                let (uri, _) = super::upload::upload_channel(
+                    &self.storage,
+                    &bucket,
+                    &spec.identity.model,
+                    name,
+                    dir,
+                    say,
+                )
+                .await?;
+                *channel = Channel::Remote(uri);
+            }
+        }
+        Ok(staged)
     }
 
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError> {

@@ -564,6 +564,10 @@ impl FakeVertex {
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING".into(),
                 format!("{}/", self.url),
             ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(),
+                format!("{}/", self.url),
+            ),
         ]
     }
 }

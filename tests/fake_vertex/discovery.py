@@ -127,8 +127,9 @@ class Document:
 
 
 def load_all(folder):
-    """The four documents by short name (aiplatform, sts, iamcredentials, logging)."""
+    """The documents by short name (aiplatform, sts, iamcredentials, logging, storage)."""
     return {
         name.split(".")[0]: Document(os.path.join(folder, name))
-        for name in ("aiplatform.v1.json", "sts.v1.json", "iamcredentials.v1.json", "logging.v2.json")
+        for name in ("aiplatform.v1.json", "sts.v1.json", "iamcredentials.v1.json", "logging.v2.json",
+                     "storage.v1.json")
     }

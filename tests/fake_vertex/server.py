@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Fake Google Vertex AI (custom jobs, models, endpoints, operations), Security Token
-Service, IAM Credentials, Cloud Logging, the OAuth token endpoint of service-account
+Service, IAM Credentials, Cloud Logging, Cloud Storage objects (get, simple media
+upload: the channels mlcd uploads), the OAuth token endpoint of service-account
 keys and GitHub's OIDC token endpoint, for mlcd's tests. Every Google API request is
 routed by the `flatPath` of the pinned discovery documents (fixtures/google/, see
 scripts/vertex-fixtures) and its body validated against the method's request schema
@@ -49,7 +50,7 @@ Control endpoints (not validated, not recorded):
                               http, path, query, body, status, token (sha256 prefix),
                               expired, time}]
     GET  /_fake/violations  [{seq, method, path, message}]
-    GET  /_fake/state       jobs, models, endpoints, operations
+    GET  /_fake/state       jobs, models, endpoints, operations, objects (gs://… → size, type)
     POST /_fake/fault       {"method": "customJobs.create" (suffix of the id),
                               "kind": "quota"|"internal"|"unavailable", "times": N}
     POST /_fake/config      {"token_lifetime": seconds, "operation_polls": N,
@@ -114,11 +115,18 @@ class Fake:
         self.docs = load_all(fixtures)
         self.lock = threading.RLock()
         self.routes = []
+        def pattern(path):
+            return re.compile("^/" + re.sub(r"\{[^}]+\}", "([^/:]+)",
+                                            re.escape(path.lstrip("/")).replace(r"\{", "{").replace(r"\}", "}")) + "$")
         for short, doc in self.docs.items():
             for mid, m in doc.methods.items():
-                flat = m.get("flatPath") or m["path"]
-                rx = "^/" + re.sub(r"\{[^}]+\}", "([^/:]+)", re.escape(flat).replace(r"\{", "{").replace(r"\}", "}")) + "$"
-                self.routes.append((m["httpMethod"], re.compile(rx), short, mid, m))
+                flat = doc.doc.get("servicePath", "") + (m.get("flatPath") or m["path"])
+                self.routes.append((m["httpMethod"], pattern(flat), short, mid, m))
+                # Media upload (Cloud Storage objects.insert): its own path, the body is the data.
+                simple = m.get("mediaUpload", {}).get("protocols", {}).get("simple")
+                if simple:
+                    self.routes.insert(0, (m["httpMethod"], pattern(simple["path"]), short, mid,
+                                           dict(m, _media=True)))
         self.reset()
 
     def reset(self):
@@ -138,6 +146,7 @@ class Fake:
                 self.runner.shutdown()
             self.runner = Runner()
             self.raw_content_type = "application/json"
+            self.objects = {}  # (bucket, name) -> {"data", "contentType", "generation", "updated"}
 
     # ------------------------------------------------------------------ helpers
     def new_id(self):
@@ -304,6 +313,31 @@ class Fake:
             job["state"] = "JOB_STATE_CANCELLING"
             return {}
         raise ApiError(501, f"customJobs.{verb} is not implemented by the fake", "UNIMPLEMENTED")
+
+    # ------------------------------------------------------------------ storage
+    def object_view(self, bucket, name, o):
+        return {"kind": "storage#object", "bucket": bucket, "name": name,
+                "id": f"{bucket}/{name}/{o['generation']}", "generation": str(o["generation"]),
+                "metageneration": "1", "size": str(len(o["data"])), "contentType": o["contentType"],
+                "md5Hash": base64.b64encode(hashlib.md5(o["data"]).digest()).decode(),
+                "selfLink": f"https://www.googleapis.com/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}",
+                "timeCreated": now_rfc3339(o["updated"]), "updated": now_rfc3339(o["updated"])}
+
+    def storage_call(self, verb, params, query, body, content_type):
+        bucket = params[0]
+        if verb == "insert":
+            name = query["name"][0]
+            o = {"data": body, "contentType": content_type or "application/octet-stream",
+                 "generation": int(time.time() * 1e6), "updated": time.time()}
+            self.objects[(bucket, name)] = o
+            return self.object_view(bucket, name, o)
+        if verb == "get":
+            name = params[1]
+            o = self.objects.get((bucket, name))
+            if o is None:
+                raise ApiError(404, f"No such object: {bucket}/{name}", "NOT_FOUND")
+            return self.object_view(bucket, name, o)
+        raise ApiError(501, f"objects.{verb} is not implemented by the fake", "UNIMPLEMENTED")
 
     # ------------------------------------------------------------------ logging
     def entries_list(self, body):
@@ -510,7 +544,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rec["method"] = f"{short}.{mid}"
         params = [urllib.parse.unquote(p) for p in mm.groups()]
         body = None
-        if mid.endswith("endpoints.rawPredict"):
+        if m.get("_media"):
+            # A simple media upload: the body is the object's data; only
+            # uploadType=media is understood (multipart/resumable are not used by mlcd).
+            if query.get("uploadType", [""])[0] != "media":
+                self.violation(rec, "only uploadType=media simple uploads are implemented by the fake")
+                raise ApiError(400, "uploadType must be media")
+            if not query.get("name", [""])[0]:
+                self.violation(rec, "a media upload needs the `name` query parameter")
+                raise ApiError(400, "Required parameter: name")
+            body = raw
+            rec["body"] = {"bytes": len(raw), "contentType": self.headers.get("Content-Type")}
+        elif mid.endswith("endpoints.rawPredict"):
             # google.api.HttpBody: over REST the request body is the payload itself.
             body = raw
             fake.raw_content_type = self.headers.get("Content-Type") or "application/json"
@@ -530,8 +575,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 msg = "; ".join(f"{p}: {why}" for p, why in problems[:8])
                 self.violation(rec, msg)
                 raise ApiError(400, f"Invalid JSON payload received. {msg}")
+        common = fake.docs[short].doc.get("parameters", {})
         for q in query:
-            if q not in m.get("parameters", {}) and q not in ("alt", "prettyPrint", "$alt", "key"):
+            if q not in m.get("parameters", {}) and q not in common and q not in ("alt", "prettyPrint", "$alt", "key"):
                 self.violation(rec, f"unknown query parameter `{q}`")
                 raise ApiError(400, f"Invalid query parameter {q}")
         # Authorization: sts.token is the only unauthenticated call.
@@ -573,6 +619,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return fake.generate_access_token(params[-1], body, token)
         if short == "logging":
             return fake.entries_list(body)
+        if short == "storage":
+            return fake.storage_call(mid.split(".")[-1], params, query, body, self.headers.get("Content-Type"))
         parts = mid.split(".")
         if parts[2] == "customJobs" and len(parts) == 4:
             return fake.custom_jobs(parts[3], params, query, body)
@@ -599,6 +647,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, {
                     "jobs": {k: fake.job_view(j) for k, j in fake.jobs.items()},
                     "models": fake.models, "endpoints": fake.endpoints,
+                    "objects": {f"gs://{b}/{n}": {"size": len(o["data"]), "contentType": o["contentType"]}
+                                for (b, n), o in fake.objects.items()},
                     "operations": {k: fake.op_view(o) for k, o in fake.operations.items()}})
             if path == "/_fake/fault":
                 fake.faults.append({"method": body["method"], "kind": body["kind"], "times": int(body.get("times", 1))})

@@ -15,6 +15,13 @@ use crate::cloud::retry::{retry, Backoff};
 use crate::error::UserError;
 use crate::secrets::redact;
 
+/// A request body: JSON, or raw bytes / a file's bytes with their content type.
+enum Body<'a> {
+    Json(&'a Value),
+    Bytes(&'a [u8], &'a str),
+    File(&'a std::path::Path, &'a str),
+}
+
 /// What went wrong calling Google, by what a caller does about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GcpError {
@@ -122,6 +129,44 @@ impl GcpClient {
         url: &str,
         body: Option<&Value>,
     ) -> Result<Value, GcpError> {
+        let body = body.map(Body::Json);
+        self.with_retries(what, method, url, body.as_ref()).await
+    }
+
+    /// POSTs the file at `path` as the raw body (a Cloud Storage media upload),
+    /// streamed from disk again on each attempt; the answer's JSON.
+    pub async fn upload_file(
+        &self,
+        what: &str,
+        url: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<Value, GcpError> {
+        let body = Body::File(path, content_type);
+        self.with_retries(what, Method::POST, url, Some(&body))
+            .await
+    }
+
+    /// POSTs `bytes` as the raw body; the answer's JSON.
+    pub async fn upload_bytes(
+        &self,
+        what: &str,
+        url: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> Result<Value, GcpError> {
+        let body = Body::Bytes(bytes, content_type);
+        self.with_retries(what, Method::POST, url, Some(&body))
+            .await
+    }
+
+    async fn with_retries(
+        &self,
+        what: &str,
+        method: Method,
+        url: &str,
+        body: Option<&Body<'_>>,
+    ) -> Result<Value, GcpError> {
         retry(what, &self.backoff, GcpError::is_transient, || async {
             match self.once(method.clone(), url, body).await {
                 Err(GcpError::Api { status: 401, .. }) if self.auth.can_refresh() => {
@@ -139,12 +184,32 @@ impl GcpClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<&Value>,
+        body: Option<&Body<'_>>,
     ) -> Result<Value, GcpError> {
         let token = self.auth.token().await?;
         let mut req = self.http.request(method, url).bearer_auth(token.expose());
-        if let Some(b) = body {
-            req = req.json(b);
+        match body {
+            Some(Body::Json(b)) => req = req.json(b),
+            Some(Body::Bytes(b, ct)) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, *ct)
+                    .body(b.to_vec())
+            }
+            Some(Body::File(path, ct)) => {
+                let len = tokio::fs::metadata(path)
+                    .await
+                    .map_err(|e| GcpError::Api {
+                        status: 0,
+                        code: "LOCAL_FILE".into(),
+                        message: format!("cannot read {}: {e}", path.display()),
+                    })?
+                    .len();
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, *ct)
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(crate::cloud::store::file_body(path.to_path_buf(), 0, len));
+            }
+            None => {}
         }
         let resp = req
             .send()

@@ -1,5 +1,5 @@
 //! Google Cloud plumbing for the Vertex AI backends: where each API lives
-//! (regional Vertex AI, STS, IAM Credentials, Cloud Logging, overridable the way
+//! (regional Vertex AI, STS, IAM Credentials, Cloud Logging, Cloud Storage, overridable the way
 //! gcloud does it), OAuth access tokens from the three sources Google's tooling
 //! hands over ([`auth`]), and one JSON client with retries and token refresh
 //! ([`client`]); long-running operations polled to `done` ([`operation`]).
@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod operation;
+pub mod storage;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,8 @@ pub enum Api {
     Aiplatform,
     /// Cloud Logging (`logging.googleapis.com`).
     Logging,
+    /// Cloud Storage's JSON API (`storage.googleapis.com`).
+    Storage,
 }
 
 impl Api {
@@ -25,6 +28,7 @@ impl Api {
         match self {
             Api::Aiplatform => "AIPLATFORM",
             Api::Logging => "LOGGING",
+            Api::Storage => "STORAGE",
         }
     }
 }
@@ -51,6 +55,7 @@ pub fn root_url(
     let mut url = chosen.unwrap_or_else(|| match api {
         Api::Aiplatform => format!("https://{region}-aiplatform.googleapis.com/"),
         Api::Logging => "https://logging.googleapis.com/".to_string(),
+        Api::Storage => "https://storage.googleapis.com/".to_string(),
     });
     if !url.ends_with('/') {
         url.push('/');
