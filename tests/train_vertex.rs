@@ -511,6 +511,25 @@ fn a_local_channel_is_uploaded_to_the_staging_bucket_once_and_read_under_gcs() {
         "{}",
         r.stderr
     );
+    // The real gcloud reads the uploaded object back from the fake.
+    let config = tempfile::tempdir().unwrap();
+    let part0 = data.iter().find(|n| n.ends_with("/part-0.csv")).unwrap();
+    let (ok, stdout, stderr) = fake.gcloud(
+        config.path(),
+        &["storage", "objects", "describe", part0, "--format=json"],
+    );
+    assert!(ok, "{stderr}");
+    let described: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let size = std::fs::metadata(ws.path().join("data/train/part-0.csv"))
+        .unwrap()
+        .len();
+    assert_eq!(described["size"], size, "{stdout}");
+    assert_eq!(
+        described["storage_url"]
+            .as_str()
+            .map(|u| u.split('#').next().unwrap()),
+        Some(part0.as_str())
+    );
 
     // The same data again (a new run): one read of the manifest, nothing uploaded.
     let (r2, out2) = run_train(&ws, &fake.token_env(), &[("INPUT_PARAM-LIST", "sleep=0.2")]);

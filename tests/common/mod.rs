@@ -537,6 +537,10 @@ impl FakeVertex {
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_AIPLATFORM",
                 format!("{}/", self.url),
             )
+            .env(
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE",
+                format!("{}/", self.url),
+            )
             .env("CLOUDSDK_AUTH_ACCESS_TOKEN", "ya29.gcloud-test")
             .env("CLOUDSDK_CORE_DISABLE_PROMPTS", "1")
             .env("CLOUDSDK_CORE_PROJECT", "mlcd-test")
