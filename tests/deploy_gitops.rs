@@ -315,6 +315,16 @@ fn bad_manifests_are_refused_naming_the_file_and_line_before_any_commit() {
         said(&run)
     );
     assert_eq!(git(&git_dir, &["rev-list", "--count", "main"]).trim(), "1");
+    // The runs that got as far as starting a GitHub deployment ended it
+    // `failure`: none is left `in_progress`.
+    let deps = deployment_states(&gh);
+    assert!(
+        !deps.is_empty(),
+        "the missing file is found after the deployment starts"
+    );
+    for statuses in &deps {
+        assert_eq!(statuses.last().unwrap()["state"], "failure", "{deps:#?}");
+    }
     assert_no_violations(&gh);
 }
 

@@ -305,205 +305,213 @@ pub async fn run(
     };
     reporter.set_output("endpoint", d.endpoint.clone());
     let mut gh = crate::modes::deploy::GitHub::start(plan, d, env, &candidate, reporter).await;
-    let commits = commits(plan, g, env)?;
-    // Pull-request mode: a branch and a pull request; followed only once merged.
-    let merged = match g.pull_request == Some(true) {
-        true => match super::pull::propose(
-            &mut repo,
-            editor.as_ref(),
-            &target,
-            &change,
-            plan,
-            g,
-            &message(plan, &change, &d.environment),
-            reporter,
-            &mut gh,
-        )
-        .await?
-        {
-            super::pull::Proposed::Open => return Ok(Outcome::Submitted),
-            super::pull::Proposed::OnBase(sha) => Some(sha),
-        },
-        false => None,
-    };
-    if merged.is_none() && commits.len() > 1 {
-        let follow = follow_with
-            .as_mut()
-            .expect("commits() requires deploy.gitops.argocd for traffic steps");
-        return super::rollout::run(
-            super::rollout::Rollout {
-                plan,
-                g,
-                env,
-                editor: editor.as_ref(),
-                repo: &mut repo,
-                target: &target,
-                change,
-                follow,
-                gh: &mut gh,
-                commits,
-            },
-            reporter,
-        )
-        .await;
-    }
-    let result = match merged {
-        Some(_) => Committed::Unchanged,
-        None => {
-            commit::commit_change(
+    let result: anyhow::Result<Outcome> = async {
+        let commits = commits(plan, g, env)?;
+        // Pull-request mode: a branch and a pull request; followed only once merged.
+        let merged = match g.pull_request == Some(true) {
+            true => match super::pull::propose(
                 &mut repo,
                 editor.as_ref(),
                 &target,
                 &change,
+                plan,
+                g,
                 &message(plan, &change, &d.environment),
+                reporter,
+                &mut gh,
             )
             .await?
+            {
+                super::pull::Proposed::Open => return Ok(Outcome::Submitted),
+                super::pull::Proposed::OnBase(sha) => Some(sha),
+            },
+            false => None,
+        };
+        if merged.is_none() && commits.len() > 1 {
+            let follow = follow_with
+                .as_mut()
+                .expect("commits() requires deploy.gitops.argocd for traffic steps");
+            return super::rollout::run(
+                super::rollout::Rollout {
+                    plan,
+                    g,
+                    env,
+                    editor: editor.as_ref(),
+                    repo: &mut repo,
+                    target: &target,
+                    change,
+                    follow,
+                    gh: &mut gh,
+                    commits,
+                },
+                reporter,
+            )
+            .await;
         }
-    };
-    let (sha, before, after) = match result {
-        Committed::Unchanged if merged.is_some() => {
-            (merged.clone().unwrap_or_default(), None, String::new())
-        }
-        Committed::Unchanged => {
-            reporter.info(&format!(
-                "{}@{branch}:{file} already deploys {} ({}): nothing committed",
-                g.repo,
-                change.version,
-                change.image()
-            ));
-            reporter.add_summary(&format!(
-                "### GitOps deploy of `{}` {}: nothing to commit\n\n`{file}` in `{}` (branch `{branch}`) already holds `{}`.\n",
-                change.model, change.version, g.repo, change.image()
-            ));
-            reporter.warn(if follow_with.is_none() {
-                UNVERIFIED
-            } else {
-                "nothing was committed, so there is no new revision for Argo CD to sync: mlcd did not check the application"
-            });
+        let result = match merged {
+            Some(_) => Committed::Unchanged,
+            None => {
+                commit::commit_change(
+                    &mut repo,
+                    editor.as_ref(),
+                    &target,
+                    &change,
+                    &message(plan, &change, &d.environment),
+                )
+                .await?
+            }
+        };
+        let (sha, before, after) = match result {
+            Committed::Unchanged if merged.is_some() => {
+                (merged.clone().unwrap_or_default(), None, String::new())
+            }
+            Committed::Unchanged => {
+                reporter.info(&format!(
+                    "{}@{branch}:{file} already deploys {} ({}): nothing committed",
+                    g.repo,
+                    change.version,
+                    change.image()
+                ));
+                reporter.add_summary(&format!(
+                    "### GitOps deploy of `{}` {}: nothing to commit\n\n`{file}` in `{}` (branch `{branch}`) already holds `{}`.\n",
+                    change.model, change.version, g.repo, change.image()
+                ));
+                reporter.warn(if follow_with.is_none() {
+                    UNVERIFIED
+                } else {
+                    "nothing was committed, so there is no new revision for Argo CD to sync: mlcd did not check the application"
+                });
+                gh.finish(
+                    State::InProgress,
+                    "already in the manifests repository: nothing committed",
+                    None,
+                    reporter,
+                )
+                .await;
+                return Ok(Outcome::Submitted);
+            }
+            Committed::Commit {
+                sha,
+                changes,
+                attempts,
+                before,
+                after,
+            } => {
+                reporter.set_output("gitops-commit", sha.clone());
+                let url = format!("https://github.com/{}/commit/{sha}", g.repo);
+                reporter.info(&format!(
+                    "committed {} to {}@{branch} ({file}): {}{}",
+                    short(&sha),
+                    g.repo,
+                    changes.join("; "),
+                    if attempts > 1 {
+                        format!(" — after {} pushes by others came first", attempts - 1)
+                    } else {
+                        String::new()
+                    }
+                ));
+                let rows: String = changes.iter().map(|c| format!("- `{c}`\n")).collect();
+                reporter.add_summary(&format!(
+                    "### GitOps deploy of `{}` {}\n\nCommitted [`{}`]({url}) to `{}` (branch `{branch}`, `{file}`):\n\n{rows}\n",
+                    change.model,
+                    change.version,
+                    short(&sha),
+                    g.repo
+                ));
+                (sha, before, after)
+            }
+        };
+        let Some(f) = follow_with.as_mut() else {
+            reporter.warn(UNVERIFIED);
             gh.finish(
                 State::InProgress,
-                "already in the manifests repository: nothing committed",
+                &format!(
+                    "committed {} to {}; rollout not verified",
+                    short(&sha),
+                    g.repo
+                ),
                 None,
                 reporter,
             )
             .await;
             return Ok(Outcome::Submitted);
-        }
-        Committed::Commit {
-            sha,
-            changes,
-            attempts,
-            before,
-            after,
-        } => {
-            reporter.set_output("gitops-commit", sha.clone());
-            let url = format!("https://github.com/{}/commit/{sha}", g.repo);
-            reporter.info(&format!(
-                "committed {} to {}@{branch} ({file}): {}{}",
-                short(&sha),
-                g.repo,
-                changes.join("; "),
-                if attempts > 1 {
-                    format!(" — after {} pushes by others came first", attempts - 1)
-                } else {
-                    String::new()
-                }
-            ));
-            let rows: String = changes.iter().map(|c| format!("- `{c}`\n")).collect();
-            reporter.add_summary(&format!(
-                "### GitOps deploy of `{}` {}\n\nCommitted [`{}`]({url}) to `{}` (branch `{branch}`, `{file}`):\n\n{rows}\n",
-                change.model,
-                change.version,
-                short(&sha),
-                g.repo
-            ));
-            (sha, before, after)
-        }
-    };
-    let Some(f) = follow_with.as_mut() else {
-        reporter.warn(UNVERIFIED);
-        gh.finish(
-            State::InProgress,
-            &format!(
-                "committed {} to {}; rollout not verified",
-                short(&sha),
-                g.repo
+        };
+        let timeout = d.ready_timeout.0;
+        let followed = follow::follow(
+            &mut f.argo,
+            &mut repo,
+            &f.app,
+            &sha,
+            timeout,
+            f.cooldown,
+            f.poll,
+            |l| reporter.info(l),
+        )
+        .await
+        .map_err(UserError::failed)?;
+        let (why, outcome) = match followed {
+            Followed::Healthy { first_healthy } => {
+                reporter.info(&format!(
+                    "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done ({} Argo CD calls)",
+                    f.app,
+                    short(&sha),
+                    first_healthy.as_secs_f64(),
+                    f.cooldown.as_secs(),
+                    f.argo.calls
+                ));
+                reporter.add_summary(&format!(
+                    "Argo CD application `{}`: synced `{}`, **Healthy**.\n",
+                    f.app,
+                    short(&sha)
+                ));
+                gh.finish(
+                    State::Success,
+                    &format!("{} synced by Argo CD and Healthy", short(&sha)),
+                    g.argocd
+                        .as_ref()
+                        .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+                        .as_deref(),
+                    reporter,
+                )
+                .await;
+                return Ok(Outcome::Succeeded);
+            }
+            Followed::Failed(why) => (why, Outcome::Failed),
+            Followed::TimedOut(last) => (
+                format!(
+                    "Argo CD did not report {} synced and Healthy within {} (ready-timeout); last: {last}",
+                    short(&sha),
+                    humantime::format_duration(timeout)
+                ),
+                Outcome::TimedOut,
             ),
-            None,
+        };
+        roll_back(
+            Undo {
+                repo: &mut repo,
+                target: &target,
+                follow: f,
+                change: &change,
+                environment: &d.environment,
+                timeout,
+                commits: std::slice::from_ref(&sha),
+                before,
+                after,
+                merged: merged.is_some(),
+            },
+            why,
+            outcome,
+            &mut gh,
             reporter,
         )
-        .await;
-        return Ok(Outcome::Submitted);
-    };
-    let timeout = d.ready_timeout.0;
-    let followed = follow::follow(
-        &mut f.argo,
-        &mut repo,
-        &f.app,
-        &sha,
-        timeout,
-        f.cooldown,
-        f.poll,
-        |l| reporter.info(l),
-    )
-    .await
-    .map_err(UserError::failed)?;
-    let (why, outcome) = match followed {
-        Followed::Healthy { first_healthy } => {
-            reporter.info(&format!(
-                "Argo CD application {}: {} synced and Healthy after {:.1}s, held for {}s; done ({} Argo CD calls)",
-                f.app,
-                short(&sha),
-                first_healthy.as_secs_f64(),
-                f.cooldown.as_secs(),
-                f.argo.calls
-            ));
-            reporter.add_summary(&format!(
-                "Argo CD application `{}`: synced `{}`, **Healthy**.\n",
-                f.app,
-                short(&sha)
-            ));
-            gh.finish(
-                State::Success,
-                &format!("{} synced by Argo CD and Healthy", short(&sha)),
-                g.argocd
-                    .as_ref()
-                    .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
-                    .as_deref(),
-                reporter,
-            )
-            .await;
-            return Ok(Outcome::Succeeded);
-        }
-        Followed::Failed(why) => (why, Outcome::Failed),
-        Followed::TimedOut(last) => (
-            format!(
-                "Argo CD did not report {} synced and Healthy within {} (ready-timeout); last: {last}",
-                short(&sha),
-                humantime::format_duration(timeout)
-            ),
-            Outcome::TimedOut,
-        ),
-    };
-    roll_back(
-        Undo {
-            repo: &mut repo,
-            target: &target,
-            follow: f,
-            change: &change,
-            environment: &d.environment,
-            timeout,
-            commits: std::slice::from_ref(&sha),
-            before,
-            after,
-            merged: merged.is_some(),
-        },
-        why,
-        outcome,
-        &mut gh,
-        reporter,
-    )
-    .await
+        .await
+    }
+    .await;
+    if let Err(e) = &result {
+        // Whatever stopped the step, its deployment does not stay `in_progress`.
+        gh.fail_if_open(e, reporter).await;
+    }
+    result
 }
 
 /// What a failed rollout reverts: mlcd's commits of `target`, the file's text

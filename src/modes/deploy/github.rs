@@ -12,6 +12,8 @@ pub(crate) struct GitHub {
     client: Option<Deployment>,
     id: Option<u64>,
     log_url: Option<String>,
+    /// A final status was posted.
+    finished: bool,
 }
 
 impl GitHub {
@@ -26,6 +28,7 @@ impl GitHub {
             client: None,
             id: None,
             log_url: plan.source.run_url.clone(),
+            finished: false,
         };
         let in_actions = env.env.get("GITHUB_ACTIONS").map(String::as_str) == Some("true");
         let (Some(token), Some(repo), Some(sha)) = (
@@ -87,6 +90,7 @@ impl GitHub {
         url: Option<&str>,
         reporter: &mut Reporter,
     ) {
+        self.finished = true;
         if let (Some(c), Some(id)) = (self.client.as_mut(), self.id) {
             if let Err(e) = c
                 .status(id, state, desc, url, self.log_url.as_deref())
@@ -94,6 +98,16 @@ impl GitHub {
             {
                 reporter.warn(format!("mlcd could not update the GitHub deployment: {e}"));
             }
+        }
+    }
+
+    /// Ends a deployment no status has ended yet as failed with `err`: a step
+    /// that stopped on an error never leaves its deployment `in_progress`.
+    pub(crate) async fn fail_if_open(&mut self, err: &anyhow::Error, reporter: &mut Reporter) {
+        if !self.finished {
+            let why = format!("{err:#}");
+            self.finish(deployments::State::Failure, &why, None, reporter)
+                .await;
         }
     }
 }

@@ -58,8 +58,11 @@ pub(super) async fn rollback(
     let mut gh = GitHub::start(plan, d, env, &prev, reporter).await;
     if !now.variants.iter().any(|v| v.version == prev.version) {
         reporter.info(&format!("starting {} again ({})", prev.version, prev.image));
-        backend.deploy(&spec(plan, d, &prev), false).await?;
-        if let Err(why) = ready(backend, ep, &prev.version, d.ready_timeout.0).await {
+        let started = match backend.deploy(&spec(plan, d, &prev), false).await {
+            Ok(()) => ready(backend, ep, &prev.version, d.ready_timeout.0).await,
+            Err(e) => Err(e.message),
+        };
+        if let Err(why) = started {
             gh.finish(deployments::State::Failure, &why, None, reporter)
                 .await;
             return Err(UserError::failed(format!(
@@ -69,8 +72,19 @@ pub(super) async fn rollback(
             .into());
         }
     }
-    backend.rollback(ep, &prev.version).await?;
-    let s = settled(backend, ep, d.ready_timeout.0, reporter).await?;
+    let moved = match backend.rollback(ep, &prev.version).await {
+        Ok(()) => settled(backend, ep, d.ready_timeout.0, reporter).await,
+        Err(e) => Err(e),
+    };
+    let s = match moved {
+        Ok(s) => s,
+        Err(e) => {
+            let why = format!("rollback: {}", e.message);
+            gh.finish(deployments::State::Failure, &why, None, reporter)
+                .await;
+            return Err(e.into());
+        }
+    };
     let url = s.and_then(|s| s.url);
     if let Some(u) = &url {
         reporter.set_output("url", u.clone());
