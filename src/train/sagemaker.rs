@@ -981,21 +981,7 @@ impl TrainingBackend for SagemakerTraining {
             return Ok(spec.clone());
         }
         let bucket = self.default_bucket(say).await?;
-        let mut staged = spec.clone();
-        for (name, channel) in &mut staged.channels {
-            if let Channel::Local(dir) = channel {
-                let (uri, _) = super::upload::upload_channel(
-                    &self.s3,
-                    &bucket,
-                    &spec.identity.model,
-                    name,
-                    dir,
-                    say,
-                )
-                .await?;
-                *channel = Channel::Remote(uri);
-            }
-        }
+        let mut staged = super::upload::stage_channels(&self.s3, &bucket, spec, say).await?;
         if needs_output {
             let output = format!("s3://{bucket}/");
             say(&format!(

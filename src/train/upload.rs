@@ -298,6 +298,25 @@ pub async fn upload_channel<S: ObjectStore>(
     ))
 }
 
+/// `spec` with each local channel uploaded to `bucket` of `store` (see
+/// [`upload_channel`]) and replaced by the URI the training service reads.
+pub async fn stage_channels<S: ObjectStore>(
+    store: &S,
+    bucket: &str,
+    spec: &super::JobSpec,
+    say: &(dyn for<'l> Fn(&'l str) + Sync),
+) -> Result<super::JobSpec, UserError> {
+    let mut staged = spec.clone();
+    for (name, channel) in &mut staged.channels {
+        if let super::Channel::Local(dir) = channel {
+            let (uri, _) =
+                upload_channel(store, bucket, &spec.identity.model, name, dir, say).await?;
+            *channel = super::Channel::Remote(uri);
+        }
+    }
+    Ok(staged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

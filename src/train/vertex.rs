@@ -433,22 +433,7 @@ impl TrainingBackend for VertexTraining {
             .next()
             .unwrap_or_default()
             .to_string();
-        let mut staged = spec.clone();
-        for (name, channel) in &mut staged.channels {
-            if let Channel::Local(dir) = channel {
-                let (uri, _) = super::upload::upload_channel(
-                    &self.storage,
-                    &bucket,
-                    &spec.identity.model,
-                    name,
-                    dir,
-                    say,
-                )
-                .await?;
-                *channel = Channel::Remote(uri);
-            }
-        }
-        Ok(staged)
+        super::upload::stage_channels(&self.storage, &bucket, spec, say).await
     }
 
     async fn submit(&self, spec: &JobSpec) -> Result<Submitted, UserError> {
