@@ -37,16 +37,32 @@ pub async fn run(
     let region = m.region.as_deref();
 
     let mut reference = Sample::new(&m.settings.types);
-    source::read_source(
-        &mut reference,
-        &m.reference,
-        "reference",
-        ws,
-        region,
-        env.env,
-        &Positional::default(),
-    )
-    .await?;
+    // A current sample of CSV files takes nothing from the reference (its header
+    // names the columns): with a local reference, both are read at once, a core
+    // each.
+    let reading_reference = match &m.reference {
+        SourcePlan::Path { path } if source::local_csv_only(&m.current, ws) => {
+            let (abs, path, types) = (ws.join(path), path.clone(), m.settings.types.clone());
+            Some(tokio::task::spawn_blocking(move || {
+                let mut r = Sample::new(&types);
+                source::read_local(&mut r, &abs, &path, "reference", &Positional::default())
+                    .map(|()| r)
+            }))
+        }
+        _ => {
+            source::read_source(
+                &mut reference,
+                &m.reference,
+                "reference",
+                ws,
+                region,
+                env.env,
+                &Positional::default(),
+            )
+            .await?;
+            None
+        }
+    };
     let skip: BTreeSet<&String> = m
         .settings
         .not_features
@@ -76,7 +92,7 @@ pub async fn run(
             current = current.keeping_rows(usize::try_from(e.max_rows).unwrap_or(usize::MAX));
         }
     }
-    source::read_source(
+    let read_current = source::read_source(
         &mut current,
         &m.current,
         "current",
@@ -85,7 +101,13 @@ pub async fn run(
         env.env,
         &positional,
     )
-    .await?;
+    .await;
+    if let Some(task) = reading_reference {
+        reference = task
+            .await
+            .map_err(|e| UserError::failed(format!("reading the reference failed: {e}")))??;
+    }
+    read_current?;
     reporter.info(&format!(
         "read {} reference rows from {} and {} current rows from {}",
         reference.rows,

@@ -42,7 +42,8 @@ pub async fn read_source(
     }
 }
 
-fn read_local(
+/// Reads a local file or directory (`abs`, shown as `display`) into `sample`.
+pub fn read_local(
     sample: &mut Sample,
     abs: &Path,
     display: &str,
@@ -65,6 +66,23 @@ fn read_local(
         read::read_into(sample, f, format, &shown, positional)?;
     }
     Ok(())
+}
+
+/// Whether `source` is a workspace file or directory of CSV files only: read
+/// with its own header, it needs no column names from the reference, so it can
+/// be read while the reference is.
+pub fn local_csv_only(source: &SourcePlan, workspace: &Path) -> bool {
+    let SourcePlan::Path { path } = source else {
+        return false;
+    };
+    read::files_of(&workspace.join(path), "")
+        .map(|files| {
+            !files.is_empty()
+                && files
+                    .iter()
+                    .all(|f| read::format_of(f) == Some(read::Format::Csv))
+        })
+        .unwrap_or(false)
 }
 
 async fn read_s3(
