@@ -512,17 +512,7 @@ pub fn sign_request(
     payload: Payload<'_>,
     time: SystemTime,
 ) -> Result<Vec<(&'static str, String, bool)>, AwsError> {
-    let identity = aws_credential_types::Credentials::new(
-        credentials.access_key_id.expose(),
-        credentials.secret_access_key.expose(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
-        None,
-        "environment",
-    )
-    .into();
+    let identity = signing_identity(credentials).into();
     let mut settings = SigningSettings::default();
     if signing == Signing::S3 {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -554,6 +544,20 @@ pub fn sign_request(
         .collect())
 }
 
+/// mlcd's credentials as the identity aws-sigv4 signs with.
+fn signing_identity(credentials: &AwsCredentials) -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new(
+        credentials.access_key_id.expose(),
+        credentials.secret_access_key.expose(),
+        credentials
+            .session_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        None,
+        "environment",
+    )
+}
+
 /// `url` presigned with SigV4 query parameters (`X-Amz-Algorithm` …
 /// `X-Amz-Signature`, valid for `expires`), the way botocore's
 /// `generate_presigned_url` makes it; `headers` are signed (the caller of the URL
@@ -568,17 +572,7 @@ pub fn presign_url(
     expires: Duration,
     time: SystemTime,
 ) -> Result<String, AwsError> {
-    let identity = aws_credential_types::Credentials::new(
-        credentials.access_key_id.expose(),
-        credentials.secret_access_key.expose(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
-        None,
-        "environment",
-    )
-    .into();
+    let identity = signing_identity(credentials).into();
     let mut settings = SigningSettings::default();
     settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
     settings.expires_in = Some(expires);
