@@ -1149,34 +1149,7 @@ fn check_name(name: &str, what: &str) -> Result<(), UserError> {
 /// The container environment: the server settings mlcd knows, then `deploy.env`
 /// (which wins).
 fn environment(spec: &VersionSpec) -> Result<Map<String, Value>, UserError> {
-    let env = spec.contract_env();
-    if env.len() > 100 {
-        return Err(UserError::invalid(format!(
-            "the serving container gets {} environment variables (`deploy.env` and mlcd's own): SageMaker takes at most 100",
-            env.len()
-        )));
-    }
-    let mut out = Map::new();
-    for (k, v) in env {
-        let key_ok = k.len() <= 1024
-            && k.bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !key_ok {
-            return Err(UserError::invalid(format!(
-                "`deploy.env` variable `{k}`: SageMaker takes names of letters, digits and `_`, not starting with a digit"
-            )));
-        }
-        if v.len() > 1024 {
-            return Err(UserError::invalid(format!(
-                "`deploy.env` variable `{k}` is {} characters long: SageMaker takes values up to 1024",
-                v.len()
-            )));
-        }
-        out.insert(k, Value::String(v));
-    }
-    Ok(out)
+    crate::train::sagemaker::container_environment(spec.contract_env().iter(), "deploy.env", 1024)
 }
 
 /// EndpointStatus as an [`EndpointState`].

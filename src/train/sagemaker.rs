@@ -182,7 +182,7 @@ impl SagemakerTraining {
         }
 
         let hyperparameters = check_hyperparameters(&spec.hyperparameters)?;
-        let environment = check_environment(&spec.env)?;
+        let environment = container_environment(spec.env.iter(), "train.env", 512)?;
         let metrics = metric_definitions(&spec.metric_definitions)?;
         let tags = sagemaker_tags(&spec.all_tags())?;
 
@@ -775,28 +775,36 @@ fn check_hyperparameters(hp: &BTreeMap<String, String>) -> Result<Map<String, Va
     Ok(out)
 }
 
-fn check_environment(env: &BTreeMap<String, String>) -> Result<Map<String, Value>, UserError> {
+/// A container's environment as SageMaker takes it (training and serving alike):
+/// at most 100 variables, names of letters, digits and `_` not starting with a
+/// digit, names and values up to `max_len` characters (512 for training jobs,
+/// 1024 for models). `key` is the config key named in the errors.
+pub(crate) fn container_environment<'a>(
+    env: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+    key: &str,
+    max_len: usize,
+) -> Result<Map<String, Value>, UserError> {
     if env.len() > 100 {
         return Err(UserError::invalid(format!(
-            "`train.env` has {} variables: SageMaker takes at most 100",
+            "the container gets {} environment variables (`{key}` included): SageMaker takes at most 100",
             env.len()
         )));
     }
     let mut out = Map::new();
     for (k, v) in env {
-        let key_ok = k.len() <= 512
+        let key_ok = k.len() <= max_len
             && k.bytes()
                 .next()
                 .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !key_ok {
             return Err(UserError::invalid(format!(
-                "`train.env` variable `{k}`: SageMaker takes names of letters, digits and `_`, not starting with a digit"
+                "`{key}` variable `{k}`: SageMaker takes names of letters, digits and `_`, not starting with a digit"
             )));
         }
-        if v.len() > 512 {
+        if v.len() > max_len {
             return Err(UserError::invalid(format!(
-                "`train.env` variable `{k}` is {} characters long: SageMaker takes values up to 512",
+                "`{key}` variable `{k}` is {} characters long: SageMaker takes values up to {max_len}",
                 v.len()
             )));
         }
