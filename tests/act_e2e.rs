@@ -886,6 +886,17 @@ fn a_drift_dispatch_starts_the_example_retraining_workflow_under_act() {
         .arg(format!("BASE_IMAGE={}", env["MLCD_TESTBED_BASE_IMAGE"]))
         .arg(root().join("fixtures/example"));
     run(c, "docker build of the example image");
+    // The tag goes when the test ends, passed or not (the layers stay cached).
+    struct Untag<'a>(&'a BTreeMap<String, String>, String);
+    impl Drop for Untag<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .env("DOCKER_HOST", &self.0["DOCKER_HOST"])
+                .args(["rmi", &self.1])
+                .output();
+        }
+    }
+    let _untag = Untag(&env, model_image.clone());
 
     // 3. The retraining workflow from that event: submit, then attach and collect.
     let started = std::time::Instant::now();
@@ -898,10 +909,6 @@ fn a_drift_dispatch_starts_the_example_retraining_workflow_under_act() {
         &secrets,
     );
     eprintln!("retraining workflow under act: {:.1?}", started.elapsed());
-    let mut rm = Command::new("docker");
-    rm.env("DOCKER_HOST", &env["DOCKER_HOST"])
-        .args(["rmi", &model_image]);
-    let _ = rm.output();
     assert_eq!(get(&out, "train", "status"), "succeeded", "{log}");
     assert_eq!(get(&out, "train", "model-version"), "1", "{log}");
     let summary = &summaries["train"];
