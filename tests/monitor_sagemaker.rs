@@ -401,6 +401,21 @@ fn quality_predictions_are_joined_from_sagemaker_capture_files_in_s3_by_inferenc
         "{}",
         run.stderr
     );
+    // An endpoint that has captured nothing yet.
+    let quiet = format!("churn-z{}", unique());
+    let cfg = ws
+        .read("mlcd.yml")
+        .replace(&format!("endpoint: {other}"), &format!("endpoint: {quiet}"));
+    ws.write("mlcd.yml", &cfg);
+    let (run, _) = monitor(&ws, &moto);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "`monitor.predictions-from: capture`: no data capture file (.jsonl) under `s3://{bucket}/capture/{quiet}/`"
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
