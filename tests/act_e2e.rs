@@ -756,3 +756,169 @@ fn a_pull_request_under_act_gets_one_report_comment_that_a_second_run_updates() 
     assert_eq!(code, 0, "{json}");
     assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
 }
+
+/// The loop's last link under the runner: the example monitoring workflow
+/// (examples/workflows/monitor.yml) finds drift in recent data and sends its
+/// `repository_dispatch` to the fake GitHub; the request the fake recorded is
+/// turned into the event GitHub delivers for it (GitHub's own example payload
+/// with `action` = the event type and this `client_payload`), and the example
+/// retraining workflow (examples/workflows/train.yml) runs under act from it:
+/// a real training of the example on the engine, submitted by one job and
+/// collected by the next, for the model and the reason the dispatch named.
+#[test]
+fn a_drift_dispatch_starts_the_example_retraining_workflow_under_act() {
+    let env = testbed_env(&[
+        "DOCKER_HOST",
+        "MLCD_TESTBED_ACT",
+        "MLCD_TESTBED_BASE_IMAGE",
+        "MLCD_TESTBED_REGISTRY",
+    ]);
+    let image = action_image(&env);
+    let gh = FakeGitHub::start();
+    let ns = format!("retrain{}", unique());
+    let mut files: Vec<(String, String)> = Vec::new();
+    collect(&root().join("fixtures/example"), "", &mut files);
+    for (path, text) in files.iter_mut() {
+        *path = path.trim_start_matches('/').to_string();
+        if path == "mlcd.yml" {
+            *text = text.replace(
+                "registry: 127.0.0.1:15000/mlcd",
+                &format!("registry: {}/{ns}", env["MLCD_TESTBED_REGISTRY"]),
+            )
+                + "\nmonitor:\n  current: data/recent\n  exclude: [churn]\n  on-drift: dispatch\n";
+        }
+    }
+    // Recent requests unlike the training data: longer tenure, higher charges.
+    let train =
+        std::fs::read_to_string(root().join("fixtures/example/data/train/churn.csv")).unwrap();
+    let mut recent = String::from("tenure_months,monthly_charges,support_calls,contract_monthly\n");
+    for line in train.lines().skip(1).take(120) {
+        let c: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        recent.push_str(&format!(
+            "{},{},{},{}\n",
+            c[0] + 40.0,
+            c[1] * 1.5,
+            c[2],
+            c[3]
+        ));
+    }
+    files.push(("data/recent/traffic.csv".into(), recent));
+    // Their own workflow names: act names a job's container after its workflow
+    // and job, and the three-example test runs train.yml at the same time. No
+    // upload-artifact here (it is fetched from github.com; no internet).
+    let monitor = example_workflow("monitor.yml")
+        .replace("name: Monitor\n", "name: Drift check\n")
+        .replace(
+            "      - uses: actions/upload-artifact@v4\n        with:\n          name: drift-report\n          path: ${{ steps.monitor.outputs.report-path }}\n",
+            "",
+        );
+    assert!(!monitor.contains("upload-artifact"), "{monitor}");
+    let train = example_workflow("train.yml").replace("name: Train\n", "name: Retrain\n");
+    files.push((".github/workflows/monitor.yml".into(), monitor));
+    files.push((".github/workflows/train.yml".into(), train));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let (repo, sha) = repository(
+        image,
+        &files,
+        "name: unused\non: workflow_dispatch\njobs: {}\n",
+    );
+    // act reads `.env` in the working directory into every step's environment.
+    repo.write(".env", &format!("GITHUB_API_URL={}\n", gh.url));
+    repo.write(
+        "dispatch.json",
+        &std::fs::read_to_string(root().join("fixtures/events/workflow_dispatch.json")).unwrap(),
+    );
+    let secrets = [("GITHUB_TOKEN", "ghs_actfaketoken0123456789")];
+
+    // 1. The monitoring workflow: drifted, and the dispatch sent.
+    let started = std::time::Instant::now();
+    let (out, summaries, log) = act_on(
+        &env,
+        &repo,
+        "workflow_dispatch",
+        ".github/workflows/monitor.yml",
+        "dispatch.json",
+        &secrets,
+    );
+    eprintln!("monitor workflow under act: {:.1?}", started.elapsed());
+    assert_eq!(get(&out, "monitor", "status"), "drifted", "{log}");
+    assert!(
+        summaries["monitor"].contains("Sent `repository_dispatch` `retrain`"),
+        "{summaries:?}"
+    );
+    assert_eq!(gh.violations(), Vec::<serde_json::Value>::new());
+    let state = gh.state();
+    let sent = state["dispatches"].as_array().unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let d = &sent[0];
+    assert_eq!(d["repository"], "acme/churn");
+    assert_eq!(d["event_type"], "retrain");
+    assert_eq!(d["client_payload"]["model-id"], "churn");
+    assert_eq!(d["client_payload"]["commit"], sha.as_str());
+    let reason = d["client_payload"]["reason"].as_str().unwrap().to_string();
+
+    // 2. What GitHub delivers for that request: a repository_dispatch event whose
+    //    `action` is the event type, with the client_payload as sent, on the
+    //    repository's default branch (GitHub's example payload, for this repository).
+    let mut event: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/events/repository_dispatch.json")).unwrap(),
+    )
+    .unwrap();
+    let (owner, name) = d["repository"].as_str().unwrap().split_once('/').unwrap();
+    event["action"] = d["event_type"].clone();
+    event["client_payload"] = d["client_payload"].clone();
+    event["branch"] = "main".into();
+    event["repository"]["name"] = name.into();
+    event["repository"]["full_name"] = d["repository"].clone();
+    event["repository"]["owner"]["login"] = owner.into();
+    event["repository"]["default_branch"] = "main".into();
+    repo.write("retrain.json", &event.to_string());
+
+    // The image built for this commit, as CI would have pushed it; on the
+    // engine, so training finds it without a pull.
+    let model_image = format!("{}/{ns}/churn:{sha}", env["MLCD_TESTBED_REGISTRY"]);
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", &env["DOCKER_HOST"])
+        .args(["build", "-q", "-t", &model_image, "--build-arg"])
+        .arg(format!("BASE_IMAGE={}", env["MLCD_TESTBED_BASE_IMAGE"]))
+        .arg(root().join("fixtures/example"));
+    run(c, "docker build of the example image");
+    // The tag goes when the test ends, passed or not (the layers stay cached).
+    struct Untag<'a>(&'a BTreeMap<String, String>, String);
+    impl Drop for Untag<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .env("DOCKER_HOST", &self.0["DOCKER_HOST"])
+                .args(["rmi", &self.1])
+                .output();
+        }
+    }
+    let _untag = Untag(&env, model_image.clone());
+
+    // 3. The retraining workflow from that event: submit, then attach and collect.
+    let started = std::time::Instant::now();
+    let (out, summaries, log) = act_on(
+        &env,
+        &repo,
+        "repository_dispatch",
+        ".github/workflows/train.yml",
+        "retrain.json",
+        &secrets,
+    );
+    eprintln!("retraining workflow under act: {:.1?}", started.elapsed());
+    assert_eq!(get(&out, "train", "status"), "succeeded", "{log}");
+    assert_eq!(get(&out, "train", "model-version"), "1", "{log}");
+    let summary = &summaries["train"];
+    assert!(summary.contains("Completed"), "{summary}");
+    assert!(
+        summary.contains(&format!("repository_dispatch `retrain`: {reason}")),
+        "the run names what started it: {summary}"
+    );
+    let registered =
+        std::fs::read_to_string(repo.path().join(".mlcd/registry/churn/versions/1.json")).unwrap();
+    assert!(registered.contains(&sha), "{registered}");
+    assert_eq!(gh.violations(), Vec::<serde_json::Value>::new());
+}

@@ -407,17 +407,15 @@ fn bad_endpoint_prediction_settings_point_at_their_line() {
         assert!(r.stderr.contains(at), "{yaml}: {}", r.stderr);
         assert!(r.stderr.contains(says), "{yaml}: {}", r.stderr);
     }
-    // Only the local backend's endpoint is asked.
-    ws.write(
-        "mlcd.yml",
-        &format!("{head}backend: sagemaker\nsagemaker: {{region: us-east-1, role-arn: \"arn:aws:iam::123456789012:role/x\"}}\n"),
-    );
+    // Only the local and SageMaker endpoints are asked.
+    ws.write("mlcd.yml", &format!("{head}backend: kubernetes\n"));
     let r = plan(&ws, &["monitor"]);
     r.assert_code(2);
     assert!(r.stderr.contains("--> mlcd.yml:6"), "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains("backend `sagemaker` is not supported yet"),
+        r.stderr.contains(
+            "is supported with backends `local` and `sagemaker`; backend `kubernetes` is not supported yet"
+        ),
         "{}",
         r.stderr
     );

@@ -450,12 +450,14 @@ pub struct MonitorConfig {
     /// Default: `prediction`.
     pub predictions: Option<String>,
     /// Where the predictions come from: `column` (default: the `predictions`
-    /// column of the recent data), `capture` (the local endpoint's captured
-    /// responses, joined to the labelled rows by `id-column`) or `endpoint`
-    /// (the live endpoint is asked for
-    /// each labelled row, at most `predict-max-rows` rows at `predict-rate`
-    /// requests a second; local backend). An answer row that is an object gives
-    /// its field named like the label column.
+    /// column of the recent data), `capture` (the endpoint's captured
+    /// responses — the local capture, or SageMaker's data capture files under
+    /// `deploy.capture.path` in S3 — joined to the labelled rows by
+    /// `id-column`) or `endpoint` (the live endpoint is asked for each labelled
+    /// row — on SageMaker with InvokeEndpoint — at most `predict-max-rows` rows
+    /// at `predict-rate` requests a second). `capture` and `endpoint`: backends
+    /// local and sagemaker. An answer row that is an object gives its field
+    /// named like the label column.
     pub predictions_from: Option<PredictionsFrom>,
     /// `predictions-from: capture`: the column of the labelled recent data
     /// holding each request's inference id (what the caller sent as

@@ -22,6 +22,7 @@ use crate::plan::Plan;
 use crate::registry;
 use crate::report::Reporter;
 use crate::serve::local::LocalServing;
+use crate::serve::ServingBackend;
 
 /// Runs a monitoring plan.
 pub async fn run(
@@ -83,7 +84,7 @@ pub async fn run(
     if let Some(q) = &m.quality {
         current = current.with_pairs(&q.labels, &q.predictions);
         if let Some(c) = &q.capture {
-            let by_id = captured_predictions(plan, c, &q.labels, ws, reporter).await?;
+            let by_id = captured_predictions(plan, c, &q.labels, env, reporter).await?;
             if let Some(p) = current.pairs.as_mut() {
                 p.lookup = Some((c.id_column.clone(), by_id));
             }
@@ -130,7 +131,7 @@ pub async fn run(
         &m.quality,
         m.quality.as_ref().and_then(|q| q.endpoint.as_ref()),
     ) {
-        ask_endpoint(&mut current, q, target, reporter).await?;
+        ask_endpoint(plan, env, &mut current, q, target, reporter).await?;
     }
     let quality = match (&m.quality, current.rows) {
         (Some(q), n) if n > 0 => Some(check_quality(plan, q, &current, env, reporter).await?),
@@ -312,37 +313,57 @@ async fn check_quality(
 }
 
 /// `predictions-from: capture`: the endpoint's captured responses by inference
-/// id (the capture copied out of the router first, as for `current: capture`).
+/// id — the local capture (copied out of the router first, as for `current:
+/// capture`), or SageMaker's data capture files under the endpoint's S3 prefix.
 async fn captured_predictions(
     plan: &Plan,
     c: &crate::plan::monitor::PredictCapture,
     label: &str,
-    ws: &Path,
+    env: &ModeEnv<'_>,
     reporter: &mut Reporter,
 ) -> Result<std::collections::HashMap<String, String>, UserError> {
-    let SourcePlan::Capture { path, .. } = &c.source else {
-        return Err(UserError::invalid(
-            "`monitor.predictions-from: capture` reads the local endpoint's capture only",
-        ));
+    let ws = env.workspace;
+    let (got, shown) = match &c.source {
+        SourcePlan::Capture { path, .. } => {
+            // `current: capture` copied it out of the router already.
+            let pulled = matches!(
+                plan.monitor.as_ref().map(|m| &m.current),
+                Some(SourcePlan::Capture { .. })
+            );
+            if !pulled {
+                pull_capture(plan, &c.source, ws, reporter).await;
+            }
+            let dir = ws.join(path);
+            if !dir.is_dir() {
+                return Err(UserError::invalid(format!(
+                    "`monitor.predictions-from: capture`: no captured traffic at `{path}/`"
+                ))
+                .hint("deploy the endpoint with capture on (`deploy.capture`) and let callers send the X-Amzn-SageMaker-Inference-Id header; or use `predictions-from: endpoint`"));
+            }
+            (
+                predict::captured_predictions(&dir, path, label)?,
+                format!("{path}/"),
+            )
+        }
+        SourcePlan::S3 { uri } => {
+            let region = plan.monitor.as_ref().and_then(|m| m.region.as_deref());
+            let got = predict::captured_predictions_s3(uri, region, env.env, label).await?;
+            if got.files == 0 {
+                return Err(UserError::invalid(format!(
+                    "`monitor.predictions-from: capture`: no data capture file (.jsonl) under `{uri}`"
+                ))
+                .hint("SageMaker writes them under <deploy.capture.path>/<endpoint>/<variant>/yyyy/mm/dd/hh/ once the endpoint has served requests; or use `predictions-from: endpoint`"));
+            }
+            (got, uri.clone())
+        }
+        SourcePlan::Path { path } => {
+            return Err(UserError::invalid(format!(
+                "`monitor.predictions-from: capture` reads an endpoint's capture, not `{path}`"
+            )))
+        }
     };
-    // `current: capture` copied it out of the router already.
-    let pulled = matches!(
-        plan.monitor.as_ref().map(|m| &m.current),
-        Some(SourcePlan::Capture { .. })
-    );
-    if !pulled {
-        pull_capture(plan, &c.source, ws, reporter).await;
-    }
-    let dir = ws.join(path);
-    if !dir.is_dir() {
-        return Err(UserError::invalid(format!(
-            "`monitor.predictions-from: capture`: no captured traffic at `{path}/`"
-        ))
-        .hint("deploy the endpoint with capture on (`deploy.capture`) and let callers send the X-Amzn-SageMaker-Inference-Id header; or use `predictions-from: endpoint`"));
-    }
-    let got = predict::captured_predictions(&dir, path, label)?;
     reporter.info(&format!(
-        "read {} captured response(s) under {path}/: {} with an inference id{}",
+        "read {} captured response(s) under {shown}: {} with an inference id{}",
         got.records,
         got.by_id.len(),
         if got.unusable > 0 {
@@ -354,12 +375,23 @@ async fn captured_predictions(
             String::new()
         }
     ));
+    if got.by_id.is_empty() && got.records > 0 {
+        return Err(UserError::invalid(format!(
+            "`monitor.predictions-from: capture`: none of the {} captured record(s) under {shown} has an inference id (`eventMetadata.inferenceId`), so no labelled row can be joined to a prediction",
+            got.records
+        ))
+        .hint("callers must send an inference id with each request (the X-Amzn-SageMaker-Inference-Id header, InferenceId in InvokeEndpoint) and keep it beside the label; or use `predictions-from: endpoint`"));
+    }
     Ok(got.by_id)
 }
 
 /// `predictions-from: endpoint`: the live endpoint predicts the labelled rows
-/// the reader kept (local backend: the planner allows no other).
+/// the reader kept — the local router's live version, or on SageMaker the
+/// variant taking most traffic through InvokeEndpoint (the planner allows no
+/// other backend).
 async fn ask_endpoint(
+    plan: &Plan,
+    env: &ModeEnv<'_>,
     current: &mut Sample,
     q: &crate::plan::monitor::QualityPlan,
     target: &crate::plan::monitor::PredictEndpoint,
@@ -371,15 +403,33 @@ async fn ask_endpoint(
     if kept.rows.is_empty() {
         return Ok(());
     }
-    let engine = Engine::connect().await?;
-    let backend = LocalServing::new(&engine);
+    let backend: Box<dyn ServingBackend> = match plan.backend {
+        Backend::Sagemaker => {
+            let region = plan
+                .monitor
+                .as_ref()
+                .and_then(|m| m.region.clone())
+                .unwrap_or_default();
+            // InvokeEndpoint needs a region and credentials, no execution role.
+            let sm = crate::plan::SagemakerPlan {
+                region,
+                role_arn: String::new(),
+                output_path: None,
+                subnets: Vec::new(),
+                security_groups: Vec::new(),
+            };
+            Box::new(crate::serve::sagemaker::SagemakerServing::new(&sm, env.env).await?)
+        }
+        _ => Box::new(LocalServing::new(&Engine::connect().await?)),
+    };
     reporter.info(&format!(
-        "asking endpoint `{}` for the predictions of {} labelled row(s), at most {} a second",
+        "asking endpoint `{}` on {} for the predictions of {} labelled row(s), at most {} a second",
         target.name,
+        backend.name(),
         kept.rows.len(),
         report::num(target.rate)
     ));
-    let asked = predict::ask_endpoint(&backend, target, kept, &q.labels, pairs).await?;
+    let asked = predict::ask_endpoint(backend.as_ref(), target, kept, &q.labels, pairs).await?;
     reporter.info(&format!(
         "version {} of endpoint `{}` answered {} request(s){}",
         asked.version,

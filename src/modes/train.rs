@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::ModeEnv;
 use crate::config::values::{Backend, Gate, OnStop};
+use crate::context::Trigger;
 use crate::error::{Outcome, UserError};
 use crate::identity::{Purpose, Recorded};
 use crate::image::auth::{self, Sources};
@@ -187,6 +188,12 @@ pub async fn run(
         registry::open(&t.registry, env.workspace, t.sagemaker.as_ref(), env.env).await?;
     let spec = job_spec(plan, t, env);
     let name = spec.name.clone();
+    // A retraining a monitor (or any webhook) asked for says why it runs.
+    if let Trigger::RepositoryDispatch { .. } = &plan.source.trigger {
+        let why = crate::plan::render::trigger_text(&plan.source.trigger);
+        reporter.info(&format!("started by {why}"));
+        reporter.add_summary(&format!("Started by {why}.\n\n"));
+    }
 
     // Submit, or attach: an `attach` id, or a job of this name (a re-run). A job
     // found by name is attached to only when it was started for this run.

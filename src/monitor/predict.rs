@@ -3,11 +3,14 @@
 //! the version taking most of the live traffic, directly (not through the
 //! router, so they are neither captured nor counted as live traffic), at most
 //! `predict-rate` requests a second; each answer's prediction is folded into the
-//! label/prediction pairs. Or, with no extra load on the endpoint, the
-//! predictions its capture recorded: each captured response's prediction under
-//! the request's inference id, joined to the labelled rows by their id column.
+//! label/prediction pairs (any [`ServingBackend`]: the local router's version,
+//! or a SageMaker variant through InvokeEndpoint). Or, with no extra load on the
+//! endpoint, the predictions its capture recorded (the local capture directory,
+//! or SageMaker's data capture files in S3): each captured response's
+//! prediction under the request's inference id, joined to the labelled rows by
+//! their id column.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
@@ -115,6 +118,8 @@ pub struct Captured {
     pub records: u64,
     /// Records without an inference id or an `endpointOutput`.
     pub unusable: u64,
+    /// S3 objects read (0 for a local directory).
+    pub files: u64,
 }
 
 /// Reads the capture files under `dir` (`display` in errors): each record's
@@ -128,49 +133,88 @@ pub fn captured_predictions(dir: &Path, display: &str, label: &str) -> Result<Ca
         };
         let f = std::fs::File::open(&file)
             .map_err(|e| UserError::invalid(format!("cannot open `{shown}`: {e}")))?;
-        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line
-                .map_err(|e| UserError::invalid(format!("{shown}:{}: cannot read: {e}", n + 1)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&line).map_err(|e| {
-                UserError::invalid(format!(
-                    "{shown}:{}: not a data capture record ({e})",
-                    n + 1
-                ))
-            })?;
-            out.records += 1;
-            let id = v["eventMetadata"]["inferenceId"].as_str();
-            let output = &v["captureData"]["endpointOutput"];
-            let (Some(id), Some(data)) = (id, output["data"].as_str()) else {
-                out.unusable += 1;
-                continue;
-            };
-            let text = if output["encoding"] == "BASE64" {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(data.trim())
-                    .map_err(|e| {
-                        UserError::invalid(format!(
-                            "{shown}:{}: `endpointOutput.data` is not base64 ({e})",
-                            n + 1
-                        ))
-                    })?;
-                String::from_utf8_lossy(&bytes).into_owned()
-            } else {
-                data.to_string()
-            };
-            let p = prediction_of(&text, label).map_err(|why| {
-                UserError::invalid(format!(
-                    "{shown}:{}: the captured response {why}",
-                    n + 1
-                ))
-                .hint(format!("the quality check reads `{{\"predictions\": [p]}}` (or `[p]`, or `p`) where p is a value or an object with a field `{label}`: one row a request"))
-            })?;
-            out.by_id.insert(id.to_string(), p);
-        }
+        fold_capture(std::io::BufReader::new(f), &shown, label, &mut out)?;
     }
     Ok(out)
+}
+
+/// The same from SageMaker's data capture files under an `s3://` prefix (the
+/// endpoint's DataCaptureConfig destination): every `.jsonl` object listed,
+/// fetched and read in turn.
+pub async fn captured_predictions_s3(
+    uri: &str,
+    region: Option<&str>,
+    env: &BTreeMap<String, String>,
+    label: &str,
+) -> Result<Captured, UserError> {
+    let (s3, bucket, prefix) =
+        super::source::open_s3(uri, "predictions-from: capture", region, env).await?;
+    let objects = s3
+        .list_objects(&bucket, &prefix)
+        .await
+        .map_err(UserError::from)?;
+    let mut out = Captured::default();
+    for (object, _) in objects.iter().filter(|(k, _)| k.ends_with(".jsonl")) {
+        let body = s3
+            .get_object(&bucket, object)
+            .await
+            .map_err(UserError::from)?;
+        let shown = format!("s3://{bucket}/{object}");
+        fold_capture(body.as_slice(), &shown, label, &mut out)?;
+        out.files += 1;
+    }
+    Ok(out)
+}
+
+/// Folds one capture file's records (`shown` in errors) into `out`.
+fn fold_capture(
+    reader: impl BufRead,
+    shown: &str,
+    label: &str,
+    out: &mut Captured,
+) -> Result<(), UserError> {
+    for (n, line) in reader.lines().enumerate() {
+        let line =
+            line.map_err(|e| UserError::invalid(format!("{shown}:{}: cannot read: {e}", n + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line).map_err(|e| {
+            UserError::invalid(format!(
+                "{shown}:{}: not a data capture record ({e})",
+                n + 1
+            ))
+        })?;
+        out.records += 1;
+        let id = v["eventMetadata"]["inferenceId"].as_str();
+        let output = &v["captureData"]["endpointOutput"];
+        let (Some(id), Some(data)) = (id, output["data"].as_str()) else {
+            out.unusable += 1;
+            continue;
+        };
+        let text = if output["encoding"] == "BASE64" {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| {
+                    UserError::invalid(format!(
+                        "{shown}:{}: `endpointOutput.data` is not base64 ({e})",
+                        n + 1
+                    ))
+                })?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            data.to_string()
+        };
+        let p = prediction_of(&text, label).map_err(|why| {
+            UserError::invalid(format!(
+                "{shown}:{}: the captured response {why}",
+                n + 1
+            ))
+            .hint(format!("the quality check reads `{{\"predictions\": [p]}}` (or `[p]`, or `p`) where p is a value or an object with a field `{label}`: one row a request"))
+        })?;
+        out.by_id.insert(id.to_string(), p);
+    }
+    Ok(())
 }
 
 /// The one prediction in an answer: `{"predictions": [p]}`, `[p]` or `p`, where

@@ -93,17 +93,10 @@ async fn read_s3(
     env: &BTreeMap<String, String>,
     positional: &Positional,
 ) -> Result<(), UserError> {
-    let rest = uri.trim_start_matches("s3://");
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let region = region.ok_or_else(|| {
-        UserError::invalid(format!("`monitor.{what}` `{uri}` needs an AWS region"))
-            .hint("set `sagemaker.region` in mlcd.yml or AWS_REGION")
-    })?;
-    let creds = AwsCredentials::from_env(env)?;
-    let client = AwsClient::new(creds, region).map_err(UserError::from)?;
-    let s3 = S3Client::new(client, env)?;
+    let (s3, bucket, prefix) = open_s3(uri, what, region, env).await?;
+    let bucket = bucket.as_str();
     let objects = s3
-        .list_objects(bucket, prefix)
+        .list_objects(bucket, &prefix)
         .await
         .map_err(UserError::from)?;
     let readable: Vec<_> = objects
@@ -123,4 +116,24 @@ async fn read_s3(
         read::read_into(sample, body.as_slice(), format, &shown, positional)?;
     }
     Ok(())
+}
+
+/// An S3 client for `uri` (`s3://bucket/prefix`, `monitor.<what>` in errors),
+/// with the bucket and the prefix.
+pub async fn open_s3(
+    uri: &str,
+    what: &str,
+    region: Option<&str>,
+    env: &BTreeMap<String, String>,
+) -> Result<(S3Client, String, String), UserError> {
+    let rest = uri.trim_start_matches("s3://");
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let region = region.ok_or_else(|| {
+        UserError::invalid(format!("`monitor.{what}` `{uri}` needs an AWS region"))
+            .hint("set `sagemaker.region` in mlcd.yml or AWS_REGION")
+    })?;
+    let creds = AwsCredentials::from_env(env)?;
+    let client = AwsClient::new(creds, region).map_err(UserError::from)?;
+    let s3 = S3Client::new(client, env)?;
+    Ok((s3, bucket.to_string(), prefix.to_string()))
 }

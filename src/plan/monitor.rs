@@ -90,7 +90,8 @@ pub struct QualityPlan {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PredictCapture {
-    /// The capture (the local endpoint's directory).
+    /// The capture: the local endpoint's directory, or on SageMaker the
+    /// endpoint's `s3://` data capture prefix.
     pub source: SourcePlan,
     /// The labelled data's column of inference ids.
     pub id_column: String,
@@ -344,13 +345,21 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
                 .clone()
                 .unwrap_or_else(|| "prediction".into());
             let from = cfg.predictions_from.unwrap_or(PredictionsFrom::Column);
+            if from != PredictionsFrom::Column
+                && !matches!(backend, Backend::Local | Backend::Sagemaker)
+            {
+                return Err(inputs.config_error(
+                    &["monitor", "predictions-from"],
+                    format!("`monitor.predictions-from: {from}` is supported with backends `local` and `sagemaker`; backend `{backend}` is not supported yet"),
+                ).hint("give the predictions in a column of the recent data (`monitor.predictions`, `predictions-from: column`)"));
+            }
             let capture_from = match from {
                 PredictionsFrom::Capture => {
-                    if !matches!(capture, SourcePlan::Capture { .. }) {
+                    if backend == Backend::Sagemaker && !matches!(capture, SourcePlan::S3 { .. }) {
                         return Err(inputs.config_error(
                             &["monitor", "predictions-from"],
-                            format!("`monitor.predictions-from: capture` reads the local endpoint's capture; backend `{backend}` keeps its capture elsewhere, which is not supported yet"),
-                        ).hint("give the predictions in a column of the recent data (`monitor.predictions`)"));
+                            "`monitor.predictions-from: capture` on SageMaker reads the endpoint's data capture files in S3, but `deploy.capture` is not set",
+                        ).hint("set `deploy.capture: {path: s3://<bucket>/<prefix>}` (the endpoint's DataCaptureConfig), or use `predictions-from: endpoint`"));
                     }
                     Some(PredictCapture {
                         source: capture.clone(),
@@ -365,12 +374,6 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Monito
             let endpoint = match from {
                 PredictionsFrom::Column | PredictionsFrom::Capture => None,
                 PredictionsFrom::Endpoint => {
-                    if backend != Backend::Local {
-                        return Err(inputs.config_error(
-                            &["monitor", "predictions-from"],
-                            format!("`monitor.predictions-from: endpoint` asks the endpoint through the local backend's router; backend `{backend}` is not supported yet"),
-                        ).hint("give the predictions in a column of the recent data (`monitor.predictions`)"));
-                    }
                     let max_rows = cfg.predict_max_rows.unwrap_or(DEFAULT_PREDICT_MAX_ROWS);
                     if max_rows == 0 {
                         return Err(inputs.config_error(

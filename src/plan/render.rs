@@ -25,7 +25,8 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-fn trigger_text(t: &Trigger) -> String {
+/// What started the run, in words (``repository_dispatch `retrain`: drift``).
+pub fn trigger_text(t: &Trigger) -> String {
     match t {
         Trigger::Local => "run by hand (outside GitHub Actions)".into(),
         Trigger::Push => "push".into(),

@@ -369,6 +369,25 @@ impl FakeSagemaker {
         FakeSagemaker { child, url }
     }
 
+    /// The fake whose InvokeEndpoint is answered by a real container of the
+    /// variant's image on the test bed's Docker engine (`docker_host`); the
+    /// image must hold its model (ModelDataUrl is not downloaded).
+    pub fn with_containers(docker_host: &str) -> Self {
+        let (child, url) = spawn_fake_env(
+            "fake SageMaker",
+            "tests/fake_sagemaker/server.py",
+            &[
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--quiet".as_ref(),
+                "--run-containers".as_ref(),
+            ],
+            " (is botocore installed?)",
+            &[("DOCKER_HOST", Some(docker_host))],
+        );
+        FakeSagemaker { child, url }
+    }
+
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
         control_call("fake SageMaker", &self.url, method, path, body)
     }

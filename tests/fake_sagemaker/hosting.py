@@ -14,11 +14,23 @@ Control (through server.py): put an endpoint into Updating "by someone else", Fa
 InvokeEndpoint answers 200 `{"predictions": [...]}` (one per item of `instances`, else
   one), or, when the variant's model has MODEL_FAIL_SMOKE=true in its Environment, 424
   ModelError with OriginalStatusCode 500, as the runtime wraps a container's error.
+With containers on (server.py --run-containers, DOCKER_HOST set), InvokeEndpoint is
+  proxied to a real container of the variant's model (PrimaryContainer Image, Environment,
+  `serve`) on the test bed's engine, through the fake Vertex AI's runner
+  (tests/fake_vertex/serving.py: host network, the port through SAGEMAKER_BIND_TO_PORT).
+  Deviations: the container starts at the variant's first InvokeEndpoint (not at
+  CreateEndpoint) and ModelDataUrl is not downloaded, so the image must hold its model;
+  a container error status comes back as SageMaker does it (424 ModelError).
 """
 
 import copy
 import json
+import os
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake_vertex"))
+from serving import Runner  # noqa: E402  (one container runner for the fakes)
 
 ACCOUNT = "123456789012"
 DEFAULT_DESCRIBES = 2
@@ -43,7 +55,15 @@ class Hosting:
     def __init__(self):
         self.reset()
 
+    runner = None  # a serving.Runner when containers are on
+
+    def run_containers(self):
+        """Proxies InvokeEndpoint to real containers from now on."""
+        self.runner = Runner()
+
     def reset(self):
+        if self.runner is not None:
+            self.runner.shutdown()
         self.models = {}
         self.configs = {}
         self.endpoints = {}
@@ -306,7 +326,7 @@ class Hosting:
 
     # --- runtime -----------------------------------------------------------------
 
-    def invoke(self, name, variant, body, region):
+    def invoke(self, name, variant, body, region, content_type=None):
         """(status, headers, json body) of InvokeEndpoint."""
         e = self.endpoints.get(name)
         if e is None or e["status"] in ("Creating", "Deleting", "Failed", "OutOfService") and not e["production"]:
@@ -336,9 +356,43 @@ class Hosting:
                     "LogStreamArn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}",
                 },
             )
+        if self.runner is not None:
+            return self.proxy(name, chosen, body, content_type or "application/json", region, headers)
         try:
             doc = json.loads(body or b"null")
         except ValueError:
             doc = None
         n = len(doc["instances"]) if isinstance(doc, dict) and isinstance(doc.get("instances"), list) else 1
         return 200, headers, {"predictions": [0.5] * n, "variant": chosen["name"]}
+
+    def proxy(self, name, chosen, body, content_type, region, headers):
+        """(status, headers, raw bytes) of the variant's real container; started on
+        first use and kept per model until reset / shutdown."""
+        model = chosen["model"]
+        if model not in self.runner.containers:
+            pc = self.models.get(model, {}).get("request", {}).get("PrimaryContainer", {})
+            spec = {"containerSpec": {
+                "imageUri": pc.get("Image", ""),
+                "args": ["serve"],
+                "env": [{"name": k, "value": v} for k, v in sorted((pc.get("Environment") or {}).items())],
+                "healthRoute": "/ping",
+                "predictRoute": "/invocations",
+            }}
+            gate = {"state": "starting"}
+            self.runner.start(model, spec, gate)
+            deadline = time.time() + self.runner.ready_seconds + 5
+            while gate["state"] == "starting" and time.time() < deadline:
+                time.sleep(0.1)
+            if gate["state"] != "ready":
+                raise AwsFault(424, "ModelError", f"Received server error (500) from primary: {gate.get('message', 'the container did not start')}", member="Message")
+        status, ctype, raw = self.runner.predict(model, body, content_type)
+        if status != 200:
+            original = raw.decode("utf-8", "replace")[:1000]
+            raise AwsFault(
+                424, "ModelError",
+                f"Received client error ({status}) from primary with message \"{original}\".",
+                member="Message",
+                extra={"OriginalStatusCode": status, "OriginalMessage": original,
+                       "LogStreamArn": f"arn:aws:logs:{region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{name}"},
+            )
+        return 200, dict(headers, **{"Content-Type": ctype}), raw

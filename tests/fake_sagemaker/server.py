@@ -45,7 +45,8 @@ Answers (jobs are scripted by their hyperparameters):
   Create/Describe/Update/DeleteEndpoint, UpdateEndpointWeightsAndCapacities: hosting.py.
   InvokeEndpoint (REST-JSON: POST /endpoints/{EndpointName}/invocations, signed as
                        `sagemaker`, headers and body validated against InvokeEndpointInput):
-                       hosting.py; recorded with service "SageMakerRuntime" and the body
+                       hosting.py (scripted answers, or with --run-containers a real
+                       container of the variant's image answers); recorded with service "SageMakerRuntime" and the body
                        {EndpointName, TargetVariant, ContentType, Body (text)}.
   DescribeLogStreams / GetLogEvents   group /aws/sagemaker/TrainingJobs, one stream per
                        instance `<job>/algo-<n>-<epoch>` once the job is past Starting;
@@ -644,7 +645,7 @@ class Fake:
                 rec["fault"] = kind
                 status, code, message = FAULTS[kind]
                 raise AwsFault(status, code, message)
-            return self.hosting.invoke(body["EndpointName"], body.get("TargetVariant"), raw, m["region"])
+            return self.hosting.invoke(body["EndpointName"], body.get("TargetVariant"), raw, m["region"], headers.get("Content-Type"))
 
     @staticmethod
     def semantic(operation, body):
@@ -706,7 +707,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _send(self, status, body, extra=None, content_type=JSON_1_1):
-        data = json.dumps(body).encode("utf-8")
+        data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -727,7 +728,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/endpoints/"):
             try:
                 status, headers, body = fake.handle_runtime(self.command, self.path, self.headers, raw)
-                self._send(status, body, headers, content_type="application/json")
+                if isinstance(body, bytes):  # a real container's answer, as it is
+                    headers = dict(headers)
+                    self._send(status, body, headers, content_type=headers.pop("Content-Type"))
+                else:
+                    self._send(status, body, headers, content_type="application/json")
             except AwsFault as f:
                 self._send(f.status, {f.member: f.message, **f.extra}, {"x-amzn-ErrorType": f.code}, content_type="application/json")
             return
@@ -793,6 +798,8 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--quiet", action="store_true", help="log only violations and errors")
+    ap.add_argument("--run-containers", action="store_true",
+                    help="InvokeEndpoint runs the variant's image on DOCKER_HOST's engine and proxies to it (hosting.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -807,6 +814,10 @@ def main(argv=None):
     if java_re is re:
         log.warning("the `regex` module is missing: patterns with \\p{..} classes are not checked")
     fake = Fake(sagemaker, logs, runtime)
+    if args.run_containers:
+        if not os.environ.get("DOCKER_HOST"):
+            ap.error("--run-containers needs DOCKER_HOST (the test bed's engine)")
+        fake.hosting.run_containers()
     server = Server((args.host, args.port), Handler)
     server.fake = fake
     host, port = server.server_address[:2]
@@ -820,6 +831,8 @@ def main(argv=None):
         pass
     server.shutdown()
     server.server_close()
+    if fake.hosting.runner is not None:
+        fake.hosting.runner.shutdown()
     return 0
 
 
