@@ -27,6 +27,9 @@ pub enum Invocation {
         /// The address to listen on.
         listen: String,
     },
+    /// Fetch a channel or keep the model inside a Kubernetes training pod
+    /// (hidden; run from the mlcd image by the pods `mlcd render train` shows).
+    PodStorage(crate::train::pod_storage::PodStorage),
 }
 
 const ABOUT: &str =
@@ -146,6 +149,28 @@ pub fn command() -> Clap {
                 .hide(true),
         )
         .subcommand(
+            Clap::new("pod-storage")
+                .about("Inside a Kubernetes training pod: fetch an s3:// channel, or upload /opt/ml/model at the pod's end")
+                .hide(true)
+                .subcommand_required(true)
+                .subcommand(
+                    Clap::new("fetch")
+                        .arg(Arg::new("from").long("from").required(true).value_name("S3_URI"))
+                        .arg(Arg::new("to").long("to").required(true).value_name("DIR")),
+                )
+                .subcommand(
+                    Clap::new("keep-model")
+                        .arg(Arg::new("from").long("from").required(true).value_name("DIR"))
+                        .arg(Arg::new("to").long("to").required(true).value_name("S3_URI"))
+                        .arg(
+                            Arg::new("failure")
+                                .long("failure")
+                                .value_name("FILE")
+                                .default_value("/opt/ml/output/failure"),
+                        ),
+                ),
+        )
+        .subcommand(
             Clap::new("route")
                 .about(
                     "Run a local endpoint's traffic router (started by the local serving backend)",
@@ -208,6 +233,22 @@ pub fn parse(
                 config: arg("config").into(),
                 listen: arg("listen"),
             }));
+        }
+        "pod-storage" => {
+            use crate::train::pod_storage::PodStorage;
+            let (what, m) = sub.subcommand().expect("a subcommand is required");
+            let arg = |n: &str| m.get_one::<String>(n).expect("required").clone();
+            return Ok(Ok(Invocation::PodStorage(match what {
+                "fetch" => PodStorage::Fetch {
+                    from: arg("from"),
+                    to: arg("to").into(),
+                },
+                _ => PodStorage::KeepModel {
+                    from: arg("from").into(),
+                    to: arg("to"),
+                    failure: arg("failure").into(),
+                },
+            })));
         }
         "validate" => Command::Validate,
         "plan" => {

@@ -51,6 +51,16 @@ pub async fn main_with(args: Vec<OsString>, env: BTreeMap<String, String>) -> u8
                 }
             }
         }
+        Ok(Invocation::PodStorage(cmd)) => match crate::train::pod_storage::run(cmd, &env).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                if let Some(h) = &e.hint {
+                    eprintln!("hint: {h}");
+                }
+                e.kind.exit_code()
+            }
+        },
         Err(e) => {
             // Invalid before any input was parsed (no mode): report and stop.
             let mut reporter = Reporter::new(in_actions, OutputFormat::Text, &env);

@@ -152,6 +152,18 @@ async fn waiting_on_a_running_job_is_a_watch_and_a_log_read_every_10_seconds() {
         .filter(|r| r["query"]["watch"] == "true" || r["query"]["watch"] == "1")
         .count();
     assert_eq!(watches, 1, "one watch request");
+    // It started at once: the Events (the why of a job that waits) were never
+    // read, for the job nor for its pods.
+    let events: Vec<_> = fake
+        .requests()
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").ends_with("/events"))
+        .map(|r| r["query"].to_string())
+        .collect();
+    assert!(
+        events.is_empty(),
+        "Events read for a job that ran: {events:?}"
+    );
     fake.assert_no_violations();
 }
 

@@ -44,6 +44,11 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// the rest of the log is read as soon as the job has ended.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// How long a job may wait without a condition before its Events are read for
+/// the why: most jobs start within it, and reading the Events of the job and
+/// of each of its pods at the first look cost a short job most of its calls.
+pub const EVENTS_AFTER: Duration = Duration::from_secs(2);
+
 /// When a job's log and Events were last read (the job itself is followed by a
 /// watch: [`Followed`]).
 #[derive(Debug, Default)]
@@ -52,6 +57,9 @@ struct Watched {
     log_read: Option<Instant>,
     /// When the Events were last read, and the reason they gave.
     reason: Option<(Instant, Option<String>)>,
+    /// When mlcd first saw the job waiting (Events are read from
+    /// [`EVENTS_AFTER`] on).
+    pending_since: Option<Instant>,
 }
 
 type WatchMap = Arc<Mutex<HashMap<String, Watched>>>;
@@ -923,14 +931,16 @@ impl TrainingBackend for KubernetesTraining {
         };
         let (state, mut detail) = state_of(self.plan.trainer, &obj);
         if state == JobState::Pending {
-            let cached = {
-                let map = self.watched.lock().expect("not poisoned");
-                map.get(name)
-                    .and_then(|w| w.reason.clone())
-                    .filter(|(t, _)| t.elapsed() < LOG_EVERY)
+            let (cached, waited) = {
+                let mut map = self.watched.lock().expect("not poisoned");
+                let w = map.entry(name.to_string()).or_default();
+                let since = *w.pending_since.get_or_insert_with(Instant::now);
+                let cached = w.reason.clone().filter(|(t, _)| t.elapsed() < LOG_EVERY);
+                (cached, since.elapsed())
             };
             let why = match cached {
                 Some((_, why)) => why,
+                None if waited < EVENTS_AFTER => None,
                 None => {
                     let why = self.waiting_reason(name).await;
                     let mut map = self.watched.lock().expect("not poisoned");

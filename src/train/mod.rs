@@ -17,6 +17,7 @@ use crate::instance::Resolved;
 pub mod kubernetes;
 pub mod local;
 pub mod metrics;
+pub mod pod_storage;
 pub mod sagemaker;
 pub mod upload;
 pub mod vertex;
