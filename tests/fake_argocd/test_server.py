@@ -133,6 +133,10 @@ class FakeArgoCdTest(unittest.TestCase):
         self.assertEqual(health.check(dict(ro, status={"phase": "Healthy"}))[0], "Healthy")
         self.assertEqual(health.check(dict(ro, status={"phase": "Paused"}))[0], "Suspended")
         self.assertEqual(health.check(dict(ro, status={"phase": "Progressing", "abort": True}))[0], "Degraded")
+        # Its observedGeneration is a string, as the Rollout CRD types it.
+        ro2 = dict(ro, metadata={"name": "r", "generation": 2})
+        self.assertEqual(health.check(dict(ro2, status={"observedGeneration": "1", "phase": "Healthy"}))[0], "Progressing")
+        self.assertEqual(health.check(dict(ro2, status={"observedGeneration": "2", "phase": "Healthy"}))[0], "Healthy")
         self.assertIsNone(health.check({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}))
         self.assertEqual(health.worst(["Healthy", "Degraded", "Progressing"]), "Degraded")
 
