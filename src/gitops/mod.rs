@@ -12,6 +12,7 @@ pub mod edit;
 pub mod follow;
 pub mod github;
 pub mod github_pr;
+pub mod plan;
 pub mod pull;
 pub mod rollout;
 pub mod rollout_deploy;
