@@ -193,3 +193,75 @@ fn live_traffic_guards_with_gitops_are_refused_at_plan_time_naming_the_line() {
         r.stderr
     );
 }
+
+#[test]
+fn a_gitops_rollout_plan_is_one_commit_and_what_a_rollout_cannot_mean_is_refused() {
+    let ws = Workspace::with_example();
+    gitops_example(&ws, "");
+    let base = ws
+        .read("example/mlcd.yml")
+        .replace("  steps: [10, 50, 100]\n", "")
+        .replace("    format: manifests\n", "    format: yaml\n    keys: {\"spec.template.spec.containers[0].image\": image}\n    rollout: churn\n")
+        .replace("    path: apps/churn\n", "    path: apps/churn/rollout.yaml\n");
+    let plan = |cfg: &str| {
+        ws.write("example/mlcd.yml", cfg);
+        mlcd(
+            ws.path(),
+            &[
+                "plan",
+                "deploy",
+                "--config",
+                "example/mlcd.yml",
+                "--image",
+                "ghcr.io/acme/churn:v7",
+                "--output",
+                "json",
+            ],
+            &[("GITHUB_SHA", SHA)],
+        )
+    };
+    let r = plan(&base);
+    r.assert_code(0);
+    let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let g = &out["plan"]["deploy"]["gitops"];
+    assert_eq!(g["rollout"], "churn", "{out:#}");
+    assert_eq!(g["commits"].as_array().unwrap().len(), 1, "{g:#}");
+    assert_eq!(
+        g["commits"][0]["traffic"],
+        "as Rollout `churn`'s own canary steps move it"
+    );
+    assert_eq!(
+        g["commits"][0]["sets"][0],
+        "spec.template.spec.containers[0].image: ghcr.io/acme/churn:v7"
+    );
+
+    for (cfg, says) in [
+        (
+            base.replace("strategy: canary", "strategy: blue-green"),
+            "`deploy.strategy: blue-green` with `deploy.gitops.rollout: churn`",
+        ),
+        (
+            base.replace(
+                "    format: yaml\n    keys: {\"spec.template.spec.containers[0].image\": image}\n",
+                "    format: manifests\n",
+            ),
+            "`format: manifests` writes mlcd's own objects",
+        ),
+        (
+            base.replace(
+                "    argocd: {server: \"https://argocd.acme.dev\", app: churn}\n",
+                "",
+            ),
+            "`deploy.gitops.rollout: churn` needs `deploy.gitops.argocd`",
+        ),
+    ] {
+        let r = plan(&cfg);
+        r.assert_code(2);
+        assert!(r.stderr.contains(says), "{says}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("example/mlcd.yml:"),
+            "names the file and line: {}",
+            r.stderr
+        );
+    }
+}
