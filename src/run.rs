@@ -271,7 +271,22 @@ async fn execute(
         context: ctx,
         env,
     };
-    let plan = plan::make(mode, &inputs).with_context(|| format!("planning {mode}"))?;
+    let mut plan = plan::make(mode, &inputs).with_context(|| format!("planning {mode}"))?;
+    let gitops = loaded
+        .as_ref()
+        .and_then(|l| l.config.deploy.gitops.as_ref());
+    if let (true, Some(g)) = (plan.deploy.is_some(), gitops) {
+        // The commits a GitOps deploy makes are part of its plan (no network).
+        let mode_env = modes::ModeEnv {
+            workspace: &ctx.workspace,
+            request: &request,
+            env,
+            config: loaded.as_ref(),
+        };
+        let gitops = crate::gitops::plan::describe(&plan, g, &mode_env)
+            .with_context(|| format!("planning {mode}"))?;
+        plan.deploy.as_mut().expect("checked above").gitops = Some(gitops);
+    }
     set_plan_outputs(reporter, &plan);
 
     if let Command::Render(mode) = cmd {

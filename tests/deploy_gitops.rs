@@ -1436,3 +1436,197 @@ fn traffic_steps_in_pull_request_mode_are_refused_before_any_branch() {
     assert!(pulls(&p.gh).is_empty());
     assert_no_violations(&p.gh);
 }
+
+/// The team's Argo Rollouts Rollout, kept by hand: mlcd sets the image and
+/// follows the Rollout's own canary steps; `STEPS` is replaced per test.
+const ROLLOUT: &str = "# churn, kept by hand: an Argo Rollouts canary\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: churn\n  namespace: ml\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: churn}\n  strategy:\n    canary:\n      steps:\n        - setWeight: 20\n        - pause: {duration: 1s}  # a timed pause: mlcd waits it out\n        - setWeight: 50\nSTEPS  template:\n    metadata:\n      labels: {app: churn}\n    spec:\n      containers:\n        - name: serve\n          image: IMAGE\n          args: [serve]\n          ports:\n            - containerPort: 8080\n          readinessProbe:\n            httpGet: {path: /ping, port: 8080}\n";
+
+impl GitopsKserve {
+    fn rollout(&self) -> serde_json::Value {
+        self.kube
+            .get("/apis/argoproj.io/v1alpha1/namespaces/ml/rollouts/churn")
+    }
+
+    /// The stable version's container answers /ping: (its image, the status).
+    fn stable_answers(&self) -> (String, u16) {
+        let stable = self.rollout()["status"]["stableRS"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let all = self.kube.get("/_fake/rollouts");
+        let v = &all["ml/churn"][&stable];
+        let port = v["port"].as_u64().unwrap_or_default();
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{port}/ping"))
+            .output()
+            .unwrap();
+        (
+            v["image"].as_str().unwrap_or_default().to_string(),
+            String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0),
+        )
+    }
+}
+
+#[test]
+fn an_argo_rollout_is_followed_through_its_steps_a_broken_version_reverted_and_a_manual_pause_named(
+) {
+    let tb = common::testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BASE_IMAGE"]);
+    let v1 = fake_kube::kserve_image(&tb);
+    let file = ROLLOUT.replace("STEPS", "").replace("IMAGE", &v1);
+    let p = GitopsKserve::with(
+        "    path: apps/churn/rollout.yaml\n    format: yaml\n    keys: {\"spec.template.spec.containers[0].image\": image}\n    rollout: churn\n",
+        "apps/churn",
+        Some(("apps/churn/rollout.yaml", &file)),
+    );
+    // mlcd's own steps and the Rollout's would both say how traffic moves: refused
+    // before anything is committed, naming the key and its line.
+    let (r, out) = p.deploy(&p.image, &[]);
+    r.assert_code(2);
+    assert_eq!(out["status"], "invalid", "{}", said(&r));
+    let log = said(&r);
+    assert!(
+        log.contains("`deploy.steps` and `deploy.gitops.rollout: churn`"),
+        "{log}"
+    );
+    assert!(log.contains("example/mlcd.yml"), "{log}");
+    assert_eq!(p.subjects().len(), 1, "nothing committed");
+    let cfg =
+        p.ws.read("example/mlcd.yml")
+            .replace("  steps: [10, 50, 100]\n", "");
+    p.ws.write("example/mlcd.yml", &cfg);
+
+    // v1: the Rollout is created, its first version goes straight to stable.
+    let v1b = p.tagged(&p.image, "rollout-v1");
+    let (r, out) = p.deploy(&v1b, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert_eq!(p.stable_answers(), (v1b.clone(), 200));
+
+    // v2: one commit of the image; mlcd follows the canary steps to Healthy.
+    let v2 = p.tagged(&p.image, "rollout-v2");
+    let (r, out) = p.deploy(&v2, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    let log = said(&r);
+    assert!(
+        log.contains("step 1/3 (setWeight 20), canary weight 20%"),
+        "{log}"
+    );
+    assert!(log.contains("is stable and Healthy"), "{log}");
+    let summary = p.ws.read("out/summary");
+    assert!(
+        summary.contains("| 1/3 | setWeight 20 | 20% |"),
+        "{summary}"
+    );
+    assert!(summary.contains("**Healthy** at"), "{summary}");
+    assert_eq!(p.subjects().len(), 3, "{:#?}", p.subjects());
+    let bumped = git(&p.git_dir, &["show", "main:apps/churn/rollout.yaml"]);
+    assert_eq!(bumped, file.replace(&v1, &v2), "only the image changed");
+    assert_eq!(p.stable_answers(), (v2.clone(), 200));
+
+    // A version whose container never serves: the canary's readiness never
+    // answers, the Rollout aborts (Degraded), mlcd reverts its commit and the
+    // Rollout is back on v2.
+    let broken = p.tagged(&p.tb["MLCD_TESTBED_BUSYBOX_IMAGE"], "rollout-broken");
+    let (r, out) = p.deploy(&broken, &[]);
+    r.assert_code(1);
+    assert_eq!(out["status"], "failed");
+    let log = said(&r);
+    assert!(
+        log.contains("the Rollout is aborted: RolloutAborted"),
+        "{log}"
+    );
+    assert!(log.contains("Healthy again"), "{log}");
+    let subjects = p.subjects();
+    assert_eq!(subjects.len(), 5, "{subjects:#?}");
+    assert!(
+        subjects[0].starts_with("Revert \"Deploy churn"),
+        "{subjects:#?}"
+    );
+    assert_eq!(
+        git(&p.git_dir, &["show", "main:apps/churn/rollout.yaml"]),
+        bumped
+    );
+    assert_eq!(p.rollout()["status"]["phase"], "Healthy");
+    assert_eq!(p.stable_answers(), (v2.clone(), 200));
+
+    // A teammate adds a pause without a duration (a gate for a person) in the
+    // same moment mlcd pushes v3: mlcd stops at that step at once, naming the
+    // command that promotes it, without waiting out the ready-timeout.
+    let gated = bumped.replace(
+        "        - setWeight: 50\n",
+        "        - setWeight: 50\n        - pause: {}\n",
+    );
+    let race = serde_json::json!({"repo": "acme/deploy", "path": "apps/churn/rollout.yaml", "content": gated});
+    control_call(
+        "fake GitHub",
+        &p.gh.url,
+        "POST",
+        "/_fake/git/race",
+        Some(&race.to_string()),
+    );
+    let v3 = p.tagged(&p.image, "rollout-v3");
+    let started = std::time::Instant::now();
+    let (r, out) = p.deploy(&v3, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "submitted", "{}", said(&r));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(55),
+        "waited out the 60 s ready-timeout"
+    );
+    let log = said(&r);
+    assert!(
+        log.contains("paused at step 4/4 (pause until promoted) with the canary at 50%"),
+        "{log}"
+    );
+    assert!(
+        log.contains("kubectl argo rollouts promote churn -n ml"),
+        "{log}"
+    );
+    assert_eq!(p.rollout()["status"]["phase"], "Paused");
+    assert_eq!(
+        p.stable_answers(),
+        (v2.clone(), 200),
+        "v2 is still the stable version"
+    );
+    let last = gh_last_deployment_state(&p.gh);
+    assert_eq!(last, "in_progress");
+
+    // A person promotes it as `kubectl argo rollouts promote` does (clears the
+    // pause conditions through the status subresource); the next run commits
+    // nothing and follows the Rollout to Healthy.
+    let promoted = p.kube.kubectl(&[
+        "patch",
+        "rollouts.argoproj.io",
+        "churn",
+        "-n",
+        "ml",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"pauseConditions":null}}"#,
+    ]);
+    assert!(promoted.code == 0, "{}", promoted.stderr);
+    let (r, out) = p.deploy(&v3, &[]);
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{}", said(&r));
+    assert!(said(&r).contains("nothing committed"), "{}", said(&r));
+    assert_eq!(p.subjects().len(), 7, "{:#?}", p.subjects());
+    assert_eq!(p.stable_answers(), (v3.clone(), 200));
+    assert_eq!(p.argo.violations(), Vec::<serde_json::Value>::new());
+    p.kube.assert_no_violations();
+    assert_no_violations(&p.gh);
+}
+
+fn gh_last_deployment_state(gh: &FakeGitHub) -> String {
+    let state = gh.state();
+    let deployments = state["deployments"].as_array().cloned().unwrap_or_default();
+    let last = deployments.last().cloned().unwrap_or_default();
+    last["statuses"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["state"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}

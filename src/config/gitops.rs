@@ -41,6 +41,12 @@ pub struct GitopsConfig {
     /// The Argo CD application to wait on after the commit; without it mlcd
     /// reports the commit and says it did not verify the rollout.
     pub argocd: Option<ArgocdConfig>,
+    /// The Argo Rollouts `Rollout` (in `kubernetes.namespace`) the manifests
+    /// deploy: after Argo CD syncs the commit, mlcd follows the Rollout's own
+    /// status (its canary steps, pauses, Healthy or Degraded) on the cluster.
+    /// The Rollout's `spec.strategy.canary.steps` decide the traffic, so
+    /// `deploy.steps` must not be set with it.
+    pub rollout: Option<String>,
 }
 
 /// The Argo CD application that deploys the manifests repository.

@@ -14,7 +14,7 @@ use super::follow::{self, Followed};
 use super::github::Repo;
 use super::steps::{self, Commits};
 use crate::config::gitops::GitopsConfig;
-use crate::config::values::{GitopsFormat, ImageRef, KeySource};
+use crate::config::values::{GitopsFormat, ImageRef, KeySource, Strategy};
 use crate::error::{Outcome, UserError};
 use crate::modes::ModeEnv;
 use crate::plan::Plan;
@@ -146,6 +146,9 @@ pub fn editor(
 /// Argo CD to follow and the Kubernetes settings to read the InferenceService.
 pub fn commits(plan: &Plan, g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Commits, UserError> {
     let d = plan.deploy.as_ref().expect("a deploy plan");
+    if let Some(name) = &g.rollout {
+        return rollout_commits(d, g, env, name);
+    }
     let has_traffic = g.keys.values().any(|k| *k == KeySource::Traffic);
     let commits =
         steps::commits(d.strategy, &d.steps, g.format, has_traffic).map_err(|(msg, hint)| {
@@ -176,6 +179,59 @@ pub fn commits(plan: &Plan, g: &GitopsConfig, env: &ModeEnv<'_>) -> Result<Commi
         }
     }
     Ok(commits)
+}
+
+/// With `deploy.gitops.rollout` an Argo Rollouts Rollout carries its own
+/// steps: one commit of the image, then its canary steps are followed on the
+/// cluster. What cannot be meant that way is refused here, before anything is
+/// read or written.
+fn rollout_commits(
+    d: &crate::plan::DeployPlan,
+    g: &GitopsConfig,
+    env: &ModeEnv<'_>,
+    name: &str,
+) -> Result<Commits, UserError> {
+    let located = |path: &[&str], e: UserError| match env.config.and_then(|c| c.locate(path)) {
+        Some(l) => e.at(l),
+        None => at(env, "rollout", e),
+    };
+    if g.format == GitopsFormat::Manifests {
+        return Err(at(env, "format", UserError::invalid(format!(
+            "`deploy.gitops.rollout: {name}` follows an Argo Rollouts Rollout, but `format: manifests` writes mlcd's own objects (a KServe InferenceService), not a Rollout"
+        ))
+        .hint("edit the Rollout's image with `format: kustomize`, `helm`, `yaml` (key `spec.template.spec.containers[0].image: image`) or `flux`; or remove `rollout` to deploy the InferenceService")));
+    }
+    if matches!(d.strategy, Strategy::Shadow | Strategy::BlueGreen) {
+        return Err(located(&["deploy", "strategy"], UserError::invalid(format!(
+            "`deploy.strategy: {}` with `deploy.gitops.rollout: {name}`: the Rollout's own `spec.strategy` decides how the new version takes traffic, and mlcd follows its canary steps; it does not turn them into a {}",
+            d.strategy, d.strategy
+        ))
+        .hint("set `deploy.strategy: canary` (follow the Rollout's steps) or `all-at-once`, and put the steps in the Rollout's `spec.strategy.canary.steps`")));
+    }
+    let steps_given = env
+        .config
+        .and_then(|c| c.locate(&["deploy", "steps"]))
+        .filter(|_| d.strategy != Strategy::AllAtOnce);
+    if let Some(l) = steps_given {
+        return Err(UserError::invalid(format!(
+            "`deploy.steps` and `deploy.gitops.rollout: {name}` both say how the traffic moves: the Rollout's `spec.strategy.canary.steps` decide it on the cluster, and mlcd would not follow `deploy.steps`"
+        ))
+        .hint("remove `deploy.steps` (mlcd follows the Rollout's steps and shows them in the summary), or remove `rollout`")
+        .at(l));
+    }
+    if g.argocd.is_none() {
+        return Err(at(env, "rollout", UserError::invalid(format!(
+            "`deploy.gitops.rollout: {name}` needs `deploy.gitops.argocd`: mlcd waits for Argo CD to sync the commit before following the Rollout, and to sync the revert if the Rollout fails"
+        ))
+        .hint("add `deploy.gitops.argocd: {server, app, token-env}`")));
+    }
+    if d.kubernetes.is_none() {
+        return Err(at(env, "rollout", UserError::invalid(format!(
+            "`deploy.gitops.rollout: {name}` reads the Rollout from the cluster, and no Kubernetes settings are given"
+        ))
+        .hint("set `backend: kubernetes` and `kubernetes.namespace` (the Rollout's namespace), and KUBECONFIG with read access to rollouts.argoproj.io there")));
+    }
+    Ok(vec![None])
 }
 
 /// The commit message: model, version, image digest and run URL.
@@ -365,6 +421,31 @@ pub async fn run(
             Committed::Unchanged if merged.is_some() => {
                 (merged.clone().unwrap_or_default(), None, String::new())
             }
+            Committed::Unchanged if g.rollout.is_some() && follow_with.is_some() => {
+                reporter.info(&format!(
+                    "{}@{branch}:{file} already deploys {} ({}): nothing committed",
+                    g.repo,
+                    change.version,
+                    change.image()
+                ));
+                return super::rollout_deploy::run(
+                    super::rollout_deploy::RolloutDeploy {
+                        plan,
+                        g,
+                        env,
+                        repo: &mut repo,
+                        target: &target,
+                        change: &change,
+                        follow: follow_with.as_mut().expect("checked above"),
+                        gh: &mut gh,
+                        name: g.rollout.as_deref().expect("checked above"),
+                        commit: None,
+                        merged: false,
+                    },
+                    reporter,
+                )
+                .await;
+            }
             Committed::Unchanged => {
                 reporter.info(&format!(
                     "{}@{branch}:{file} already deploys {} ({}): nothing committed",
@@ -436,6 +517,25 @@ pub async fn run(
             .await;
             return Ok(Outcome::Submitted);
         };
+        if let Some(name) = g.rollout.as_deref() {
+            return super::rollout_deploy::run(
+                super::rollout_deploy::RolloutDeploy {
+                    plan,
+                    g,
+                    env,
+                    repo: &mut repo,
+                    target: &target,
+                    change: &change,
+                    follow: f,
+                    gh: &mut gh,
+                    name,
+                    commit: Some(super::rollout_deploy::Commit { sha, before, after }),
+                    merged: merged.is_some(),
+                },
+                reporter,
+            )
+            .await;
+        }
         let timeout = d.ready_timeout.0;
         let followed = follow::follow(
             &mut f.argo,

@@ -90,7 +90,63 @@ pub async fn follow(
     poll: Duration,
     log: impl FnMut(&str),
 ) -> Result<Followed, String> {
-    follow_with(argo, repo, app, commit, timeout, cooldown, poll, false, log).await
+    follow_with(
+        argo,
+        repo,
+        app,
+        commit,
+        timeout,
+        cooldown,
+        poll,
+        Until::Healthy,
+        log,
+    )
+    .await
+}
+
+/// [`follow`] until Argo CD has synced `commit` (Synced, operation Succeeded),
+/// whatever the application's health short of Degraded: what comes after the
+/// sync is followed on the cluster (an Argo Rollouts Rollout's own steps and
+/// pauses, [`super::argo_rollout`]), which Argo CD's health sums up as
+/// Progressing or Suspended.
+pub async fn follow_synced(
+    argo: &mut ArgoCd,
+    repo: &mut Repo,
+    app: &str,
+    commit: &str,
+    timeout: Duration,
+    poll: Duration,
+    log: impl FnMut(&str),
+) -> Result<Followed, String> {
+    follow_with(
+        argo,
+        repo,
+        app,
+        commit,
+        timeout,
+        Duration::ZERO,
+        poll,
+        Until::Synced,
+        log,
+    )
+    .await
+}
+
+/// When following ends well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Healthy for the cool-down.
+    Healthy,
+    /// Healthy for the cool-down, Degraded answers waited out (a revert).
+    HealthyPatient,
+    /// Synced at the commit.
+    Synced,
+}
+
+/// Whether `s` has synced `commit` (or a later commit containing it) successfully.
+fn synced(s: &AppStatus, commit: &str, contains: bool) -> bool {
+    let at_commit = s.revision.as_deref() == Some(commit) || contains;
+    at_commit && s.sync == "Synced" && s.phase.as_deref().is_none_or(|p| p == "Succeeded")
 }
 
 /// [`follow`] for a revert commit: right after Argo CD syncs it, the health can
@@ -108,7 +164,18 @@ pub async fn follow_revert(
     poll: Duration,
     log: impl FnMut(&str),
 ) -> Result<Followed, String> {
-    follow_with(argo, repo, app, commit, timeout, cooldown, poll, true, log).await
+    follow_with(
+        argo,
+        repo,
+        app,
+        commit,
+        timeout,
+        cooldown,
+        poll,
+        Until::HealthyPatient,
+        log,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -120,7 +187,7 @@ async fn follow_with(
     timeout: Duration,
     cooldown: Duration,
     poll: Duration,
-    patient: bool,
+    until: Until,
     mut log: impl FnMut(&str),
 ) -> Result<Followed, String> {
     let start = Instant::now();
@@ -157,8 +224,19 @@ async fn follow_with(
             log(&format!("Argo CD application {app}: {line}"));
             last = line;
         }
-        match judge(&s, commit, contains) {
-            Verdict::Failed(why) if !patient => return Ok(Followed::Failed(why)),
+        let verdict = judge(&s, commit, contains);
+        if until == Until::Synced
+            && !matches!(verdict, Verdict::Failed(_))
+            && synced(&s, commit, contains)
+        {
+            return Ok(Followed::Healthy {
+                first_healthy: answered - start,
+            });
+        }
+        match verdict {
+            Verdict::Failed(why) if until != Until::HealthyPatient => {
+                return Ok(Followed::Failed(why))
+            }
             Verdict::Failed(_) => healthy_since = None,
             Verdict::Healthy => {
                 let since = *healthy_since.get_or_insert(answered);

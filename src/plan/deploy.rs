@@ -113,6 +113,9 @@ pub struct DeployPlan {
     /// Vertex AI settings, for that backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vertex: Option<super::VertexPlan>,
+    /// What a GitOps deploy (`deploy.gitops`) commits, step by step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<crate::gitops::plan::GitopsPlan>,
     /// Batching as numbers: the largest batch and its longest wait.
     #[serde(skip)]
     pub batching_limits: Option<(u32, Duration)>,
@@ -530,6 +533,7 @@ pub fn plan(inputs: &Inputs, model: &ModelId, backend: Backend) -> Result<Deploy
         sagemaker: super::train::sagemaker_plan(inputs, backend, registry.kind, "serving")?,
         kubernetes,
         vertex,
+        gitops: None,
         batching_limits,
         image_given,
     })

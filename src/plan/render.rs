@@ -132,6 +132,7 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
                         _ => scalar(at),
                     }
                 }
+                ("gitops", Value::Object(o)) => gitops_text(o),
                 ("steps", Value::Array(a)) => a
                     .iter()
                     .map(|p| format!("{}%", scalar(p)))
@@ -143,6 +144,50 @@ pub fn rows(plan: &Plan) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// A GitOps plan: where, then one line per commit (file, values, traffic).
+fn gitops_text(o: &serde_json::Map<String, Value>) -> String {
+    let get = |k: &str| scalar(o.get(k).unwrap_or(&Value::Null));
+    let mut s = format!(
+        "{} {}@{}:{} ({})",
+        if o.get("pull-request") == Some(&Value::Bool(true)) {
+            "pull request to"
+        } else {
+            "commit to"
+        },
+        get("repo"),
+        get("branch"),
+        get("file"),
+        get("format")
+    );
+    match o.get("argocd-app") {
+        Some(a) => s.push_str(&format!(", followed through Argo CD app {}", scalar(a))),
+        None => s.push_str(", not followed (no argocd)"),
+    }
+    if let Some(r) = o.get("rollout") {
+        s.push_str(&format!(", then Rollout {}", scalar(r)));
+    }
+    for c in o
+        .get("commits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let sets = c["sets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(scalar)
+            .collect::<Vec<_>>()
+            .join("; ");
+        s.push_str(&format!(
+            "\n  commit {}: traffic {}: {sets}",
+            scalar(&c["step"]),
+            scalar(&c["traffic"])
+        ));
+    }
+    s
 }
 
 /// The headline: what the run will do.

@@ -20,7 +20,8 @@ def worst(statuses):
 def _generation_observed(obj):
     st = obj.get("status") or {}
     gen = (obj.get("metadata") or {}).get("generation")
-    return gen is None or st.get("observedGeneration", 0) >= gen
+    # A Rollout's status.observedGeneration is a string (its CRD says so).
+    return gen is None or int(st.get("observedGeneration") or 0) >= gen
 
 
 def inference_service(obj):

@@ -2,8 +2,8 @@
 tests/fake_kube): what Argo CD's application controller does with a synced
 revision — server-side apply of every object under the field manager
 `argocd-controller` (with `fieldValidation=Strict`, so the server's CRD/OpenAPI
-validation refuses what a real cluster would), and reading the live objects back
-for their health. Resource paths come from the server's discovery documents, as
+validation refuses what a real cluster would), pruning (deleting) the objects
+the repository dropped, and reading the live objects back for their health. Resource paths come from the server's discovery documents, as
 a real client finds them.
 """
 
@@ -66,6 +66,12 @@ class Kube:
             raise KubeError(f"error when applying {obj['kind']}/{obj['metadata']['name']}: "
                             f"{body.get('message', body)}")
         return body
+
+    def delete(self, obj, default_ns):
+        """Deletes the live object (gone already is fine); raises KubeError otherwise."""
+        status, body = self._call("DELETE", self.path(obj, default_ns))
+        if status >= 300 and status != 404:
+            raise KubeError(f"error when deleting {obj['kind']}/{obj['metadata']['name']}: {body.get('message', body)}")
 
     def get(self, obj, default_ns):
         """The live object, or None when it does not exist."""

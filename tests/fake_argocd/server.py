@@ -19,8 +19,12 @@ it by server-side apply under the field manager `argocd-controller`
 the health is read from the live objects' status on every answer, as Argo CD's
 health checks judge it (health.py: InferenceService conditions, Deployment
 replicas, Rollout phase), the application's being its worst resource's; the
-answer lists them under `status.resources`. Objects dropped from the repository
-are not pruned.
+answer lists them under `status.resources`. Objects an earlier sync applied and
+the repository has since dropped are pruned (deleted from the cluster, result
+`Pruned`) when the application's `syncPolicy.automated.prune` is on (the default
+here; `"prune": false` in /_fake/app turns it off); without it they stay live, the
+application stays `OutOfSync` and each is listed with `requiresPruning`, as Argo CD
+does.
 
 Without `kube_url` the health is SCRIPTED (no workload runs): the fake marks an
 application Degraded when a container image in the synced manifests contains a
@@ -29,7 +33,7 @@ string registered with POST /_fake/degraded, else Healthy.
 Usage: python3 tests/fake_argocd/server.py [--port 0]; prints `LISTENING http://127.0.0.1:PORT`.
 
 Control (not validated, not recorded):
-    POST /_fake/app       {"name", "git_dir", "branch", "path", "namespace", "kube_url"}
+    POST /_fake/app       {"name", "git_dir", "branch", "path", "namespace", "kube_url", "prune"}
     POST /_fake/degraded  {"image_contains": "sha256:…"}
     POST /_fake/frozen    {"name": "churn"}: the application never syncs again
     POST /_fake/push-before-sync {"name", "path", "content"}: before its next sync,
@@ -115,6 +119,12 @@ def build(git_dir, revision, path):
         return "\n---\n".join(out)
 
 
+def ident(obj, ns):
+    """Which live object `obj` is: (apiVersion, kind, namespace, name)."""
+    md = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], md.get("namespace") or ns, md["name"])
+
+
 class Fake:
     def __init__(self, spec):
         self.spec = spec
@@ -177,8 +187,24 @@ class Fake:
                        message=f"one or more objects failed to apply, reason: {e}", results=results)
             self.observe(app)
             return
-        app.update(revision=head, sync="Synced", phase="Succeeded", message="successfully synced (all tasks run)",
-                   started=started, seen=1, objects=applied, results=results)
+        # What an earlier sync applied and this revision no longer holds.
+        kept = {ident(o, ns) for o in applied}
+        gone = [o for o in app.get("objects", []) if ident(o, ns) not in kept]
+        orphans = []
+        for o in gone:
+            res = {"group": o["apiVersion"].rpartition("/")[0], "version": o["apiVersion"].rpartition("/")[2],
+                   "kind": o["kind"], "name": o["metadata"]["name"], "namespace": o["metadata"].get("namespace") or ns}
+            if not app.get("prune", True):
+                orphans.append(o)
+                continue
+            try:
+                kube.delete(o, ns)
+                results.append(dict(res, status="Pruned", message="pruned"))
+            except KubeError as e:
+                results.append(dict(res, status="SyncFailed", message=str(e)))
+        app.update(revision=head, sync="OutOfSync" if orphans else "Synced", phase="Succeeded",
+                   message="successfully synced (all tasks run)", started=started, seen=1,
+                   objects=applied + orphans, orphans=[ident(o, ns) for o in orphans], results=results)
         self.observe(app)
 
     def observe(self, app):
@@ -189,6 +215,8 @@ class Fake:
             group, _, version = o["apiVersion"].rpartition("/")
             r = {"group": group, "version": version, "kind": o["kind"], "name": o["metadata"]["name"],
                  "namespace": o["metadata"].get("namespace") or ns, "status": app["sync"]}
+            if ident(o, ns) in app.get("orphans", []):
+                r["requiresPruning"] = True
             try:
                 live = kube.get(o, ns)
             except KubeError as e:
@@ -235,7 +263,7 @@ class Fake:
                 status["health"]["message"] = "Deployment has timed out progressing."
         return {
             "metadata": {"name": app["name"], "namespace": "argocd"},
-            "spec": {"source": source, "destination": dest, "project": "default", "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+            "spec": {"source": source, "destination": dest, "project": "default", "syncPolicy": {"automated": {"prune": app.get("prune", True), "selfHeal": True}}},
             "status": status,
         }
 

@@ -133,8 +133,58 @@ class FakeArgoCdTest(unittest.TestCase):
         self.assertEqual(health.check(dict(ro, status={"phase": "Healthy"}))[0], "Healthy")
         self.assertEqual(health.check(dict(ro, status={"phase": "Paused"}))[0], "Suspended")
         self.assertEqual(health.check(dict(ro, status={"phase": "Progressing", "abort": True}))[0], "Degraded")
+        # Its observedGeneration is a string, as the Rollout CRD types it.
+        ro2 = dict(ro, metadata={"name": "r", "generation": 2})
+        self.assertEqual(health.check(dict(ro2, status={"observedGeneration": "1", "phase": "Healthy"}))[0], "Progressing")
+        self.assertEqual(health.check(dict(ro2, status={"observedGeneration": "2", "phase": "Healthy"}))[0], "Healthy")
         self.assertIsNone(health.check({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}))
         self.assertEqual(health.worst(["Healthy", "Degraded", "Progressing"]), "Degraded")
+
+    def test_objects_dropped_from_the_repository_are_pruned_only_when_the_sync_policy_prunes(self):
+        kube = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "fake_kube", "server.py"), "--port", "0", "--quiet"],
+                                stdout=subprocess.PIPE, text=True, env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"})
+        try:
+            kube_url = kube.stdout.readline().split()[1]
+            cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: ml}}\ndata: {{k: v}}\n"
+
+            def live(name):
+                try:
+                    with urllib.request.urlopen(f"{kube_url}/api/v1/namespaces/ml/configmaps/{name}") as r:
+                        return r.status
+                except urllib.error.HTTPError as e:
+                    return e.code
+
+            for app, prune in (("pruned", True), ("kept", False)):
+                both = cm.format(name=f"{app}-a") + "---\n" + cm.format(name=f"{app}-b")
+                self.repos.write("acme/deploy", "main", f"apps/{app}/objects.yaml", both.encode(), f"add {app}")
+                self.call("/_fake/app", {"name": app, "git_dir": self.git_dir, "branch": "main", "path": f"apps/{app}",
+                                         "namespace": "ml", "kube_url": kube_url, "prune": prune})
+                _, a = self.call(f"/api/v1/applications/{app}?refresh=normal")
+                self.assertEqual(a["status"]["sync"]["status"], "Synced", a["status"])
+                self.assertEqual((live(f"{app}-a"), live(f"{app}-b")), (200, 200))
+                self.assertEqual(a["spec"]["syncPolicy"]["automated"]["prune"], prune)
+                # The second object leaves the repository.
+                self.repos.write("acme/deploy", "main", f"apps/{app}/objects.yaml", cm.format(name=f"{app}-a").encode(), f"drop {app}-b")
+                head = self.repos.head("acme/deploy", "main")
+                _, a = self.call(f"/api/v1/applications/{app}?refresh=normal")
+                self.assertEqual(a["status"]["sync"]["revision"], head)
+                self.assertEqual(a["status"]["operationState"]["phase"], "Succeeded")
+                results = {r["name"]: r["status"] for r in a["status"]["operationState"]["syncResult"]["resources"]}
+                if prune:
+                    self.assertEqual(live(f"{app}-b"), 404)
+                    self.assertEqual(results, {f"{app}-a": "Synced", f"{app}-b": "Pruned"})
+                    self.assertEqual(a["status"]["sync"]["status"], "Synced")
+                else:
+                    self.assertEqual(live(f"{app}-b"), 200)
+                    self.assertEqual(a["status"]["sync"]["status"], "OutOfSync")
+                    orphan = [r for r in a["status"]["resources"] if r["name"] == f"{app}-b"]
+                    self.assertEqual(orphan[0].get("requiresPruning"), True, a["status"]["resources"])
+                self.assertEqual(live(f"{app}-a"), 200)
+            self.assertEqual(self.call("/_fake/violations")[1], [])
+        finally:
+            kube.terminate()
+            kube.wait(timeout=10)
+            kube.stdout.close()
 
     def test_the_answer_validator_catches_a_wrong_type(self):
         spec = server.Spec(server.SPEC)

@@ -19,7 +19,7 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
        `fieldValidation` parameter; schemas carry x-kubernetes-group-version-kind)
   core v1: namespaces, configmaps, pods (+status, +log), events, persistentvolumeclaims
   CRDs loaded from fixtures/kubernetes/crds (TrainJob, ClusterTrainingRuntime,
-       PyTorchJob, InferenceService): their served versions, scope, status
+       PyTorchJob, InferenceService, Rollout): their served versions, scope, status
        subresource and schema.
   GET (get; list, typed `<Kind>List`, with labelSelector and fieldSelector;
        watch=true: chunked JSON events from resourceVersion), POST (create),
@@ -49,6 +49,8 @@ Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   Suspended; activeDeadlineSeconds fails it with DeadlineExceeded; `stuck` leaves
   its pods Pending with a FailedScheduling Warning Event from the scheduler.
 
+Argo Rollouts: see rollouts.py (canary steps, pauses, promote, abort; versions run as
+  real containers like KServe revisions).
 KServe: see kserve.py (revisions, traffic split, tag URLs under /proxy/, Standard
   mode); its status writes are validated against the CRD like any other write.
 
@@ -67,6 +69,8 @@ Control endpoints (not validated, not recorded):
                             for that cluster, signed with that key pair (eks_auth.py), else 401
   POST /_fake/kserve       {"name": isvc, "broken": true, "message": "...", "ready_seconds": N, "start_delay": S}
   GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
+  POST /_fake/rollouts     {"name": rollout, "ready_seconds": N}
+  GET  /_fake/rollouts     {"ns/name": {hash: {name, state, message, port, container, image}}}
 """
 
 import argparse
@@ -91,6 +95,7 @@ import yaml
 
 import eks_auth
 from kserve import KServe
+from rollouts import Rollouts
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -408,6 +413,7 @@ class Fake:
         self.seq = 0
         self.applied = {}  # (key, field manager, subresource) -> (uid, last applied body)
         self.kserve = KServe(self)
+        self.rollouts = Rollouts(self)
         with self.lock:
             for ns in ("default", "kube-system", "ml"):
                 self.put_namespace(ns)
@@ -711,6 +717,7 @@ class Fake:
                     except HttpError as e:
                         log.error("controller: %s", e.body["message"])
             self.kserve.tick()
+            self.rollouts.tick()
 
     def step(self, r, key):
         job = self.objects[key]
@@ -917,6 +924,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
             if path == "/_fake/kserve":
                 return self.send_json(200, f.kserve.control(method, body))
+            if path == "/_fake/rollouts":
+                return self.send_json(200, f.rollouts.control(method, body))
             if path == "/_fake/script":
                 f.scripts[body["name"]] = body
                 return self.send_json(200, {})
@@ -1250,6 +1259,7 @@ def main(argv=None):
     server.shutdown()
     server.server_close()
     fake.kserve.shutdown()
+    fake.rollouts.shutdown()
     return 0
 
 
