@@ -4,10 +4,12 @@
 //! a handful of API calls a minute whatever the poll interval. When a watch
 //! fails, the next read is a GET again (and starts a new watch). What a write of
 //! ours returned is put in the copy at once, so a read right after our own write
-//! never shows the object from before it.
+//! never shows the object from before it. A waiter can sleep until the next
+//! change a watch brings ([`Followed::changed`]) instead of a whole poll interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject, WatchEvent, WatchParams};
@@ -42,6 +44,8 @@ pub struct Followed {
     api: Api<DynamicObject>,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     tasks: Arc<Tasks>,
+    /// Woken at every event a watch brings.
+    changes: Arc<tokio::sync::Notify>,
 }
 
 /// The resourceVersion of `obj` as a number, when it is one (etcd's are).
@@ -56,7 +60,15 @@ impl Followed {
             api,
             seen: Arc::default(),
             tasks: Arc::default(),
+            changes: Arc::default(),
         }
+    }
+
+    /// Returns at the next change a watch brings, or after `at_most`: a wait
+    /// loop reads again as soon as the object moved, and never later than its
+    /// poll interval (a change between the read and this call is seen then).
+    pub async fn changed(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.changes.notified()).await;
     }
 
     /// The object `name` as its watch last saw it, or read now (and watched
@@ -123,6 +135,7 @@ impl Followed {
         }
         let api = self.api.clone();
         let seen = self.seen.clone();
+        let changes = self.changes.clone();
         let name = name.to_string();
         let task = tokio::spawn(async move {
             let set = |latest: Option<Option<Value>>, live: bool| {
@@ -138,6 +151,8 @@ impl Followed {
                     }
                 }
                 s.live = live;
+                drop(m);
+                changes.notify_waiters();
             };
             let mut version = from;
             loop {

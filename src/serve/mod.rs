@@ -250,6 +250,13 @@ pub trait ServingBackend: Send + Sync {
     /// How long to wait between two `status` calls while a change is under way.
     fn poll_interval(&self) -> Duration;
 
+    /// Waits before the next `status` call of a wait loop: the poll interval,
+    /// or less where the backend learns of changes as they happen (KServe's
+    /// watches).
+    async fn pause(&self, _endpoint: &str) {
+        tokio::time::sleep(self.poll_interval()).await;
+    }
+
     /// The start of an interval whose live traffic [`ServingBackend::version_stats`]
     /// then measures (the local backend reads its router's counters here).
     async fn traffic_mark(&self, _endpoint: &str) -> Result<stats::TrafficMark, UserError> {

@@ -48,7 +48,7 @@ pub(super) async fn settled(
             ))
             .hint("wait for the other deployment to finish, then run this one again"));
         }
-        tokio::time::sleep(backend.poll_interval()).await;
+        backend.pause(endpoint).await;
     }
 }
 
@@ -91,6 +91,6 @@ pub(super) async fn ready(
                 humantime::format_duration(bound)
             ));
         }
-        tokio::time::sleep(backend.poll_interval()).await;
+        backend.pause(endpoint).await;
     }
 }

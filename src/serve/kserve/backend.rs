@@ -308,7 +308,7 @@ impl KserveServing {
                 ))
                 .hint(format!("`kubectl describe inferenceservice {endpoint} -n {}` and the KServe controller's log show why", self.ns())));
             }
-            tokio::time::sleep(self.poll).await;
+            self.followed.changed(self.poll).await;
         }
     }
 
@@ -357,7 +357,7 @@ impl KserveServing {
                     humantime::format_duration(self.ready_timeout)
                 )));
             }
-            tokio::time::sleep(self.poll).await;
+            self.followed.changed(self.poll).await;
         }
     }
 
@@ -694,5 +694,9 @@ impl ServingBackend for KserveServing {
 
     fn poll_interval(&self) -> Duration {
         self.poll
+    }
+
+    async fn pause(&self, _endpoint: &str) {
+        self.followed.changed(self.poll).await;
     }
 }
