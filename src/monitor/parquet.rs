@@ -191,6 +191,37 @@ mod imp {
             }
         }
 
+        /// Hands row `row`'s value to `sample`: plain numbers as numbers,
+        /// everything else (and nulls, as "") as text.
+        fn push(&mut self, row: usize, sample: &mut Sample, origin: Origin, out: &mut String) {
+            let null = self.max_def > 0 && self.defs.get(row).is_some_and(|&d| d < self.max_def);
+            let number = match (&self.reader, self.render) {
+                _ if null => None,
+                (Values::I32(_, v), Render::Plain) => Some(f64::from(v[self.next])),
+                (Values::I32(_, v), Render::Unsigned) => Some(f64::from(v[self.next] as u32)),
+                (Values::I64(_, v), Render::Plain) => Some(v[self.next] as f64),
+                (Values::I64(_, v), Render::Unsigned) => Some(v[self.next] as u64 as f64),
+                (Values::F32(_, v), _) => Some(f64::from(v[self.next])),
+                (Values::F64(_, v), _) => Some(v[self.next]),
+                _ => None,
+            };
+            match number {
+                Some(x) => {
+                    let i = self.next;
+                    let reader = &self.reader;
+                    let render = self.render;
+                    self.next += 1;
+                    sample.push_f64(self.sample_index, x, origin, out, |buf| {
+                        write_number(reader, render, i, buf)
+                    });
+                }
+                None => {
+                    self.text(row, out);
+                    sample.push(self.sample_index, out, origin);
+                }
+            }
+        }
+
         /// Writes row `row`'s value as text into `out` ("" when null).
         fn text(&mut self, row: usize, out: &mut String) {
             out.clear();
@@ -218,6 +249,23 @@ mod imp {
                 Values::Bytes(_, v) => bytes_text(v[i].data(), render, out),
                 Values::Fixed(_, v) => bytes_text(v[i].data(), render, out),
             }
+        }
+    }
+
+    /// The text of value `i` of a plain number column (what `Leaf::text` writes).
+    fn write_number(reader: &Values, render: Render, i: usize, out: &mut String) {
+        match reader {
+            Values::I32(_, v) if matches!(render, Render::Unsigned) => {
+                _ = write!(out, "{}", v[i] as u32)
+            }
+            Values::I32(_, v) => _ = write!(out, "{}", v[i]),
+            Values::I64(_, v) if matches!(render, Render::Unsigned) => {
+                _ = write!(out, "{}", v[i] as u64)
+            }
+            Values::I64(_, v) => _ = write!(out, "{}", v[i]),
+            Values::F32(_, v) => float(f64::from(v[i]), out),
+            Values::F64(_, v) => float(v[i], out),
+            _ => {}
         }
     }
 
@@ -369,8 +417,7 @@ mod imp {
                         line: row_number,
                     };
                     for c in cols.iter_mut() {
-                        c.text(row, &mut text);
-                        sample.push(c.sample_index, &text, origin);
+                        c.push(row, sample, origin, &mut text);
                     }
                     sample.end_row(origin);
                 }
