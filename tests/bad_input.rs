@@ -387,11 +387,9 @@ fn bad_endpoint_prediction_settings_point_at_their_line() {
             "--> mlcd.yml:7",
             "expected at least 1 row",
         ),
-        // (The line of a bad word in `monitor:` is the section's first key's:
-        // the config reader's location for enum values, not this key's.)
         (
             "",
-            "",
+            "--> mlcd.yml:6:3",
             "unknown predictions-from `endpoints`: did you mean `endpoint`?",
         ),
     ];
@@ -419,4 +417,42 @@ fn bad_endpoint_prediction_settings_point_at_their_line() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_bad_word_deep_in_a_section_points_at_its_own_line() {
+    let ws = Workspace::new();
+    let head = "model: churn\nmonitor:\n  reference: data/a.csv\n  current: data/b.csv\n  drift-share: 0.5\n";
+    let cases = [
+        (
+            "  method: kss\n",
+            "unknown drift method `kss`: did you mean `ks`?",
+        ),
+        (
+            "  on-drift: retrain\n",
+            "unknown on-drift `retrain`: expected one of `report`, `fail`, `dispatch`",
+        ),
+        (
+            "  methods: {age: wassersten}\n",
+            "unknown drift method `wassersten`",
+        ),
+    ];
+    for (extra, says) in cases {
+        let yaml = format!("{head}{extra}");
+        ws.write("mlcd.yml", &yaml);
+        let r = plan(&ws, &["monitor"]);
+        r.assert_code(2);
+        // Line 6, the key's own, not line 3 (`reference:`, the section's first key).
+        assert!(r.stderr.contains("--> mlcd.yml:6:"), "{yaml}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{yaml}: {}", r.stderr);
+    }
+    // The same holds in other sections (the fix is in the config reader).
+    ws.write(
+        "mlcd.yml",
+        "model: churn\ndeploy:\n  endpoint: churn\n  interval: 5m\n  strategy: canery\n",
+    );
+    let r = plan(&ws, &["deploy"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--> mlcd.yml:5:3"), "{}", r.stderr);
+    assert!(r.stderr.contains("did you mean `canary`"), "{}", r.stderr);
 }

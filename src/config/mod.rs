@@ -65,11 +65,26 @@ pub fn parse(text: &str, display_path: &Path) -> Result<Config, UserError> {
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, Config>(de).map_err(|e| {
         let section = section_of(e.path());
+        let keys = key_path(e.path());
         let inner = e.into_inner();
-        let location = inner.location().map(|l| Location {
-            file: display_path.to_path_buf(),
-            line: l.line(),
-            column: Some(l.column()),
+        let location = inner.location().map(|l| {
+            // An error a value's own parser raises (an unknown `method:`, a bad
+            // duration) comes back from serde_yaml marked at the start of the
+            // mapping holding it, not at the value: the key's own line, found
+            // from the path, is later in the file then, and is the right one.
+            let (line, column) = keys
+                .as_ref()
+                .and_then(|k| {
+                    let k: Vec<&str> = k.iter().map(String::as_str).collect();
+                    locate::key_position(text, &k)
+                })
+                .filter(|&(line, _)| line > l.line())
+                .unwrap_or((l.line(), l.column()));
+            Location {
+                file: display_path.to_path_buf(),
+                line,
+                column: Some(column),
+            }
         });
         let raw = strip_path_prefix(&strip_position(&inner.to_string()), &section);
         let parent = section.rsplit_once('.').map_or("", |(p, _)| p);
@@ -120,6 +135,17 @@ pub fn load(path: &Path, display_path: &Path) -> Result<LoadedConfig, UserError>
         digest,
         text,
     })
+}
+
+/// The mapping keys of an error's path (`["monitor", "method"]`), or None when
+/// it goes through a list or a variant, which [`locate::key_position`] cannot follow.
+fn key_path(path: &serde_path_to_error::Path) -> Option<Vec<String>> {
+    path.iter()
+        .map(|seg| match seg {
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `build.args.X` → `build` style section names for messages: the path up to the
@@ -196,6 +222,17 @@ mod tests {
         assert_eq!(e.location.as_ref().unwrap().line, 3);
         assert!(e.message.contains("train.timeout"), "{}", e.message);
         assert!(e.message.contains("add the unit"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_bad_word_inside_a_section_points_at_its_own_line_not_the_sections_first_key() {
+        let e =
+            err("model: churn\nmonitor:\n  reference: a.csv\n  current: b.csv\n  method: kss\n");
+        assert!(e.message.contains("`monitor.method`"), "{}", e.message);
+        let l = e.location.unwrap();
+        assert_eq!((l.line, l.column), (5, Some(3)));
+        let e = err("deploy:\n  endpoint: e\n  interval: 5m\n  steps: [10, 50, 150]\n");
+        assert_eq!(e.location.unwrap().line, 4, "{}", e.message);
     }
 
     #[test]

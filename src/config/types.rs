@@ -407,11 +407,11 @@ pub enum KubeTrainer {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MonitorConfig {
-    /// The reference data: a CSV or JSON lines file or a directory of them,
+    /// The reference data: a CSV, JSON lines or Parquet file or a directory of them,
     /// relative to this file, or an `s3://` prefix. Default: the training
     /// channel (`train.channels.train`, or the only channel).
     pub reference: Option<String>,
-    /// The recent data: a CSV or JSON lines file or a directory of them (relative
+    /// The recent data: a CSV, JSON lines or Parquet file or a directory of them (relative
     /// to this file), `capture` (the local endpoint's captured traffic, under
     /// `.mlcd/capture/<endpoint>/`), or an `s3://` prefix of SageMaker data capture
     /// files. Default: `capture`.

@@ -125,6 +125,43 @@ impl Column {
         }
     }
 
+    /// Adds a value already read as a number (Parquet): what [`Column::push`]
+    /// does with its text, without writing and parsing the text. `text` writes
+    /// it, and is called only when the text is kept (the first number, the
+    /// value counts while there are few values). Non-finite numbers are missing.
+    pub fn push_f64(
+        &mut self,
+        x: f64,
+        origin: Origin,
+        buf: &mut String,
+        text: impl FnOnce(&mut String),
+    ) {
+        self.rows += 1;
+        if !x.is_finite() {
+            self.missing += 1;
+            return;
+        }
+        let first = self.first_number.is_none();
+        if first || self.counts.is_some() {
+            buf.clear();
+            text(buf);
+        }
+        if first {
+            self.first_number = Some((buf.clone(), origin));
+        }
+        self.push_number(x);
+        if let Some(c) = &mut self.counts {
+            if let Some(n) = c.get_mut(buf.as_str()) {
+                *n += 1;
+            } else if c.len() >= CATEGORY_CAP {
+                self.counts = None;
+                self.too_many_categories = true;
+            } else {
+                c.insert(buf.clone(), 1);
+            }
+        }
+    }
+
     fn push_number(&mut self, x: f64) {
         self.numbers_seen += 1;
         let x = if x == 0.0 { 0.0 } else { x };
@@ -330,6 +367,29 @@ impl Sample {
                     k.row.insert(name.clone(), v);
                 }
             }
+        }
+    }
+
+    /// Adds a number of column `i` in the current row (see [`Column::push_f64`]);
+    /// with the quality check on, as its text through [`Sample::push`].
+    pub fn push_f64(
+        &mut self,
+        i: usize,
+        x: f64,
+        origin: Origin,
+        buf: &mut String,
+        text: impl FnOnce(&mut String),
+    ) {
+        if self.pairs.is_some() {
+            buf.clear();
+            if x.is_finite() {
+                text(buf);
+            }
+            let raw = std::mem::take(buf);
+            self.push(i, &raw, origin);
+            *buf = raw;
+        } else {
+            self.columns[i].push_f64(x, origin, buf, text);
         }
     }
 

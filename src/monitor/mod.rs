@@ -1,6 +1,6 @@
 //! Monitoring: drift of recent data against the training data, the model's
 //! quality on labelled recent data, and what to do about it. Readers stream
-//! files into per-column sketches (column.rs, read.rs, source.rs); drift.rs and
+//! files into per-column sketches (column.rs, read.rs, parquet.rs, source.rs); drift.rs and
 //! stats.rs score them; quality.rs checks the metric; report.rs writes the
 //! summary table and the HTML report; dispatch.rs asks for retraining;
 //! predict.rs asks the live endpoint for predictions of labelled rows.
@@ -8,6 +8,7 @@
 pub mod column;
 pub mod dispatch;
 pub mod drift;
+pub mod parquet;
 pub mod predict;
 pub mod quality;
 pub mod read;

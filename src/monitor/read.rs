@@ -17,6 +17,10 @@ use crate::error::UserError;
 const CSV_EXT: &[&str] = &["csv"];
 /// File endings read as JSON lines (data capture files are detected by content).
 const JSONL_EXT: &[&str] = &["jsonl", "ndjson", "json"];
+/// File endings read as Parquet (parquet.rs).
+const PARQUET_EXT: &[&str] = &["parquet", "pq"];
+/// The endings a data file may have, for messages.
+pub const ENDINGS: &str = ".csv, .jsonl, .ndjson, .json or .parquet";
 
 /// Names for positional values (CSV capture payloads without a header, JSON
 /// arrays): the reference's columns, with and without the label columns.
@@ -38,7 +42,7 @@ pub fn files_of(path: &Path, what: &str) -> Result<Vec<PathBuf>, UserError> {
             "{what}: `{}` does not exist",
             path.display()
         ))
-        .hint("give a CSV or JSON lines file, or a directory of them, relative to the config file"));
+        .hint("give a CSV, JSON lines or Parquet file, or a directory of them, relative to the config file"));
     }
     let mut out = Vec::new();
     let mut todo = vec![path.to_path_buf()];
@@ -58,7 +62,7 @@ pub fn files_of(path: &Path, what: &str) -> Result<Vec<PathBuf>, UserError> {
     out.sort();
     if out.is_empty() {
         return Err(UserError::invalid(format!(
-            "{what}: the directory `{}` holds no .csv, .jsonl, .ndjson or .json file",
+            "{what}: the directory `{}` holds no {ENDINGS} file",
             path.display()
         ))
         .hint("point it at the data files, or a directory holding them"));
@@ -73,6 +77,8 @@ pub enum Format {
     Csv,
     /// JSON lines: plain records or data capture records.
     JsonLines,
+    /// Parquet, read by parquet.rs (it needs to seek, not a stream).
+    Parquet,
 }
 
 /// The format a file name says.
@@ -82,12 +88,15 @@ pub fn format_of(path: &Path) -> Option<Format> {
         Some(Format::Csv)
     } else if JSONL_EXT.contains(&ext.as_str()) {
         Some(Format::JsonLines)
+    } else if PARQUET_EXT.contains(&ext.as_str()) {
+        Some(Format::Parquet)
     } else {
         None
     }
 }
 
-/// Reads one file (or any reader) into `sample`, named `display` in errors.
+/// Reads one CSV or JSON lines file (or any reader) into `sample`, named
+/// `display` in errors (Parquet files go to [`super::parquet`]).
 pub fn read_into(
     sample: &mut Sample,
     reader: impl Read,
@@ -100,6 +109,9 @@ pub fn read_into(
     match format {
         Format::Csv => read_csv(sample, reader, file, display),
         Format::JsonLines => read_jsonl(sample, reader, file, display, positional),
+        Format::Parquet => Err(UserError::failed(format!(
+            "{display}: a Parquet file was handed to the text reader"
+        ))),
     }
 }
 

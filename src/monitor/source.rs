@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::column::Sample;
+use super::parquet;
 use super::read::{self, Positional};
 use crate::cloud::aws::{AwsClient, AwsCredentials};
 use crate::cloud::s3::S3Client;
@@ -54,13 +55,18 @@ pub fn read_local(
     for file in read::files_of(abs, &key)? {
         let format = read::format_of(&file).ok_or_else(|| {
             UserError::invalid(format!(
-                "{key}: `{display}` is not a .csv, .jsonl, .ndjson or .json file"
+                "{key}: `{display}` is not a {} file",
+                read::ENDINGS
             ))
         })?;
         let shown = match file.strip_prefix(abs) {
             Ok(rel) if !rel.as_os_str().is_empty() => format!("{display}/{}", rel.display()),
             _ => display.to_string(),
         };
+        if format == read::Format::Parquet {
+            parquet::read_file(sample, &file, &shown)?;
+            continue;
+        }
         let f = std::fs::File::open(&file)
             .map_err(|e| UserError::invalid(format!("{key}: cannot open `{shown}`: {e}")))?;
         read::read_into(sample, f, format, &shown, positional)?;
@@ -68,9 +74,9 @@ pub fn read_local(
     Ok(())
 }
 
-/// Whether `source` is a workspace file or directory of CSV files only: read
-/// with its own header, it needs no column names from the reference, so it can
-/// be read while the reference is.
+/// Whether `source` is a workspace file or directory of CSV and Parquet files
+/// only: each names its own columns (a header, a schema), so it needs no column
+/// names from the reference and can be read while the reference is.
 pub fn local_csv_only(source: &SourcePlan, workspace: &Path) -> bool {
     let SourcePlan::Path { path } = source else {
         return false;
@@ -78,9 +84,12 @@ pub fn local_csv_only(source: &SourcePlan, workspace: &Path) -> bool {
     read::files_of(&workspace.join(path), "")
         .map(|files| {
             !files.is_empty()
-                && files
-                    .iter()
-                    .all(|f| read::format_of(f) == Some(read::Format::Csv))
+                && files.iter().all(|f| {
+                    matches!(
+                        read::format_of(f),
+                        Some(read::Format::Csv | read::Format::Parquet)
+                    )
+                })
         })
         .unwrap_or(false)
 }
@@ -105,7 +114,8 @@ async fn read_s3(
         .collect();
     if readable.is_empty() {
         return Err(UserError::invalid(format!(
-            "`monitor.{what}`: no .jsonl, .csv or .json object under `{uri}` ({} objects listed)",
+            "`monitor.{what}`: no {} object under `{uri}` ({} objects listed)",
+            read::ENDINGS,
             objects.len()
         ))
         .hint("SageMaker writes data capture files under <prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl: give that prefix"));
@@ -113,7 +123,11 @@ async fn read_s3(
     for (key, format) in readable {
         let body = s3.get_object(bucket, key).await.map_err(UserError::from)?;
         let shown = format!("s3://{bucket}/{key}");
-        read::read_into(sample, body.as_slice(), format, &shown, positional)?;
+        if format == read::Format::Parquet {
+            parquet::read_bytes(sample, body, &shown)?;
+        } else {
+            read::read_into(sample, body.as_slice(), format, &shown, positional)?;
+        }
     }
     Ok(())
 }
