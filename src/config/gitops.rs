@@ -64,3 +64,14 @@ pub struct ArgocdConfig {
     /// rollout counts as done. Default: `10s`.
     pub cool_down: Option<DurationSpec>,
 }
+
+impl ArgocdConfig {
+    /// The application's page in Argo CD's web UI (a deployment's log URL).
+    pub fn app_url(&self) -> String {
+        format!(
+            "{}/applications/{}",
+            self.server.trim_end_matches('/'),
+            self.app
+        )
+    }
+}

@@ -569,7 +569,7 @@ pub async fn run(
                     &format!("{} synced by Argo CD and Healthy", short(&sha)),
                     g.argocd
                         .as_ref()
-                        .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+                        .map(crate::config::gitops::ArgocdConfig::app_url)
                         .as_deref(),
                     reporter,
                 )

@@ -260,7 +260,7 @@ pub(super) async fn run(r: Rollout<'_>, reporter: &mut Reporter) -> anyhow::Resu
         ),
         r.g.argocd
             .as_ref()
-            .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+            .map(crate::config::gitops::ArgocdConfig::app_url)
             .as_deref(),
         reporter,
     )

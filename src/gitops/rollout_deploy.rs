@@ -125,7 +125,7 @@ pub(super) async fn run(r: RolloutDeploy<'_>, reporter: &mut Reporter) -> anyhow
                 &format!("Rollout {} Healthy at {}", r.name, r.change.version),
                 r.g.argocd
                     .as_ref()
-                    .map(|a| format!("{}/applications/{}", a.server.trim_end_matches('/'), a.app))
+                    .map(crate::config::gitops::ArgocdConfig::app_url)
                     .as_deref(),
                 reporter,
             )
