@@ -11,6 +11,7 @@ use crate::config::suggest;
 use crate::config::values::Mode;
 use crate::error::UserError;
 use crate::inputs::{Command, InputKind, RawInputs, Source, INPUTS};
+use crate::train::pod_storage;
 
 /// What the process was asked to do.
 #[derive(Debug)]
@@ -126,8 +127,8 @@ pub fn command() -> Clap {
                 .arg(
                     Arg::new("MODE")
                         .required(true)
-                        .help("train (a TrainJob or PyTorchJob) or deploy (a KServe InferenceService)")
-                        .value_parser(["train", "deploy"]),
+                        .help("train (a TrainJob or PyTorchJob), deploy (a KServe InferenceService), or runtime (the ClusterTrainingRuntime with mlcd's storage containers, for TrainJobs with s3:// storage)")
+                        .value_parser(["train", "deploy", "runtime"]),
                 )
                 .args(
                     input_args(None, None)
@@ -155,18 +156,31 @@ pub fn command() -> Clap {
                 .subcommand_required(true)
                 .subcommand(
                     Clap::new("fetch")
-                        .arg(Arg::new("from").long("from").required(true).value_name("S3_URI"))
-                        .arg(Arg::new("to").long("to").required(true).value_name("DIR")),
+                        .about("Copy an s3:// prefix into a directory; without --from/--to, every channel of MLCD_FETCH into /opt/ml/input/data/<channel>")
+                        .arg(Arg::new("from").long("from").requires("to").value_name("S3_URI"))
+                        .arg(Arg::new("to").long("to").requires("from").value_name("DIR")),
                 )
                 .subcommand(
                     Clap::new("keep-model")
-                        .arg(Arg::new("from").long("from").required(true).value_name("DIR"))
-                        .arg(Arg::new("to").long("to").required(true).value_name("S3_URI"))
+                        .about("Wait for SIGTERM, then upload the model directory as model.tar.gz to --to (default: MLCD_MODEL_URI)")
+                        .arg(
+                            Arg::new("from")
+                                .long("from")
+                                .value_name("DIR")
+                                .default_value(pod_storage::MODEL_DIR),
+                        )
+                        .arg(Arg::new("to").long("to").value_name("S3_URI"))
                         .arg(
                             Arg::new("failure")
                                 .long("failure")
                                 .value_name("FILE")
-                                .default_value("/opt/ml/output/failure"),
+                                .default_value(pod_storage::FAILURE_FILE),
+                        )
+                        .arg(
+                            Arg::new("message-file")
+                                .long("message-file")
+                                .value_name("FILE")
+                                .help("Where to write what was done (the container's terminationMessagePath)"),
                         ),
                 ),
         )
@@ -237,16 +251,17 @@ pub fn parse(
         "pod-storage" => {
             use crate::train::pod_storage::PodStorage;
             let (what, m) = sub.subcommand().expect("a subcommand is required");
-            let arg = |n: &str| m.get_one::<String>(n).expect("required").clone();
+            let arg = |n: &str| m.get_one::<String>(n).cloned();
             return Ok(Ok(Invocation::PodStorage(match what {
                 "fetch" => PodStorage::Fetch {
                     from: arg("from"),
-                    to: arg("to").into(),
+                    to: arg("to").map(Into::into),
                 },
                 _ => PodStorage::KeepModel {
-                    from: arg("from").into(),
+                    from: arg("from").expect("has a default").into(),
                     to: arg("to"),
-                    failure: arg("failure").into(),
+                    failure: arg("failure").expect("has a default").into(),
+                    message: arg("message-file").map(Into::into),
                 },
             })));
         }
@@ -258,6 +273,9 @@ pub fn parse(
                 .parse()
                 .expect("clap checked the value");
             Command::Plan(mode)
+        }
+        "render" if sub.get_one::<String>("MODE").map(String::as_str) == Some("runtime") => {
+            Command::RenderRuntime
         }
         "render" => {
             let mode: Mode = sub

@@ -193,6 +193,9 @@ pub enum Command {
     /// Print the Kubernetes objects a mode would apply (`mlcd render MODE`),
     /// touching nothing.
     Render(Mode),
+    /// Print the ClusterTrainingRuntime with mlcd's storage containers that
+    /// TrainJobs with `s3://` storage need (`mlcd render runtime`).
+    RenderRuntime,
 }
 
 /// Raw values keyed by canonical input name.
@@ -497,7 +500,10 @@ impl Request {
             strategy: parsed(get("strategy"))?,
             traffic: parsed(get("traffic"))?,
             dry_run: bool_of("dry-run")?.unwrap_or(false)
-                || matches!(command, Command::Plan(_) | Command::Render(_)),
+                || matches!(
+                    command,
+                    Command::Plan(_) | Command::Render(_) | Command::RenderRuntime
+                ),
             github_token: get("github-token").map(|g| Secret::new(g.value.clone())),
             registry_username: get("registry-username").map(|g| g.value.clone()),
             registry_password: get("registry-password").map(|g| Secret::new(g.value.clone())),
@@ -521,6 +527,7 @@ impl Request {
     pub fn mode(&self) -> Option<Mode> {
         match self.command {
             Command::Run(m) | Command::Plan(m) | Command::Render(m) => Some(m),
+            Command::RenderRuntime => Some(Mode::Train),
             Command::Validate => None,
         }
     }

@@ -78,6 +78,7 @@ fn command_name(cmd: Command) -> String {
         Command::Run(m) => format!("mlcd {m}"),
         Command::Plan(m) => format!("mlcd plan {m}"),
         Command::Render(m) => format!("mlcd render {m}"),
+        Command::RenderRuntime => "mlcd render runtime".into(),
         Command::Validate => "mlcd validate".into(),
     }
 }
@@ -103,6 +104,7 @@ async fn run_command(cmd: Command, raw: RawInputs, env: &BTreeMap<String, String
     }
     if let Some(mode) = match cmd {
         Command::Run(m) | Command::Plan(m) | Command::Render(m) => Some(m),
+        Command::RenderRuntime => Some(Mode::Train),
         Command::Validate => None,
     } {
         for name in inputs::inapplicable(&raw, mode) {
@@ -248,6 +250,7 @@ async fn execute(
     let mode = match cmd {
         Command::Validate => return validate(&request, loaded.as_ref(), ctx, env, reporter),
         Command::Run(m) | Command::Plan(m) | Command::Render(m) => m,
+        Command::RenderRuntime => Mode::Train,
     };
 
     if matches!(mode, Mode::Train | Mode::Deploy) {
@@ -289,6 +292,14 @@ async fn execute(
     }
     set_plan_outputs(reporter, &plan);
 
+    if cmd == Command::RenderRuntime {
+        let yaml = modes::train::render_runtime(&plan)?;
+        print!("{yaml}");
+        return Ok((
+            Outcome::Planned,
+            format!("Rendered: {}", render::headline(&plan)),
+        ));
+    }
     if let Command::Render(mode) = cmd {
         let mode_env = modes::ModeEnv {
             workspace: &ctx.workspace,

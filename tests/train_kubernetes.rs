@@ -39,6 +39,8 @@ fn plan(trainer: KubeTrainer) -> KubernetesPlan {
         runtime: "torch-distributed".into(),
         storage_uri: Some("pvc://models/churn".into()),
         service_account: None,
+        mlcd_image: "ghcr.io/mlcd-dev/mlcd:0.1.0".into(),
+        aws_secret: None,
     }
 }
 

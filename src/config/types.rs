@@ -361,12 +361,24 @@ pub struct KubernetesConfig {
     pub eks_region: Option<String>,
     /// The service account jobs and predictors run as.
     pub service_account: Option<String>,
-    /// Where model artifacts are stored. Training writes `/opt/ml/model` under it
-    /// (`pvc://claim/path`; `s3://…` and `gs://…` are not written by the training
-    /// backend in this release). Serving (KServe) downloads the model from it into
-    /// `/opt/ml/model`: `s3://`, `gs://`, `pvc://`, `hdfs://`, `webhdfs://`,
+    /// Where model artifacts are stored. Training keeps `/opt/ml/model` under it:
+    /// `pvc://claim/path` (a directory `<job>/model` in the claim) or
+    /// `s3://bucket/prefix` (`<job>/model.tar.gz`, uploaded from the pod by mlcd's
+    /// `mlcd-keep-model` sidecar). Serving (KServe) downloads the model from it
+    /// into `/opt/ml/model`: `s3://`, `gs://`, `pvc://`, `hdfs://`, `webhdfs://`,
     /// `http(s)://` or `hf://`; unset, the image carries its model.
     pub storage_uri: Option<String>,
+    /// The mlcd image training pods run mlcd's storage containers from
+    /// (`mlcd-fetch` copies `s3://` channels in, `mlcd-keep-model` uploads the
+    /// model to an `s3://` storage URI). Default: `ghcr.io/mlcd-dev/mlcd:<this
+    /// mlcd's version>`; mirror it to your registry when the cluster cannot pull
+    /// from ghcr.io.
+    pub mlcd_image: Option<String>,
+    /// A Secret in the namespace holding the S3 credentials of mlcd's storage
+    /// containers under the keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    /// optionally `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`. Unset:
+    /// the pods' service account's identity (EKS IRSA / Pod Identity inject it).
+    pub aws_secret: Option<String>,
     /// Which training CRD jobs are: `trainjob` (Kubeflow Trainer v2, the default)
     /// or `pytorchjob` (Training Operator v1, for clusters that still run it).
     pub trainer: Option<KubeTrainer>,

@@ -150,6 +150,22 @@ pub fn render(plan: &Plan, env: &ModeEnv<'_>) -> Result<String, UserError> {
     Ok(crate::train::kubernetes::to_yaml(&objects))
 }
 
+/// The ClusterTrainingRuntime with mlcd's storage containers (`mlcd render
+/// runtime`), for an administrator to install once: TrainJobs with `s3://`
+/// channels or storage need it. Needs no cluster.
+pub fn render_runtime(plan: &Plan) -> Result<String, UserError> {
+    let t = plan.train.as_ref().expect("a train plan");
+    let Some(k) = t.kubernetes.as_ref() else {
+        return Err(UserError::invalid(format!(
+            "`mlcd render runtime` prints a Kubernetes object, but the backend is `{}`",
+            plan.backend
+        ))
+        .hint("set `backend: kubernetes` in mlcd.yml, or pass --backend kubernetes"));
+    };
+    let runtime = crate::train::kubernetes::storage::runtime(k);
+    Ok(crate::train::kubernetes::to_yaml(&[runtime]))
+}
+
 /// How the wait ended.
 enum Waited {
     Done(JobStatus),

@@ -28,12 +28,23 @@ pub struct KubernetesPlan {
     pub trainer: KubeTrainer,
     /// The ClusterTrainingRuntime (TrainJob only).
     pub runtime: String,
-    /// Where `/opt/ml/model` is kept (`pvc://claim/path`).
+    /// Where `/opt/ml/model` is kept (`pvc://claim/path` or `s3://bucket/prefix`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_uri: Option<String>,
     /// The service account training pods run as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+    /// The image of mlcd's storage containers (`kubernetes.mlcd-image`).
+    pub mlcd_image: String,
+    /// The Secret with the storage containers' S3 credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_secret: Option<String>,
+}
+
+/// The image mlcd's storage containers run from when `kubernetes.mlcd-image` is
+/// not set: this very version, so that the pod speaks the same protocol.
+pub fn default_mlcd_image() -> String {
+    format!("ghcr.io/mlcd-dev/mlcd:{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The Kubernetes settings a KServe InferenceService needs (`mode: deploy`).
@@ -208,14 +219,38 @@ pub(super) fn plan(inputs: &Inputs) -> Result<KubernetesPlan, UserError> {
         .clone()
         .or_else(|| inputs.cfg().train.output.clone());
     if let Some(u) = &storage_uri {
-        parse_pvc(u).map_err(|e| {
+        check_training_storage(u).map_err(|e| {
             inputs
                 .config_error(
                     &["kubernetes", "storage-uri"],
                     format!("`kubernetes.storage-uri`: {e}"),
                 )
-                .hint("give a PersistentVolumeClaim and a path in it, like `pvc://models/churn`")
+                .hint("give a PersistentVolumeClaim and a path in it, like `pvc://models/churn`, or an S3 prefix, like `s3://acme-models/churn`")
         })?;
+    }
+    let mlcd_image = k
+        .mlcd_image
+        .clone()
+        .filter(|i| !i.trim().is_empty())
+        .unwrap_or_else(default_mlcd_image);
+    if mlcd_image.contains(char::is_whitespace) || mlcd_image.contains("://") {
+        return Err(inputs
+            .config_error(
+                &["kubernetes", "mlcd-image"],
+                format!("`kubernetes.mlcd-image` is `{mlcd_image}`, which is not an image reference (`registry/repository:tag`, no scheme, no spaces)"),
+            )
+            .hint("give the mlcd image your cluster pulls, like `registry.acme.dev/mlcd:0.1.0`"));
+    }
+    let aws_secret = k.aws_secret.clone().filter(|s| !s.trim().is_empty());
+    if let Some(sec) = &aws_secret {
+        if !is_dns_subdomain(sec) {
+            return Err(inputs
+                .config_error(
+                    &["kubernetes", "aws-secret"],
+                    format!("`kubernetes.aws-secret` is `{sec}`, which is not a Secret name (lowercase letters, digits, `-` and `.`)"),
+                )
+                .hint("give the name of a Secret in the job's namespace (`kubectl get secrets`)"));
+        }
     }
     Ok(KubernetesPlan {
         namespace,
@@ -225,7 +260,28 @@ pub(super) fn plan(inputs: &Inputs) -> Result<KubernetesPlan, UserError> {
         runtime,
         storage_uri,
         service_account: k.service_account.clone(),
+        mlcd_image,
+        aws_secret,
     })
+}
+
+/// Whether `s` is a DNS-1123 subdomain (Secret, claim names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with(['-', '.'])
+}
+
+/// Checks a training `kubernetes.storage-uri`: `pvc://claim/path` or
+/// `s3://bucket/prefix`.
+pub fn check_training_storage(uri: &str) -> Result<(), String> {
+    if uri.starts_with("s3://") {
+        return crate::train::pod_storage::parse_s3(uri).map(|_| ());
+    }
+    parse_pvc(uri).map(|_| ())
 }
 
 /// A `pvc://claim/path` URI: the claim and the path inside it (may be empty).
@@ -233,7 +289,7 @@ pub fn parse_pvc(uri: &str) -> Result<(String, String), String> {
     let Some(rest) = uri.strip_prefix("pvc://") else {
         let scheme = uri.split("://").next().unwrap_or(uri);
         return Err(if uri.contains("://") {
-            format!("`{uri}`: the Kubernetes training backend writes models to a PersistentVolumeClaim (`pvc://claim/path`); `{scheme}://` uploads are not available in this release")
+            format!("`{uri}`: a Kubernetes training job reads and keeps data on a PersistentVolumeClaim (`pvc://claim/path`) or in S3 (`s3://bucket/prefix`), not `{scheme}://`; for Cloud Storage mount the bucket as a PersistentVolumeClaim (GKE's Cloud Storage FUSE CSI driver) and give `pvc://`")
         } else {
             format!("`{uri}` is not a URI: expected `pvc://claim/path`")
         });

@@ -15,17 +15,37 @@ use crate::cloud::s3::{sha256_hex_of, S3Client};
 use crate::error::UserError;
 use crate::train::upload::{hash_dir, show_bytes};
 
+/// The environment variable the `mlcd-fetch` container reads its channels
+/// from: a JSON object `{"train": "s3://bucket/prefix", …}`.
+pub const FETCH_ENV: &str = "MLCD_FETCH";
+/// The environment variable the `mlcd-keep-model` container reads the model's
+/// destination from (`s3://bucket/key/model.tar.gz`); unset, it keeps nothing.
+pub const MODEL_ENV: &str = "MLCD_MODEL_URI";
+/// Where channels go in the pod (the SageMaker container contract).
+pub const DATA_DIR: &str = "/opt/ml/input/data";
+/// What the trainer leaves as its model.
+pub const MODEL_DIR: &str = "/opt/ml/model";
+/// What the trainer writes when it fails.
+pub const FAILURE_FILE: &str = "/opt/ml/output/failure";
+
 /// One `mlcd pod-storage` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodStorage {
-    /// Copy every object under `from` (an `s3://bucket/prefix`) into `to`.
-    Fetch { from: String, to: PathBuf },
+    /// Copy every object under `from` (an `s3://bucket/prefix`) into `to`;
+    /// without them, every channel of [`FETCH_ENV`] into `DATA_DIR/<channel>`.
+    Fetch {
+        from: Option<String>,
+        to: Option<PathBuf>,
+    },
     /// On SIGTERM, pack `from` as a gzip'd tar and upload it to `to` (an
-    /// `s3://bucket/key` object), unless `failure` exists.
+    /// `s3://bucket/key` object; default [`MODEL_ENV`]), unless `failure`
+    /// exists; what was done goes to `message` (the container's termination
+    /// message file) too.
     KeepModel {
         from: PathBuf,
-        to: String,
+        to: Option<String>,
         failure: PathBuf,
+        message: Option<PathBuf>,
     },
 }
 
@@ -165,34 +185,125 @@ pub async fn upload_model(
     Ok(format!("uploaded {} as {to}", show_bytes(size)))
 }
 
+/// The channels of [`FETCH_ENV`]: `{"channel": "s3://…"}`.
+pub fn channels_from_env(
+    env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, UserError> {
+    let Some(text) = env.get(FETCH_ENV).filter(|t| !t.trim().is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    let channels: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        UserError::invalid(format!(
+            "{FETCH_ENV} is not a JSON object of channel names to s3:// URIs: {e}"
+        ))
+        .hint("the pod's mlcd-fetch container gets it from mlcd: re-render the job with the same mlcd version as the image")
+    })?;
+    for ch in channels.keys() {
+        if ch.is_empty() || ch.contains(['/', '\\']) || ch == "." || ch == ".." {
+            return Err(UserError::invalid(format!(
+                "{FETCH_ENV} names the channel `{ch}`, which is not a directory name"
+            )));
+        }
+    }
+    Ok(channels)
+}
+
+/// The node index of an Indexed Job's pod (`JOB_COMPLETION_INDEX`), if any:
+/// only node 0 keeps the model, as SageMaker keeps the first host's.
+fn node_index(env: &BTreeMap<String, String>) -> Option<String> {
+    env.get("JOB_COMPLETION_INDEX")
+        .filter(|i| !i.trim().is_empty() && i.trim() != "0")
+        .cloned()
+}
+
+/// Waits for SIGTERM or SIGINT (a native sidecar is stopped with SIGTERM once
+/// the pod's main containers have ended).
+async fn until_terminated() -> Result<(), UserError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| UserError::failed(format!("cannot wait for SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| UserError::failed(format!("cannot wait for SIGINT: {e}")))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
 /// Runs one command.
 pub async fn run(cmd: PodStorage, env: &BTreeMap<String, String>) -> Result<(), UserError> {
-    let s3 = client(env)?;
     match cmd {
         PodStorage::Fetch { from, to } => {
-            let (files, bytes) = fetch(&s3, &from, &to).await?;
-            eprintln!(
-                "mlcd pod-storage: {files} files, {} from {from} into {}",
-                show_bytes(bytes),
-                to.display()
-            );
-        }
-        PodStorage::KeepModel { from, to, failure } => {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate())
-                .map_err(|e| UserError::failed(format!("cannot wait for SIGTERM: {e}")))?;
-            let mut int = signal(SignalKind::interrupt())
-                .map_err(|e| UserError::failed(format!("cannot wait for SIGINT: {e}")))?;
-            eprintln!(
-                "mlcd pod-storage: keeping {} until the pod ends",
-                from.display()
-            );
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            let jobs: Vec<(String, PathBuf)> = match (from, to) {
+                (Some(from), Some(to)) => vec![(from, to)],
+                _ => channels_from_env(env)?
+                    .into_iter()
+                    .map(|(ch, uri)| (uri, Path::new(DATA_DIR).join(ch)))
+                    .collect(),
+            };
+            if jobs.is_empty() {
+                eprintln!("mlcd pod-storage: no s3:// channel to fetch");
+                return Ok(());
             }
-            let done = upload_model(&s3, &from, &to, &failure).await?;
-            eprintln!("mlcd pod-storage: {done}");
+            let s3 = client(env)?;
+            for (from, to) in jobs {
+                let (files, bytes) = fetch(&s3, &from, &to).await?;
+                eprintln!(
+                    "mlcd pod-storage: {files} files, {} from {from} into {}",
+                    show_bytes(bytes),
+                    to.display()
+                );
+            }
+        }
+        PodStorage::KeepModel {
+            from,
+            to,
+            failure,
+            message,
+        } => {
+            let to = to.or_else(|| env.get(MODEL_ENV).filter(|t| !t.is_empty()).cloned());
+            let say = |text: &str| {
+                eprintln!("mlcd pod-storage: {text}");
+                if let Some(m) = &message {
+                    if let Err(e) = std::fs::write(m, text) {
+                        eprintln!("mlcd pod-storage: cannot write {}: {e}", m.display());
+                    }
+                }
+            };
+            // Checked before waiting, so that a bad setup shows in the log at
+            // once; the credentials too, unless this pod keeps nothing.
+            let keep = match (&to, node_index(env)) {
+                (Some(to), None) => Some((to.clone(), client(env)?)),
+                _ => None,
+            };
+            match &keep {
+                Some((to, _)) => eprintln!(
+                    "mlcd pod-storage: keeping {} for {to} until the pod ends",
+                    from.display()
+                ),
+                None => eprintln!(
+                    "mlcd pod-storage: nothing to keep from this pod; waiting for its end"
+                ),
+            }
+            until_terminated().await?;
+            let Some((to, s3)) = keep else {
+                match node_index(env) {
+                    Some(i) => say(&format!("node {i}: only node 0 keeps the model")),
+                    None => say(&format!("{MODEL_ENV} is not set: no model kept")),
+                }
+                return Ok(());
+            };
+            match upload_model(&s3, &from, &to, &failure).await {
+                Ok(done) => say(&done),
+                Err(e) => {
+                    say(&format!(
+                        "the model was not uploaded to {to}: {}",
+                        e.message
+                    ));
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(())

@@ -6,8 +6,10 @@
 //!
 //! The SageMaker container contract is kept: the hyperparameters are a ConfigMap
 //! mounted at `/opt/ml/input/config/hyperparameters.json`, channels are
-//! `pvc://claim/path` mounts under `/opt/ml/input/data/<channel>/`, and
-//! `/opt/ml/model` is a directory of `kubernetes.storage-uri` (a PVC). CRD objects
+//! `pvc://claim/path` mounts under `/opt/ml/input/data/<channel>/` or `s3://`
+//! prefixes copied there, and `/opt/ml/model` is a directory of a `pvc://`
+//! `kubernetes.storage-uri` or uploaded as `model.tar.gz` under an `s3://` one
+//! (mlcd's storage containers: [`storage`]). CRD objects
 //! are plain JSON (`DynamicObject`): the pinned CRD schemas are what the test bed's
 //! fake API server validates them against. Stopping a job suspends it (see [`stop`]).
 //!
@@ -35,6 +37,10 @@ use crate::identity::{Identity, Recorded};
 use crate::instance;
 use crate::plan::kubernetes::parse_pvc;
 use crate::plan::KubernetesPlan;
+use crate::train::pod_storage::parse_s3;
+
+pub mod storage;
+use storage::S3Storage;
 
 /// How often mlcd looks at a job by default. Cheap: `describe` answers from the
 /// job's watch, so a change is seen within this interval without a request.
@@ -179,6 +185,8 @@ struct Mounts {
     volumes: Vec<Value>,
     mounts: Vec<Value>,
     artifact: String,
+    /// What mlcd's storage containers do (nothing for PVCs only).
+    s3: S3Storage,
 }
 
 fn volume_name(claim: &str) -> String {
@@ -192,6 +200,7 @@ fn volume_name(claim: &str) -> String {
 
 fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
     let mut claims: BTreeMap<String, String> = BTreeMap::new();
+    let mut s3 = S3Storage::default();
     let mut mounts = vec![json!({
         "name": "hyperparameters",
         "mountPath": "/opt/ml/input/config",
@@ -208,9 +217,18 @@ fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
                 .hint(format!("copy the data to a PersistentVolumeClaim and give `train.channels.{ch}: pvc://claim/path`")));
             }
         };
+        if uri.starts_with("s3://") {
+            parse_s3(uri).map_err(|e| {
+                UserError::invalid(format!("`train.channels.{ch}`: {e}"))
+                    .hint(format!("give `train.channels.{ch}: s3://bucket/prefix`"))
+            })?;
+            s3.channels.insert(ch.clone(), uri.clone());
+            continue;
+        }
         let (claim, path) = parse_pvc(uri).map_err(|e| {
-            UserError::invalid(format!("`train.channels.{ch}`: {e}"))
-                .hint(format!("give `train.channels.{ch}: pvc://claim/path`; `s3://` and `gs://` channels need an init container mlcd does not add in this release"))
+            UserError::invalid(format!("`train.channels.{ch}`: {e}")).hint(format!(
+                "give `train.channels.{ch}: pvc://claim/path` or `s3://bucket/prefix`"
+            ))
         })?;
         let vol = volume_name(&claim);
         claims.insert(claim, vol.clone());
@@ -228,20 +246,38 @@ fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
         UserError::invalid(
             "`kubernetes.storage-uri` is not set: the job's /opt/ml/model would be lost with its pod",
         )
-        .hint("set `kubernetes.storage-uri: pvc://claim/path` (a PersistentVolumeClaim the job's namespace can mount)")
+        .hint("set `kubernetes.storage-uri: pvc://claim/path` (a PersistentVolumeClaim the job's namespace can mount) or `s3://bucket/prefix`")
     })?;
-    let (claim, path) = parse_pvc(storage).map_err(|e| {
-        UserError::invalid(format!("`kubernetes.storage-uri`: {e}"))
-            .hint("give `kubernetes.storage-uri: pvc://claim/path`")
-    })?;
-    let sub = if path.is_empty() {
-        format!("{}/model", spec.name)
+    let artifact = if storage.starts_with("s3://") {
+        let (bucket, prefix) = parse_s3(storage).map_err(|e| {
+            UserError::invalid(format!("`kubernetes.storage-uri`: {e}"))
+                .hint("give `kubernetes.storage-uri: s3://bucket/prefix`")
+        })?;
+        let prefix = prefix.trim_matches('/');
+        let key = if prefix.is_empty() {
+            format!("{}/model.tar.gz", spec.name)
+        } else {
+            format!("{prefix}/{}/model.tar.gz", spec.name)
+        };
+        let uri = format!("s3://{bucket}/{key}");
+        s3.model = Some(uri.clone());
+        uri
     } else {
-        format!("{path}/{}/model", spec.name)
+        let (claim, path) = parse_pvc(storage).map_err(|e| {
+            UserError::invalid(format!("`kubernetes.storage-uri`: {e}"))
+                .hint("give `kubernetes.storage-uri: pvc://claim/path` or `s3://bucket/prefix`")
+        })?;
+        let sub = if path.is_empty() {
+            format!("{}/model", spec.name)
+        } else {
+            format!("{path}/{}/model", spec.name)
+        };
+        let vol = volume_name(&claim);
+        claims.insert(claim.clone(), vol.clone());
+        mounts.push(json!({ "name": vol, "mountPath": "/opt/ml/model", "subPath": sub }));
+        format!("pvc://{claim}/{sub}")
     };
-    let vol = volume_name(&claim);
-    claims.insert(claim.clone(), vol.clone());
-    mounts.push(json!({ "name": vol, "mountPath": "/opt/ml/model", "subPath": sub }));
+    mounts.extend(s3.trainer_mounts());
     let mut volumes = vec![json!({
         "name": "hyperparameters",
         "configMap": { "name": hyperparameters_config_map(&spec.name) },
@@ -249,10 +285,15 @@ fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
     for (claim, vol) in claims {
         volumes.push(json!({ "name": vol, "persistentVolumeClaim": { "claimName": claim } }));
     }
+    // A TrainJob's runtime carries the storage volumes (with its containers).
+    if !s3.is_empty() && plan.trainer == KubeTrainer::Pytorchjob {
+        volumes.extend(storage::volumes());
+    }
     Ok(Mounts {
         volumes,
         mounts,
-        artifact: format!("pvc://{claim}/{sub}"),
+        artifact,
+        s3,
     })
 }
 
@@ -299,6 +340,17 @@ pub fn manifests(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Vec<Value>, Us
                 "volumes": m.volumes,
                 "containers": [{ "name": TRAINER_STEP, "volumeMounts": m.mounts }],
             });
+            // The runtime's storage containers get their work as env.
+            let mut inits = Vec::new();
+            if !m.s3.channels.is_empty() {
+                inits.push(json!({ "name": storage::FETCH, "env": m.s3.fetch_env(plan) }));
+            }
+            if m.s3.model.is_some() {
+                inits.push(json!({ "name": storage::KEEP, "env": m.s3.keep_env(plan) }));
+            }
+            if !inits.is_empty() {
+                pod_spec["initContainers"] = json!(inits);
+            }
             if let Some(sa) = &plan.service_account {
                 pod_spec["serviceAccountName"] = json!(sa);
             }
@@ -355,16 +407,31 @@ pub fn manifests(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Vec<Value>, Us
             if let Some(sa) = &plan.service_account {
                 pod_spec["serviceAccountName"] = json!(sa);
             }
-            let replica = |n: u32| {
+            // Every replica fetches the channels; the Master alone keeps the model.
+            let mut worker_spec = pod_spec.clone();
+            if !m.s3.channels.is_empty() {
+                let fetch = storage::fetch_container(&plan.mlcd_image, Some(m.s3.fetch_env(plan)));
+                pod_spec["initContainers"] = json!([fetch.clone()]);
+                worker_spec["initContainers"] = json!([fetch]);
+            }
+            if m.s3.model.is_some() {
+                let keep = storage::keep_container(&plan.mlcd_image, Some(m.s3.keep_env(plan)));
+                match pod_spec["initContainers"].as_array_mut() {
+                    Some(list) => list.push(keep),
+                    None => pod_spec["initContainers"] = json!([keep]),
+                }
+                pod_spec["terminationGracePeriodSeconds"] = json!(storage::GRACE_SECONDS);
+            }
+            let replica = |n: u32, pod_spec: &Value| {
                 json!({
                     "replicas": n,
                     "restartPolicy": "Never",
                     "template": { "metadata": { "labels": pod_labels }, "spec": pod_spec },
                 })
             };
-            let mut replicas = json!({ "Master": replica(1) });
+            let mut replicas = json!({ "Master": replica(1, &pod_spec) });
             if spec.count > 1 {
-                replicas["Worker"] = replica(spec.count - 1);
+                replicas["Worker"] = replica(spec.count - 1, &worker_spec);
             }
             json!({
                 "apiVersion": "kubeflow.org/v1",
@@ -628,6 +695,47 @@ impl KubernetesTraining {
 
     /// The pod whose log is the job's: rank 0 (the PyTorchJob master, the
     /// TrainJob's first node), the newest of them.
+    /// The model's sidecar is a native sidecar container: Kubernetes 1.29 or
+    /// later (SidecarContainers on by default). Older clusters would run it as
+    /// an init container that never ends, and the job would never start.
+    async fn check_sidecars(&self) -> Result<(), UserError> {
+        let v = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| self.err("reading the cluster's version".to_string(), &e))?;
+        let minor: u32 = v
+            .minor
+            .trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap_or(0);
+        if v.major == "1" && minor < 29 {
+            return Err(UserError::invalid(format!(
+                "`kubernetes.storage-uri` is an s3:// URI: mlcd uploads the model from a native sidecar container, which needs Kubernetes 1.29 or later, and the cluster runs {}.{}",
+                v.major, v.minor
+            ))
+            .hint("keep the model on a PersistentVolumeClaim (`kubernetes.storage-uri: pvc://claim/path`), or upgrade the cluster"));
+        }
+        Ok(())
+    }
+
+    /// A completed job whose model should have been uploaded: did the
+    /// lead pod's `mlcd-keep-model` upload it? `Some(why)` when it did not.
+    async fn model_not_kept(&self, name: &str) -> Option<String> {
+        let pod = self.lead_pod(name).await.ok()??;
+        let (code, message) = storage::keep_outcome(&pod)?;
+        if code == 0 && !message.contains("not uploaded") && !message.contains("no model") {
+            return None;
+        }
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        Some(format!(
+            "the training completed, but its model was not kept: {} (container {} of pod {pod_name}, exit code {code}; `kubectl logs {pod_name} -c {}`)",
+            if message.is_empty() { "no message" } else { message.as_str() },
+            storage::KEEP,
+            storage::KEEP,
+        ))
+    }
+
     async fn lead_pod(&self, name: &str) -> Result<Option<Pod>, UserError> {
         let pods = self.pods(name).await?;
         let is_lead = |p: &Pod| {
@@ -774,16 +882,25 @@ fn image_of(trainer: KubeTrainer, obj: &Value) -> Option<String> {
     .map(str::to_string)
 }
 
-/// The artifact a job's own spec says: its `/opt/ml/model` mount.
-fn artifact_of(trainer: KubeTrainer, obj: &Value) -> Option<String> {
-    let pod_spec = match trainer {
+/// The pod spec mlcd wrote into a job: the runtime patch's or the Master's.
+fn own_pod_spec(trainer: KubeTrainer, obj: &Value) -> Value {
+    match trainer {
         KubeTrainer::Trainjob => obj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]
             ["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
             .clone(),
         KubeTrainer::Pytorchjob => {
             obj["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].clone()
         }
-    };
+    }
+}
+
+/// The artifact a job's own spec says: the `model.tar.gz` its sidecar
+/// uploads, or its `/opt/ml/model` mount.
+fn artifact_of(trainer: KubeTrainer, obj: &Value) -> Option<String> {
+    let pod_spec = own_pod_spec(trainer, obj);
+    if let Some(uri) = storage::model_of(&pod_spec) {
+        return Some(uri);
+    }
     let mount = pod_spec["containers"][0]["volumeMounts"]
         .as_array()?
         .iter()
@@ -809,6 +926,7 @@ impl TrainingBackend for KubernetesTraining {
 
     async fn preflight(&self, spec: &JobSpec) -> Result<(), UserError> {
         manifests(spec, &self.plan)?;
+        let s3 = mounts(spec, &self.plan)?.s3;
         let ns = &self.plan.namespace;
         // The namespace is readable (403 names the permission) and the CRD served.
         let probe = self.jobs().list(&ListParams::default().limit(1)).await;
@@ -851,6 +969,26 @@ impl TrainingBackend for KubernetesTraining {
                         ))
                         .hint("use a runtime shaped like Kubeflow's `torch-distributed`"));
                     }
+                    let mut needed = Vec::new();
+                    if !s3.channels.is_empty() {
+                        needed.push(storage::FETCH);
+                    }
+                    if s3.model.is_some() {
+                        needed.push(storage::KEEP);
+                    }
+                    let lacks = storage::runtime_lacks(&rt, &needed);
+                    if !lacks.is_empty() {
+                        return Err(UserError::invalid(format!(
+                            "`kubernetes.runtime`: the ClusterTrainingRuntime `{}` has no `{}` init container in its `{TRAINER_STEP}` step, which {} need: a TrainJob cannot add containers, so mlcd's storage containers must be in the runtime",
+                            self.plan.runtime,
+                            lacks.join("` or `"),
+                            if s3.channels.is_empty() { "an s3:// `kubernetes.storage-uri` does" } else if s3.model.is_none() { "s3:// channels" } else { "s3:// channels and an s3:// storage URI" },
+                        ))
+                        .hint(format!(
+                            "install mlcd's runtime once, as a cluster administrator: `mlcd render runtime | kubectl apply --server-side -f -`, then set `kubernetes.runtime: {}`; or use `pvc://` storage",
+                            storage::runtime_name(&self.plan)
+                        )));
+                    }
                 }
                 Ok(None) => {
                     let names: Vec<String> = api
@@ -877,6 +1015,9 @@ impl TrainingBackend for KubernetesTraining {
                     ))
                 }
             }
+        }
+        if s3.model.is_some() {
+            self.check_sidecars().await?;
         }
         Ok(())
     }
@@ -929,7 +1070,17 @@ impl TrainingBackend for KubernetesTraining {
         let Some(obj) = self.current_job(name).await? else {
             return Ok(None);
         };
-        let (state, mut detail) = state_of(self.plan.trainer, &obj);
+        let (mut state, mut detail) = state_of(self.plan.trainer, &obj);
+        let mut not_kept = None;
+        if state == JobState::Completed
+            && storage::model_of(&own_pod_spec(self.plan.trainer, &obj)).is_some()
+        {
+            not_kept = self.model_not_kept(name).await;
+            if not_kept.is_some() {
+                state = JobState::Failed;
+                detail = Some("ModelNotKept".into());
+            }
+        }
         if state == JobState::Pending {
             let (cached, waited) = {
                 let mut map = self.watched.lock().expect("not poisoned");
@@ -953,8 +1104,9 @@ impl TrainingBackend for KubernetesTraining {
                 detail = Some(why);
             }
         }
-        let failure_reason = match state {
-            JobState::Failed => Some(self.failure_reason(name, &obj).await),
+        let failure_reason = match (state, not_kept) {
+            (JobState::Failed, Some(why)) => Some(why),
+            (JobState::Failed, None) => Some(self.failure_reason(name, &obj).await),
             _ => None,
         };
         Ok(Some(JobStatus {
@@ -1102,6 +1254,8 @@ mod tests {
             runtime: "torch-distributed".into(),
             storage_uri: Some("pvc://models/churn".into()),
             service_account: None,
+            mlcd_image: "ghcr.io/mlcd-dev/mlcd:0.1.0".into(),
+            aws_secret: None,
         }
     }
 
@@ -1148,6 +1302,103 @@ mod tests {
             image_of(KubeTrainer::Pytorchjob, &objs[1]).as_deref(),
             Some("ghcr.io/acme/churn:1")
         );
+    }
+
+    fn s3_spec_plan(trainer: KubeTrainer) -> (JobSpec, KubernetesPlan) {
+        let mut s = spec();
+        s.channels.insert(
+            "train".into(),
+            Channel::Remote("s3://acme-data/churn/train".into()),
+        );
+        let mut p = plan(trainer);
+        p.storage_uri = Some("s3://acme-models/churn/".into());
+        p.aws_secret = Some("s3-creds".into());
+        (s, p)
+    }
+
+    #[test]
+    fn a_pytorchjob_with_s3_storage_carries_mlcds_storage_containers() {
+        let (s, p) = s3_spec_plan(KubeTrainer::Pytorchjob);
+        let objs = manifests(&s, &p).unwrap();
+        let master = &objs[1]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"];
+        let names: Vec<&str> = master["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [storage::FETCH, storage::KEEP]);
+        let keep = &master["initContainers"][1];
+        assert_eq!(keep["restartPolicy"], "Always");
+        assert_eq!(keep["image"], "ghcr.io/mlcd-dev/mlcd:0.1.0");
+        assert_eq!(
+            master["terminationGracePeriodSeconds"],
+            storage::GRACE_SECONDS
+        );
+        // The credentials are references to the Secret, never values.
+        let env = keep["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e["name"] == "AWS_SECRET_ACCESS_KEY"
+            && e["valueFrom"]["secretKeyRef"]["name"] == "s3-creds"));
+        assert_eq!(
+            artifact_of(KubeTrainer::Pytorchjob, &objs[1]).as_deref(),
+            Some("s3://acme-models/churn/churn-42-1-abc/model.tar.gz")
+        );
+        let fetch_env = &master["initContainers"][0]["env"][0];
+        assert_eq!(fetch_env["name"], "MLCD_FETCH");
+        assert_eq!(
+            fetch_env["value"],
+            "{\"train\":\"s3://acme-data/churn/train\"}"
+        );
+        // The trainer sees the channel where SageMaker puts it, and the model dir.
+        let mounts = master["containers"][0]["volumeMounts"].as_array().unwrap();
+        assert!(mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/opt/ml/input/data/train" && m["subPath"] == "train"));
+        assert!(mounts.iter().any(|m| m["mountPath"] == "/opt/ml/model"));
+        // Workers fetch, only the Master keeps the model.
+        let worker = &objs[1]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"];
+        assert_eq!(worker["initContainers"].as_array().unwrap().len(), 1);
+        assert_eq!(worker["initContainers"][0]["name"], storage::FETCH);
+    }
+
+    #[test]
+    fn a_trainjob_with_s3_storage_patches_the_runtimes_storage_containers() {
+        let (s, p) = s3_spec_plan(KubeTrainer::Trainjob);
+        let objs = manifests(&s, &p).unwrap();
+        let patch = own_pod_spec(KubeTrainer::Trainjob, &objs[1]);
+        let inits = patch["initContainers"].as_array().unwrap();
+        // Only what a runtime patch may set: the name, env (and mounts).
+        assert!(inits.iter().all(|c| c.get("image").is_none()));
+        assert_eq!(
+            storage::model_of(&patch).as_deref(),
+            Some("s3://acme-models/churn/churn-42-1-abc/model.tar.gz")
+        );
+        // The runtime carries the volumes, so the patch does not repeat them.
+        assert!(!patch["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == storage::MODEL_VOLUME));
+        let rt = storage::runtime(&p);
+        assert_eq!(rt["metadata"]["name"], storage::MLCD_RUNTIME);
+        assert!(storage::runtime_lacks(&rt, &[storage::FETCH, storage::KEEP]).is_empty());
+        let theirs = json!({"spec": {"template": {"spec": {"replicatedJobs": [
+            {"name": "node", "template": {"spec": {"template": {"spec": {"containers": [{"name": "node"}]}}}}}
+        ]}}}});
+        assert_eq!(
+            storage::runtime_lacks(&theirs, &[storage::FETCH, storage::KEEP]),
+            [storage::FETCH, storage::KEEP]
+        );
+    }
+
+    #[test]
+    fn gs_channels_are_refused_with_the_way_round() {
+        let mut s = spec();
+        s.channels
+            .insert("v".into(), Channel::Remote("gs://b/v".into()));
+        let e = manifests(&s, &plan(KubeTrainer::Trainjob)).unwrap_err();
+        assert!(e.message.contains("train.channels.v"), "{}", e.message);
+        assert!(e.message.contains("Cloud Storage FUSE"), "{}", e.message);
     }
 
     #[test]
