@@ -513,6 +513,36 @@ fn bad_cluster_settings_fail_before_anything_is_applied() {
         r.stdout
     );
     assert!(r.stdout.contains("torch-distributed"), "{}", r.stdout);
+    // Storage settings that cannot work, each at its own key and line.
+    for (from, to, says, line) in [
+        (
+            "storage-uri: pvc://models/churn",
+            "storage-uri: gs://acme/models",
+            "mount the bucket as a PersistentVolumeClaim",
+            "file=mlcd.yml,line=17,",
+        ),
+        (
+            "storage-uri: pvc://models/churn",
+            "storage-uri: s3://models/churn\n  aws-secret: S3_Creds",
+            "`kubernetes.aws-secret` is `S3_Creds`, which is not a Secret name",
+            "file=mlcd.yml,line=18,",
+        ),
+        (
+            "storage-uri: pvc://models/churn",
+            "storage-uri: s3://models/churn\n  mlcd-image: \"ghcr.io/x/mlcd :1\"",
+            "`kubernetes.mlcd-image` is `ghcr.io/x/mlcd :1`, which is not an image reference",
+            "file=mlcd.yml,line=18,",
+        ),
+    ] {
+        let ws = kube_workspace("");
+        let cfg = ws.read("mlcd.yml").replace(from, to);
+        let at = line;
+        ws.write("mlcd.yml", &cfg);
+        let (r, _) = run_train(&ws, &fake, "6", &[]);
+        r.assert_code(2);
+        assert!(r.stdout.contains(says), "{cfg}\n{}", r.stdout);
+        assert!(r.stdout.contains(at), "{cfg}\n{}", r.stdout);
+    }
     // A local channel cannot reach a cluster.
     let ws = kube_workspace("");
     std::fs::create_dir_all(ws.path().join("data/train")).unwrap();

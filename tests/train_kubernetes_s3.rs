@@ -236,6 +236,11 @@ fn model_json(bytes: &[u8]) -> serde_json::Value {
     panic!("no model.json in the archive");
 }
 
+/// What the run printed, both streams (errors are workflow commands on stdout).
+fn printed(r: &Run) -> String {
+    format!("{}\n{}", r.stdout, r.stderr)
+}
+
 fn assert_secrets_hidden(r: &Run) {
     for text in [&r.stdout, &r.stderr] {
         assert!(!text.contains(SECRET), "the S3 secret key was printed");
@@ -260,7 +265,7 @@ fn the_example_trains_on_a_pytorchjob_from_s3_and_its_model_tar_gz_lands_in_s3()
     );
     let (r, out) = train(&ws, &fake);
     r.assert_code(0);
-    assert_eq!(out["status"], "succeeded", "{out:?}\n{}", r.stderr);
+    assert_eq!(out["status"], "succeeded", "{out:?}\n{}", printed(&r));
     let job = out["job-id"].clone();
     let key = format!("churn/{job}/model.tar.gz");
     assert_eq!(out["artifact"], format!("s3://{models}/{key}"), "{out:?}");
@@ -319,9 +324,9 @@ fn a_failed_training_says_why_and_keeps_no_model() {
     assert_eq!(out["status"], "failed", "{out:?}");
     // The example's own reason, from its failure file (the termination message).
     assert!(
-        r.stderr.contains("fail requested by hyperparameter"),
+        printed(&r).contains("fail requested by hyperparameter"),
         "{}",
-        r.stderr
+        printed(&r)
     );
     let left = block_on(s3(&tb).list_objects(&models, "churn/")).unwrap();
     assert!(left.is_empty(), "a failed training left {left:?}");
@@ -348,12 +353,12 @@ fn a_model_the_sidecar_cannot_upload_fails_the_step_naming_the_container() {
     let (r, out) = train(&ws, &fake);
     r.assert_code(1);
     assert_eq!(out["status"], "failed", "{out:?}");
+    let text = printed(&r);
     assert!(
-        r.stderr.contains("model was not kept") && r.stderr.contains("mlcd-keep-model"),
-        "{}",
-        r.stderr
+        text.contains("model was not kept") && text.contains("mlcd-keep-model"),
+        "{text}"
     );
-    assert!(r.stderr.contains(&missing), "{}", r.stderr);
+    assert!(text.contains(&missing), "{text}");
     assert!(
         out.get("model-version").is_none_or(|v| v.is_empty()),
         "{out:?}"
@@ -375,10 +380,10 @@ fn a_trainjob_with_s3_storage_needs_mlcds_runtime_and_trains_on_it() {
     let ws = workspace(train_image, mlcd_image, &data, &storage, "epochs: 20", "");
     let (r, _) = train(&ws, &fake);
     r.assert_code(2);
+    let text = printed(&r);
     assert!(
-        r.stderr.contains("kubernetes.runtime") && r.stderr.contains("mlcd render runtime"),
-        "{}",
-        r.stderr
+        text.contains("kubernetes.runtime") && text.contains("mlcd render runtime"),
+        "{text}"
     );
     let jobs = fake.get("/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs");
     assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "{jobs}");
@@ -402,7 +407,7 @@ fn a_trainjob_with_s3_storage_needs_mlcds_runtime_and_trains_on_it() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let (r, out) = train(&ws, &fake);
     r.assert_code(0);
-    assert_eq!(out["status"], "succeeded", "{out:?}\n{}", r.stderr);
+    assert_eq!(out["status"], "succeeded", "{out:?}\n{}", printed(&r));
     let key = format!("churn/{}/model.tar.gz", out["job-id"]);
     assert_eq!(out["artifact"], format!("s3://{models}/{key}"));
     let tgz = block_on(s3(&tb).get_object(&models, &key)).expect("model.tar.gz in S3");
