@@ -155,22 +155,44 @@ fn credentials_secret(fake: &FakeKube, tb: &BTreeMap<String, String>) {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
 
-fn workspace(
-    train_image: &str,
-    mlcd_image: &str,
-    data: &str,
-    storage: &str,
-    hyper: &str,
-    kube: &str,
-) -> Workspace {
-    let ws = Workspace::new();
-    ws.write(
-        "mlcd.yml",
-        &format!(
-            "model: churn
+/// The test bed, both images, a fake cluster running real containers with the
+/// credentials Secret, and the two buckets.
+struct Bed {
+    tb: BTreeMap<String, String>,
+    train_image: &'static str,
+    mlcd_image: &'static str,
+    fake: FakeKube,
+    data: String,
+    models: String,
+}
+
+impl Bed {
+    fn new() -> Self {
+        let tb = testbed();
+        let (train_image, mlcd_image) = images(&tb);
+        let fake = FakeKube::with_containers(&tb);
+        credentials_secret(&fake, &tb);
+        let (data, models) = buckets(&tb);
+        Bed {
+            tb,
+            train_image,
+            mlcd_image,
+            fake,
+            data,
+            models,
+        }
+    }
+
+    /// A workspace whose mlcd.yml trains the example from the data bucket.
+    fn workspace(&self, storage: &str, hyper: &str, kube: &str) -> Workspace {
+        let ws = Workspace::new();
+        ws.write(
+            "mlcd.yml",
+            &format!(
+                "model: churn
 backend: kubernetes
 train:
-  image: {train_image}
+  image: {}
   instance: cpu.small
   hyperparameters: {{{hyper}}}
   channels:
@@ -183,20 +205,61 @@ train:
 kubernetes:
   namespace: ml
   storage-uri: {storage}
-  mlcd-image: {mlcd_image}
+  mlcd-image: {}
   aws-secret: s3-creds
-{kube}"
-        ),
-    );
-    ws
+{kube}deploy:
+  image: {}
+  endpoint: churn
+  instance: cpu.small
+  strategy: all-at-once
+  smoke:
+    - request: sample.json
+      expect-status: 200
+",
+                self.train_image,
+                self.mlcd_image,
+                self.train_image,
+                data = self.data,
+            ),
+        );
+        let sample =
+            std::fs::read_to_string(root().join("fixtures/example/tests/sample.json")).unwrap();
+        ws.write("sample.json", &sample);
+        ws
+    }
+
+    /// The model bucket's prefix.
+    fn model_storage(&self) -> String {
+        format!("s3://{}/churn", self.models)
+    }
+
+    fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
+        block_on(s3(&self.tb).get_object(bucket, key))
+            .unwrap_or_else(|e| panic!("s3://{bucket}/{key}: {e}"))
+    }
+
+    /// What the run showed, checked the way every test here ends.
+    fn done(&self, r: &Run) {
+        for text in [&r.stdout, &r.stderr] {
+            assert!(!text.contains(SECRET), "the S3 secret key was printed");
+            assert!(!text.contains("kube-secret-token-0001"));
+        }
+        self.fake.assert_no_violations();
+    }
 }
 
 fn train(ws: &Workspace, fake: &FakeKube) -> (Run, BTreeMap<String, String>) {
+    run_mode(ws, fake, "train")
+}
+
+/// Runs `mode` as the action would, with the fake's kubeconfig.
+fn run_mode(ws: &Workspace, fake: &FakeKube, mode: &str) -> (Run, BTreeMap<String, String>) {
+    let _ = std::fs::remove_file(ws.path().join("out/output"));
     let mut env = actions_env(ws);
     let kubeconfig = fake.kubeconfig().display().to_string();
     let run_id = unique().to_string();
     for (k, v) in [
-        ("INPUT_MODE", "train"),
+        ("INPUT_MODE", mode),
         ("GITHUB_RUN_ID", run_id.as_str()),
         ("KUBECONFIG", kubeconfig.as_str()),
         ("MLCD_POLL_INTERVAL_MS", "300"),
@@ -241,45 +304,34 @@ fn printed(r: &Run) -> String {
     format!("{}\n{}", r.stdout, r.stderr)
 }
 
-fn assert_secrets_hidden(r: &Run) {
-    for text in [&r.stdout, &r.stderr] {
-        assert!(!text.contains(SECRET), "the S3 secret key was printed");
-        assert!(!text.contains("kube-secret-token-0001"));
-    }
-}
-
 #[test]
-fn the_example_trains_on_a_pytorchjob_from_s3_and_its_model_tar_gz_lands_in_s3() {
-    let tb = testbed();
-    let (train_image, mlcd_image) = images(&tb);
-    let fake = FakeKube::with_containers(&tb);
-    credentials_secret(&fake, &tb);
-    let (data, models) = buckets(&tb);
-    let ws = workspace(
-        train_image,
-        mlcd_image,
-        &data,
-        &format!("s3://{models}/churn"),
+fn the_example_trains_from_s3_on_a_pytorchjob_and_kserve_serves_its_model_tar_gz() {
+    let bed = Bed::new();
+    let ws = bed.workspace(
+        &bed.model_storage(),
         "epochs: 30, lr: 0.1",
         "  trainer: pytorchjob\n",
     );
-    let (r, out) = train(&ws, &fake);
+    let (r, out) = train(&ws, &bed.fake);
     r.assert_code(0);
     assert_eq!(out["status"], "succeeded", "{out:?}\n{}", printed(&r));
     let job = out["job-id"].clone();
     let key = format!("churn/{job}/model.tar.gz");
-    assert_eq!(out["artifact"], format!("s3://{models}/{key}"), "{out:?}");
+    assert_eq!(
+        out["artifact"],
+        format!("s3://{}/{key}", bed.models),
+        "{out:?}"
+    );
     // The example trained on both channels the init container copied from S3.
     assert!(r.stderr.contains("epoch=30 loss="), "{}", r.stderr);
     let metrics: serde_json::Value = serde_json::from_str(&out["metrics"]).unwrap();
     assert!(metrics["train-loss"].as_f64().unwrap() < 0.7, "{metrics}");
     // The sidecar uploaded what the example wrote to /opt/ml/model.
-    let tgz = block_on(s3(&tb).get_object(&models, &key)).expect("model.tar.gz in S3");
+    let tgz = bed.object(&bed.models, &key);
     assert!(tar_names(&tgz).contains(&"model.json".to_string()));
-    let model = model_json(&tgz);
-    assert_eq!(model["hyperparameters"]["epochs"], 30, "{model}");
+    assert_eq!(model_json(&tgz)["hyperparameters"]["epochs"], 30);
     // What the pod says: the sidecar ended with what it did.
-    let pods = fake.get("/api/v1/namespaces/ml/pods");
+    let pods = bed.fake.get("/api/v1/namespaces/ml/pods");
     let master = pods["items"]
         .as_array()
         .unwrap()
@@ -300,57 +352,63 @@ fn the_example_trains_on_a_pytorchjob_from_s3_and_its_model_tar_gz_lands_in_s3()
         message.contains("uploaded") && message.contains(&key),
         "{keep}"
     );
-    assert_secrets_hidden(&r);
-    fake.assert_no_violations();
+    bed.done(&r);
+
+    // Deployed with KServe from that model.tar.gz: the fake's storage
+    // initializer fetches and unpacks it into /opt/ml/model of the training
+    // image, which carries no model of its own, and the smoke test passes.
+    let s3_settings = serde_json::json!({"name": "churn", "s3": {
+        "endpoint_url": bed.tb["MLCD_TESTBED_MOTO_URL"],
+        "access_key_id": KEY_ID, "secret_access_key": SECRET, "region": "us-east-1"}});
+    bed.fake
+        .call("POST", "/_fake/kserve", Some(&s3_settings.to_string()));
+    let (r, out) = run_mode(&ws, &bed.fake, "deploy");
+    r.assert_code(0);
+    assert_eq!(out["status"], "succeeded", "{out:?}\n{}", printed(&r));
+    let isvc = bed
+        .fake
+        .get("/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/churn");
+    assert_eq!(
+        isvc["spec"]["predictor"]["storageUris"][0]["uri"],
+        format!("s3://{}/{key}", bed.models),
+        "{isvc}"
+    );
+    assert_eq!(
+        isvc["spec"]["predictor"]["storageUris"][0]["mountPath"],
+        "/opt/ml/model"
+    );
+    bed.done(&r);
 }
 
 #[test]
 fn a_failed_training_says_why_and_keeps_no_model() {
-    let tb = testbed();
-    let (train_image, mlcd_image) = images(&tb);
-    let fake = FakeKube::with_containers(&tb);
-    credentials_secret(&fake, &tb);
-    let (data, models) = buckets(&tb);
-    let ws = workspace(
-        train_image,
-        mlcd_image,
-        &data,
-        &format!("s3://{models}/churn"),
+    let bed = Bed::new();
+    let ws = bed.workspace(
+        &bed.model_storage(),
         "epochs: 3, fail: true",
         "  trainer: pytorchjob\n",
     );
-    let (r, out) = train(&ws, &fake);
+    let (r, out) = train(&ws, &bed.fake);
     r.assert_code(1);
     assert_eq!(out["status"], "failed", "{out:?}");
     // The example's own reason, from its failure file (the termination message).
-    assert!(
-        printed(&r).contains("fail requested by hyperparameter"),
-        "{}",
-        printed(&r)
-    );
-    let left = block_on(s3(&tb).list_objects(&models, "churn/")).unwrap();
+    let text = printed(&r);
+    assert!(text.contains("fail requested by hyperparameter"), "{text}");
+    let left = block_on(s3(&bed.tb).list_objects(&bed.models, "churn/")).unwrap();
     assert!(left.is_empty(), "a failed training left {left:?}");
-    assert_secrets_hidden(&r);
-    fake.assert_no_violations();
+    bed.done(&r);
 }
 
 #[test]
 fn a_model_the_sidecar_cannot_upload_fails_the_step_naming_the_container() {
-    let tb = testbed();
-    let (train_image, mlcd_image) = images(&tb);
-    let fake = FakeKube::with_containers(&tb);
-    credentials_secret(&fake, &tb);
-    let (data, _) = buckets(&tb);
+    let bed = Bed::new();
     let missing = format!("kube-missing-{}", unique());
-    let ws = workspace(
-        train_image,
-        mlcd_image,
-        &data,
+    let ws = bed.workspace(
         &format!("s3://{missing}/churn"),
         "epochs: 3",
         "  trainer: pytorchjob\n",
     );
-    let (r, out) = train(&ws, &fake);
+    let (r, out) = train(&ws, &bed.fake);
     r.assert_code(1);
     assert_eq!(out["status"], "failed", "{out:?}");
     let text = printed(&r);
@@ -363,36 +421,29 @@ fn a_model_the_sidecar_cannot_upload_fails_the_step_naming_the_container() {
         out.get("model-version").is_none_or(|v| v.is_empty()),
         "{out:?}"
     );
-    assert_secrets_hidden(&r);
-    fake.assert_no_violations();
+    bed.done(&r);
 }
 
 #[test]
 fn a_trainjob_with_s3_storage_needs_mlcds_runtime_and_trains_on_it() {
-    let tb = testbed();
-    let (train_image, mlcd_image) = images(&tb);
-    let fake = FakeKube::with_containers(&tb);
-    credentials_secret(&fake, &tb);
-    let (data, models) = buckets(&tb);
-    let storage = format!("s3://{models}/churn");
+    let bed = Bed::new();
     // Kubeflow's own torch-distributed has no storage containers: refused
     // before anything is created, saying how to install mlcd's runtime.
-    let ws = workspace(train_image, mlcd_image, &data, &storage, "epochs: 20", "");
-    let (r, _) = train(&ws, &fake);
+    let ws = bed.workspace(&bed.model_storage(), "epochs: 20", "");
+    let (r, _) = train(&ws, &bed.fake);
     r.assert_code(2);
     let text = printed(&r);
     assert!(
         text.contains("kubernetes.runtime") && text.contains("mlcd render runtime"),
         "{text}"
     );
-    let jobs = fake.get("/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs");
+    let jobs = bed
+        .fake
+        .get("/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs");
     assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "{jobs}");
     // The runtime mlcd prints, applied by the real kubectl.
-    let ws = workspace(
-        train_image,
-        mlcd_image,
-        &data,
-        &storage,
+    let ws = bed.workspace(
+        &bed.model_storage(),
         "epochs: 20",
         "  runtime: mlcd-torch-distributed\n",
     );
@@ -403,15 +454,16 @@ fn a_trainjob_with_s3_storage_needs_mlcds_runtime_and_trains_on_it() {
     );
     rendered.assert_code(0);
     let file = ws.write("runtime.yaml", &rendered.stdout);
-    let r = fake.kubectl(&["apply", "--server-side", "-f", &file.display().to_string()]);
+    let r = bed
+        .fake
+        .kubectl(&["apply", "--server-side", "-f", &file.display().to_string()]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let (r, out) = train(&ws, &fake);
+    let (r, out) = train(&ws, &bed.fake);
     r.assert_code(0);
     assert_eq!(out["status"], "succeeded", "{out:?}\n{}", printed(&r));
     let key = format!("churn/{}/model.tar.gz", out["job-id"]);
-    assert_eq!(out["artifact"], format!("s3://{models}/{key}"));
-    let tgz = block_on(s3(&tb).get_object(&models, &key)).expect("model.tar.gz in S3");
+    assert_eq!(out["artifact"], format!("s3://{}/{key}", bed.models));
+    let tgz = bed.object(&bed.models, &key);
     assert_eq!(model_json(&tgz)["hyperparameters"]["epochs"], 20);
-    assert_secrets_hidden(&r);
-    fake.assert_no_violations();
+    bed.done(&r);
 }

@@ -36,8 +36,18 @@ URLs (HTTP proxies on the fake's own port, to the revision's container):
   /proxy/<ns>/<tag>-<name>-predictor/... one traffic target (its tag URL)
 Each answer carries `x-fake-kserve-revision: <revision>`.
 
+The storage initializer: only when a test gives the fake S3 settings for an
+InferenceService (`"s3"` below, what an administrator gives KServe through the
+service account's Secret), each `s3://` entry of the predictor's `storageUris` is
+downloaded with boto3 before the container starts — one object, or every object
+under a prefix — and a `.tar.gz`/`.tgz` object is unpacked, as KServe's storage
+initializer does; the directory is mounted read-only at the entry's `mountPath`.
+A download that fails fails the revision with the initializer's message. Without
+those settings `storageUris` are not fetched (the image must carry its model).
+
 Control: POST /_fake/kserve {"name": isvc, "broken": true, "message": "...",
-"ready_seconds": 120, "start_delay": 0} sets how the NEXT revisions of that
+"ready_seconds": 120, "start_delay": 0, "s3": {"endpoint_url", "access_key_id",
+"secret_access_key", "region"}} sets how the NEXT revisions of that
 InferenceService behave (broken: never ready, the condition says `message`;
 start_delay: seconds before the container starts, like a slow image pull);
 GET /_fake/kserve shows the revisions, their state and containers.
@@ -101,7 +111,8 @@ class KServe:
         self.docker_host = os.environ.get("DOCKER_HOST")
         self.base = "http://127.0.0.1"
         self.services = {}  # object key -> Service
-        self.knobs = {}  # isvc name -> {"broken", "message", "ready_seconds"}
+        self.knobs = {}  # isvc name -> {"broken", "message", "ready_seconds", "s3"}
+        self.model_dirs = []  # what the storage initializer downloaded
 
     # --- the controller (called under fake.lock)
 
@@ -280,6 +291,16 @@ class KServe:
         if not containers:
             return self.set_state(rev, "failed", "the predictor has no containers (the fake runs custom predictors only)")
         c = containers[0]
+        mounts = []
+        if knob.get("s3"):
+            for entry in rev.template["predictor"].get("storageUris") or []:
+                if not entry.get("uri", "").startswith("s3://"):
+                    continue
+                try:
+                    local = self.initialize_storage(entry["uri"], knob["s3"])
+                except Exception as e:  # noqa: BLE001 — any failure is the initializer's
+                    return self.set_state(rev, "failed", f"Init:Error: storage-initializer: {e}")
+                mounts += ["-v", f"{local}:{entry.get('mountPath') or '/mnt/models'}:ro"]
         port = free_port()
         env = {e["name"]: e.get("value", "") for e in c.get("env") or [] if "valueFrom" not in e}
         env["SAGEMAKER_BIND_TO_PORT"] = env["PORT"] = str(port)
@@ -289,6 +310,7 @@ class KServe:
                "--label", "dev.mlcd.fake-kube=1"]
         for k, v in sorted(env.items()):
             cmd += ["-e", f"{k}={v}"]
+        cmd += mounts
         args = list(c.get("args") or [])
         if c.get("command"):
             cmd += ["--entrypoint", c["command"][0]]
@@ -330,6 +352,36 @@ class KServe:
             time.sleep(0.2)
         self.set_state(rev, "failed", f"Initial scale was never achieved: the readiness probe {path} did not answer 200 within {limit:g} s")
 
+    def initialize_storage(self, uri, settings):
+        """Downloads `uri` (an object or a prefix) into a new directory, unpacking
+        a .tar.gz/.tgz object; returns the directory."""
+        import boto3
+        import tarfile
+        import tempfile
+        s3 = boto3.client("s3", endpoint_url=settings.get("endpoint_url"),
+                          aws_access_key_id=settings.get("access_key_id"),
+                          aws_secret_access_key=settings.get("secret_access_key"),
+                          region_name=settings.get("region") or "us-east-1")
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        out = tempfile.mkdtemp(prefix="fake-kserve-model-")
+        self.model_dirs.append(out)
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents") or []
+        objects = [o["Key"] for o in listed if o["Key"] == key or o["Key"].startswith(key.rstrip("/") + "/")]
+        if not objects:
+            raise RuntimeError(f"Failed to fetch model. No model found in {uri}.")
+        for k in objects:
+            target = os.path.join(out, os.path.relpath(k, key) if k != key else os.path.basename(k))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            s3.download_file(bucket, k, target)
+            if target.endswith((".tar.gz", ".tgz")):
+                with tarfile.open(target) as tar:
+                    tar.extractall(os.path.dirname(target), filter="data")
+                os.remove(target)
+        for root, dirs, files in os.walk(out):  # readable by the container's user
+            for n in dirs + files:
+                os.chmod(os.path.join(root, n), 0o755)
+        return out
+
     def stop(self, rev):
         if rev.state == "stopped":
             return
@@ -358,6 +410,9 @@ class KServe:
             t.start()
         for t in threads:
             t.join()
+        import shutil
+        for d in self.model_dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
     # --- control and proxy (HTTP handler threads)
 

@@ -19,6 +19,7 @@ use crate::config::types::KserveMode;
 use crate::config::values::{Protocol, Strategy};
 use crate::error::UserError;
 use crate::instance;
+use crate::plan::kubernetes::check_kserve_storage_uri;
 use crate::plan::ServingKubernetesPlan;
 use crate::serve::VersionSpec;
 use crate::train::kubernetes::{annotation_key, label_value, LABEL_MODEL};
@@ -99,6 +100,26 @@ fn environment(spec: &VersionSpec) -> Vec<Value> {
         .collect()
 }
 
+/// Where KServe's storage initializer fetches this version's model from: the
+/// registered version's own artifact (the `model.tar.gz` a Kubernetes training
+/// uploaded, which the initializer unpacks, or its directory on a claim), else
+/// `kubernetes.storage-uri`; none: the image carries its model.
+fn model_location<'a>(
+    spec: &'a VersionSpec,
+    plan: &'a ServingKubernetesPlan,
+) -> Result<Option<&'a str>, UserError> {
+    match spec.model_data.as_deref() {
+        Some(m) if check_kserve_storage_uri(m).is_ok() => Ok(Some(m)),
+        Some(m) => Err(UserError::invalid(format!(
+            "version {} of the model has its artifact at `{m}`, which KServe cannot read: {}",
+            spec.version,
+            check_kserve_storage_uri(m).expect_err("checked")
+        ))
+        .hint("train it with `backend: kubernetes` (its model goes to `kubernetes.storage-uri`), or deploy an image that carries its model (`deploy.image`)")),
+        None => Ok(plan.storage_uri.as_deref()),
+    }
+}
+
 /// The InferenceService for `spec` behind its endpoint: one object per endpoint,
 /// named after it, in `plan.namespace`. `canary` is the traffic the new revision
 /// takes at first ([`canary_traffic`]). Touches nothing.
@@ -137,7 +158,7 @@ pub fn inference_service(
     if let Some(sa) = &plan.service_account {
         predictor.insert("serviceAccountName".into(), json!(sa));
     }
-    if let Some(uri) = &plan.storage_uri {
+    if let Some(uri) = model_location(spec, plan)? {
         predictor.insert(
             "storageUris".into(),
             json!([{ "uri": uri, "mountPath": MODEL_DIR }]),
