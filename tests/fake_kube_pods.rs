@@ -1,0 +1,465 @@
+//! The fake API server's kubelet mode (server.py --run-containers,
+//! tests/fake_kube/kubelet.py), driven by the real `kubectl`: the pods of a
+//! PyTorchJob and of a TrainJob run as real containers on the test bed's Docker
+//! engine — init containers before the main one, a native sidecar alive during it
+//! and stopped after it with its termination message, env from a Secret made by
+//! `kubectl create secret`, logs per container, the job's condition from the pods —
+//! and the failures a kubelet reports: a failing main or init container, a missing
+//! Secret (CreateContainerConfigError), an image the engine does not have. Each test
+//! asserts the fake saw no schema violation.
+//!
+//! Needs the test bed (`. .testbed/env`: DOCKER_HOST and its local/busybox image),
+//! python3 with PyYAML and `kubernetes-validate`, and kubectl on PATH.
+
+mod common;
+#[path = "common/fake_kube.rs"]
+mod fake_kube;
+use common::*;
+use fake_kube::FakeKube;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn testbed() -> BTreeMap<String, String> {
+    testbed_env(&["DOCKER_HOST", "MLCD_TESTBED_BUSYBOX_IMAGE"])
+}
+
+fn kubectl_ok(fake: &FakeKube, args: &[&str]) -> String {
+    let r = fake.kubectl(args);
+    assert_eq!(r.code, 0, "kubectl {args:?}\n{}\n{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+/// `kubectl wait --for=condition=<condition> <object>`; on a timeout, fails
+/// showing the pods' statuses.
+fn wait_for(fake: &FakeKube, condition: &str, object: &str) {
+    let cond = format!("--for=condition={condition}");
+    let r = fake.kubectl(&["wait", &cond, object, "--timeout=60s"]);
+    if r.code != 0 || !r.stdout.contains("condition met") {
+        let pods = fake.kubectl(&["get", "pods", "-o", "jsonpath={.items[*].status}"]);
+        panic!(
+            "{object} never {condition}: {}{}
+pods: {}",
+            r.stdout, r.stderr, pods.stdout
+        );
+    }
+}
+
+/// `kubectl apply -f` of `yaml`, with BUSYBOX replaced by the test bed's image.
+fn apply(fake: &FakeKube, tb: &BTreeMap<String, String>, yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(
+        &file,
+        yaml.replace("BUSYBOX", &tb["MLCD_TESTBED_BUSYBOX_IMAGE"]),
+    )
+    .unwrap();
+    kubectl_ok(fake, &["apply", "-f", &file.display().to_string()]);
+}
+
+fn get_json(fake: &FakeKube, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(fake, &all)).unwrap()
+}
+
+/// The status of container `name` (main, init or sidecar) in a pod object.
+fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|k| pod["status"][k].as_array().into_iter().flatten())
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no status for container {name} in {:#}", pod["status"]))
+}
+
+/// Polls `f` until it gives a value, failing after `secs` with `what`.
+fn eventually<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The Docker containers the fake's kubelet made for pod `ns/pod`.
+fn engine_containers(tb: &BTreeMap<String, String>, pod: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=dev.mlcd.fake-kube.pod=ml/{pod}"))
+        .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+        .output()
+        .expect("docker runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const ORDERED_JOB: &str = r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: ordered}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          terminationGracePeriodSeconds: 5
+          volumes: [{name: work, emptyDir: {}}]
+          initContainers:
+          - name: prepare
+            image: BUSYBOX
+            command: [sh, -c]
+            args: ["echo hello-from-init > /work/greeting; echo init done"]
+            volumeMounts: [{name: work, mountPath: /work}]
+          - name: keeper
+            image: BUSYBOX
+            restartPolicy: Always
+            command: [sh, -c]
+            args:
+            - |
+              trap 'echo "saw $(cat /work/main-done)" > /dev/termination-log; echo kept > /work/kept; exit 0' TERM
+              echo sidecar up
+              i=0
+              while true; do i=$((i+1)); echo $i > /work/beat; sleep 0.1; done
+            volumeMounts: [{name: work, mountPath: /work}]
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c]
+            args:
+            - |
+              for i in $(seq 100); do [ -s /work/beat ] && break; sleep 0.1; done
+              a=$(cat /work/beat); sleep 1; b=$(cat /work/beat)
+              [ -n "$a" ] && [ "$a" != "$b" ] || { echo "the sidecar is not running" > /dev/termination-log; exit 3; }
+              cat /work/greeting
+              [ "$API_TOKEN" = s3cr3t ] && echo secret ok
+              echo main-done > /work/main-done
+              echo "trained on $(cat /work/greeting)" > /dev/termination-log
+            env: [{name: API_TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}]
+            volumeMounts: [{name: work, mountPath: /work}]
+"#;
+
+#[test]
+fn a_pytorchjob_pod_runs_init_then_sidecar_and_main_and_stops_the_sidecar_last() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    kubectl_ok(
+        &fake,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=token=s3cr3t",
+        ],
+    );
+    apply(&fake, &tb, ORDERED_JOB);
+    wait_for(&fake, "Succeeded", "pytorchjob/ordered");
+
+    let pod = get_json(&fake, &["pod", "ordered-master-0"]);
+    assert_eq!(pod["status"]["phase"], "Succeeded", "{:#}", pod["status"]);
+    let (prepare, keeper, main) = (
+        container(&pod, "prepare"),
+        container(&pod, "keeper"),
+        container(&pod, "pytorch"),
+    );
+    let term = |c: &Value| c["state"]["terminated"].clone();
+    assert_eq!(term(prepare)["exitCode"], 0, "{prepare:#}");
+    assert_eq!(term(prepare)["reason"], "Completed");
+    assert_eq!(term(main)["exitCode"], 0, "{main:#}");
+    assert_eq!(term(main)["message"], "trained on hello-from-init\n");
+    // The sidecar was stopped after the main container had written its file, and
+    // wrote what it saw to its termination message on SIGTERM.
+    assert_eq!(term(keeper)["message"], "saw main-done\n", "{keeper:#}");
+    assert_eq!(term(keeper)["exitCode"], 0);
+    let at = |c: &Value, f: &str| term(c)[f].as_str().unwrap().to_string();
+    assert!(at(prepare, "finishedAt") <= at(main, "startedAt"));
+    assert!(at(keeper, "startedAt") <= at(main, "startedAt"));
+    assert!(at(keeper, "finishedAt") >= at(main, "finishedAt"));
+
+    // Logs per container, init containers and sidecars too.
+    let logs = |c: &str| kubectl_ok(&fake, &["logs", "ordered-master-0", "-c", c]);
+    assert_eq!(logs("prepare"), "init done\n");
+    assert_eq!(logs("keeper"), "sidecar up\n");
+    assert_eq!(logs("pytorch"), "hello-from-init\nsecret ok\n");
+
+    // What the sidecar wrote on its way out is on the pod's emptyDir.
+    let kubelet = fake.get("/_fake/kubelet");
+    let work = kubelet["pods"]["ml/ordered-master-0"]["volumes"]["work"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(format!("{work}/kept")).unwrap(),
+        "kept\n"
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_failing_main_container_fails_the_pod_and_the_job_with_its_termination_message() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: broken}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c]
+            args: ["echo training; echo 'bad data: 3 rows without a label' > /opt/ml/output/failure; exit 2"]
+            terminationMessagePath: /opt/ml/output/failure
+            terminationMessagePolicy: FallbackToLogsOnError
+"#,
+    );
+    wait_for(&fake, "Failed", "pytorchjob/broken");
+    let job = get_json(&fake, &["pytorchjob", "broken"]);
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["reason"], "PyTorchJobFailed", "{failed:#}");
+    let pod = get_json(&fake, &["pod", "broken-master-0"]);
+    assert_eq!(pod["status"]["phase"], "Failed");
+    let term = &container(&pod, "pytorch")["state"]["terminated"];
+    assert_eq!(term["exitCode"], 2, "{term:#}");
+    assert_eq!(term["reason"], "Error");
+    assert_eq!(term["message"], "bad data: 3 rows without a label\n");
+    assert_eq!(
+        kubectl_ok(&fake, &["logs", "broken-master-0"]),
+        "training\n"
+    );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_failing_init_container_fails_the_pod_and_the_main_container_never_starts() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: nofetch}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          volumes: [{name: data, emptyDir: {}}]
+          initContainers:
+          - name: fetch
+            image: BUSYBOX
+            command: [sh, -c]
+            args: ["echo 'cannot read s3://bucket/train: AccessDenied' >&2; exit 1"]
+            terminationMessagePolicy: FallbackToLogsOnError
+            volumeMounts: [{name: data, mountPath: /opt/ml/input/data}]
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c, "echo must not run"]
+            volumeMounts: [{name: data, mountPath: /opt/ml/input/data}]
+"#,
+    );
+    wait_for(&fake, "Failed", "pytorchjob/nofetch");
+    let pod = get_json(&fake, &["pod", "nofetch-master-0"]);
+    assert_eq!(pod["status"]["phase"], "Failed");
+    let fetch = &container(&pod, "fetch")["state"]["terminated"];
+    assert_eq!(fetch["exitCode"], 1, "{fetch:#}");
+    assert_eq!(fetch["reason"], "Error");
+    // No termination file was written: the log's tail is the message.
+    assert_eq!(
+        fetch["message"],
+        "cannot read s3://bucket/train: AccessDenied\n"
+    );
+    let main = container(&pod, "pytorch");
+    assert_eq!(
+        main["state"]["waiting"]["reason"], "PodInitializing",
+        "{main:#}"
+    );
+    let r = fake.kubectl(&["logs", "nofetch-master-0", "-c", "pytorch"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("is waiting to start"), "{}", r.stderr);
+    assert_eq!(engine_containers(&tb, "nofetch-master-0").len(), 1);
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_container_waits_for_a_missing_secret_or_image_and_a_deleted_job_takes_its_containers() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: late}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c, "echo key=$KEY; sleep 30"]
+            env: [{name: KEY, valueFrom: {secretKeyRef: {name: late-creds, key: key}}}]
+---
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: noimage}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          containers:
+          - name: pytorch
+            image: mlcd-test/not-on-this-engine:1
+            imagePullPolicy: Never
+"#,
+    );
+    let waiting = |pod: &str, reason: &str| {
+        eventually(&format!("{pod} waiting with {reason}"), 30, || {
+            let p = get_json(&fake, &["pod", pod]);
+            let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+            (w["reason"] == reason).then(|| (p["status"]["phase"].clone(), w))
+        })
+    };
+    let (phase, w) = waiting("late-master-0", "CreateContainerConfigError");
+    assert_eq!(phase, "Pending");
+    assert_eq!(w["message"], "secret \"late-creds\" not found");
+    let (phase, w) = waiting("noimage-master-0", "ErrImageNeverPull");
+    assert_eq!(phase, "Pending");
+    assert_eq!(
+        w["message"],
+        "Container image \"mlcd-test/not-on-this-engine:1\" is not present with pull policy of Never"
+    );
+
+    // Once the Secret exists (stringData, folded into data) the kubelet starts it.
+    apply(
+        &fake,
+        &tb,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: late-creds}\nstringData: {key: k-123}\n",
+    );
+    eventually("the container running with the key", 30, || {
+        let r = fake.kubectl(&["logs", "late-master-0"]);
+        (r.code == 0 && r.stdout == "key=k-123\n").then_some(())
+    });
+    wait_for(&fake, "Running", "pytorchjob/late");
+    assert_eq!(engine_containers(&tb, "late-master-0").len(), 1);
+
+    // Deleting the job deletes its pod, and the pod's container goes.
+    kubectl_ok(&fake, &["delete", "pytorchjob", "late"]);
+    eventually("the deleted pod's container removed", 30, || {
+        engine_containers(&tb, "late-master-0")
+            .is_empty()
+            .then_some(())
+    });
+    fake.assert_no_violations();
+}
+
+#[test]
+fn a_trainjob_runs_each_node_as_a_container_with_its_index_and_the_runtime_patch() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    kubectl_ok(
+        &fake,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=token=s3cr3t",
+        ],
+    );
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata: {name: nodes}
+spec:
+  runtimeRef: {name: torch-distributed}
+  trainer:
+    image: BUSYBOX
+    numNodes: 2
+    command: [sh, -c]
+    args: ["echo $JOB_COMPLETION_INDEX > /data/mine; echo index=$(cat /data/mine) pod=$POD; [ \"$API_TOKEN\" = s3cr3t ] && echo secret ok"]
+    env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+  runtimePatches:
+  - manager: mlcd.dev/test
+    trainingRuntimeSpec:
+      template:
+        spec:
+          replicatedJobs:
+          - name: node
+            template:
+              spec:
+                template:
+                  spec:
+                    volumes: [{name: data, emptyDir: {}}]
+                    containers:
+                    - name: node
+                      env: [{name: API_TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}]
+                      volumeMounts: [{name: data, mountPath: /data}]
+"#,
+    );
+    wait_for(&fake, "Complete", "trainjob/nodes");
+    let pods = get_json(
+        &fake,
+        &["pods", "-l", "jobset.sigs.k8s.io/jobset-name=nodes"],
+    );
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 2);
+    let mut seen = Vec::new();
+    for p in pods {
+        let name = p["metadata"]["name"].as_str().unwrap();
+        let index = p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap();
+        assert_eq!(p["status"]["phase"], "Succeeded", "{:#}", p["status"]);
+        assert_eq!(
+            kubectl_ok(&fake, &["logs", name, "-c", "node"]),
+            format!("index={index} pod={name}\nsecret ok\n")
+        );
+        seen.push(index.to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, ["0", "1"]);
+    fake.assert_no_violations();
+}
