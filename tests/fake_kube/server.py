@@ -9,6 +9,13 @@ on the Docker engine at DOCKER_HOST: see kserve.py next to this file).
 Usage:
     python3 tests/fake_kube/server.py [--fixtures DIR] [--k8s-version 1.32]
                                       [--host 127.0.0.1] [--port 0] [--quiet]
+                                      [--run-containers]
+
+--run-containers (needs DOCKER_HOST): the jobs' pods are not scripted but run as
+real containers on that Docker engine by kubelet.py (volumes, env from Secrets and
+ConfigMaps, init containers and native sidecars in order, termination messages,
+per-container logs; read its docstring); the TrainJob/PyTorchJob conditions then
+come from those pods' phases, with the same reasons and messages as the script.
 
 Once listening it prints one line on stdout, `LISTENING http://127.0.0.1:PORT`.
 
@@ -17,7 +24,10 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
        /apis/<g>/<v> (APIResourceList, with status and log subresources),
        /openapi/v3 and /openapi/v3/<api|apis/g/v> (PATCH operations list the
        `fieldValidation` parameter; schemas carry x-kubernetes-group-version-kind)
-  core v1: namespaces, configmaps, pods (+status, +log), events, persistentvolumeclaims
+  core v1: namespaces, configmaps, secrets (stringData folded into data), pods
+       (+status, +log), events, persistentvolumeclaims; bodies in JSON, YAML
+       (apply), or protobuf for Secret/ConfigMap/Namespace (what `kubectl create
+       secret|configmap|namespace` sends; protobuf.py)
   CRDs loaded from fixtures/kubernetes/crds (TrainJob, ClusterTrainingRuntime,
        PyTorchJob, InferenceService, Rollout): their served versions, scope, status
        subresource and schema.
@@ -39,7 +49,8 @@ Validation of every written object (the result of the write, as a real server do
   422 Invalid with a Status like the real one, and is recorded as a violation.
 Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   pods made from its templates (a TrainJob's from the ClusterTrainingRuntime merged
-  with the job's trainer and runtimePatches), those pods are validated as Pods too
+  with the job's trainer and runtimePatches — containers and initContainers patched
+  by name), those pods are validated as Pods too
   (and every volumeMount must name a volume); the pods run, write log lines and end:
   the script comes from POST /_fake/script for the job's name, else from the
   job's hyperparameters ConfigMap (`sleep` seconds, `fail`, `oom`); default 0.5 s,
@@ -71,6 +82,8 @@ Control endpoints (not validated, not recorded):
   GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
   POST /_fake/rollouts     {"name": rollout, "ready_seconds": N}
   GET  /_fake/rollouts     {"ns/name": {hash: {name, state, message, port, container, image}}}
+  GET  /_fake/kubelet      (--run-containers) {"pods": {"ns/pod": {phase, containers, volumes}}, "claims"}
+  POST /_fake/kubelet      {"namespace", "claim"} → {"path"}: a PVC's host directory, to put data on it
 """
 
 import argparse
