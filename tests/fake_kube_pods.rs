@@ -463,3 +463,104 @@ spec:
     assert_eq!(seen, ["0", "1"]);
     fake.assert_no_violations();
 }
+
+#[test]
+fn memory_limits_deadlines_and_suspend_act_on_the_real_containers() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: hungry}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c]
+            args: ['x=$(head -c 100000000 /dev/zero | tr "\0" a); echo survived']
+            resources: {limits: {memory: 16Mi, cpu: 500m}}
+---
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: slow}
+spec:
+  runPolicy: {activeDeadlineSeconds: 4}
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sleep, "120"]
+---
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata: {name: pausable}
+spec:
+  runtimeRef: {name: torch-distributed}
+  trainer: {image: BUSYBOX, command: [sleep, "120"]}
+"#,
+    );
+    // Over its memory limit, the engine OOM-kills the container.
+    wait_for(&fake, "Failed", "pytorchjob/hungry");
+    let pod = get_json(&fake, &["pod", "hungry-master-0"]);
+    let term = &container(&pod, "pytorch")["state"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{term:#}");
+    assert_eq!(term["exitCode"], 137);
+
+    // Suspending a running TrainJob deletes its pod, and the container goes.
+    let pod = eventually("the TrainJob's pod running", 30, || {
+        let pods = get_json(
+            &fake,
+            &["pods", "-l", "jobset.sigs.k8s.io/jobset-name=pausable"],
+        );
+        let p = pods["items"][0].clone();
+        (p["status"]["phase"] == "Running")
+            .then(|| p["metadata"]["name"].as_str().unwrap().to_string())
+    });
+    assert_eq!(engine_containers(&tb, &pod).len(), 1);
+    kubectl_ok(
+        &fake,
+        &[
+            "patch",
+            "trainjob/pausable",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    );
+    wait_for(&fake, "Suspended", "trainjob/pausable");
+    eventually("the suspended job's container removed", 30, || {
+        engine_containers(&tb, &pod).is_empty().then_some(())
+    });
+
+    // activeDeadlineSeconds: the job fails with DeadlineExceeded, its container goes.
+    wait_for(&fake, "Failed", "pytorchjob/slow");
+    let job = get_json(&fake, &["pytorchjob", "slow"]);
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["reason"], "DeadlineExceeded", "{failed:#}");
+    eventually("the timed-out job's container removed", 30, || {
+        engine_containers(&tb, "slow-master-0")
+            .is_empty()
+            .then_some(())
+    });
+    fake.assert_no_violations();
+}

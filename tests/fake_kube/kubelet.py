@@ -18,6 +18,10 @@ Per pod (one thread each):
     message (retried every second, as the kubelet does). Pods of an Indexed Job
     (label batch.kubernetes.io/job-completion-index) get JOB_COMPLETION_INDEX in
     every container; every container gets HOSTNAME = the pod's name.
+  - resources.limits: memory → `--memory` (swap off), cpu → `--cpus`, so a
+    container over its memory limit is OOM-killed by the engine (exit 137, reason
+    OOMKilled); cpu capped at the host's count; requests and extended resources
+    (nvidia.com/gpu) are not enforced.
   - order (KEP-753 native sidecars): initContainers in order, a regular one must
     exit 0 before the next starts (non-zero → the pod Failed, main containers never
     started); one with `restartPolicy: Always` is a sidecar: once it runs, the next
@@ -104,6 +108,32 @@ def expand(text, env):
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+QUANTITY = re.compile(r"^([0-9.]+(?:[eE][-+]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+SUFFIX = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def quantity(text):
+    """A Kubernetes resource quantity ("512Mi", "500m", "2") as a number."""
+    m = QUANTITY.match(str(text))
+    if not m:
+        raise ValueError(f"not a quantity: {text!r}")
+    return float(m.group(1)) * SUFFIX[m.group(2)]
+
+
+def limits(spec):
+    """docker run flags for the container's resources.limits, as the kubelet sets the cgroup."""
+    lim = (spec.get("resources") or {}).get("limits") or {}
+    out = []
+    if "memory" in lim:
+        mem = str(int(quantity(lim["memory"])))
+        out += ["--memory", mem, "--memory-swap", mem]
+    if "cpu" in lim:
+        # Docker refuses more CPUs than the host has (an instance type may ask for 8).
+        out += ["--cpus", f"{min(quantity(lim['cpu']), os.cpu_count() or 1):g}"]
+    return out
 
 
 def docker(*args, timeout=120):
@@ -472,6 +502,7 @@ class Kubelet:
             return False
         if spec.get("workingDir"):
             cmd += ["-w", spec["workingDir"]]
+        cmd += limits(spec)
         sc = spec.get("securityContext") or {}
         if "runAsUser" in sc:
             cmd += ["--user", f"{sc['runAsUser']}" + (f":{sc['runAsGroup']}" if "runAsGroup" in sc else "")]
