@@ -564,3 +564,93 @@ spec:
     });
     fake.assert_no_violations();
 }
+
+#[test]
+fn claims_configmaps_and_secrets_are_mounted_as_the_kubelet_mounts_them() {
+    let tb = testbed();
+    let fake = FakeKube::with_containers(&tb);
+    kubectl_ok(
+        &fake,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=lr=0.1",
+            "--from-literal=epochs=3",
+        ],
+    );
+    kubectl_ok(
+        &fake,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=token=s3cr3t",
+        ],
+    );
+    apply(
+        &fake,
+        &tb,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: datasets}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n",
+    );
+    // A test puts data on the claim through the fake's control endpoint.
+    let claim = fake.call(
+        "POST",
+        "/_fake/kubelet",
+        Some(r#"{"namespace": "ml", "claim": "datasets"}"#),
+    )["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(format!("{claim}/train")).unwrap();
+    std::fs::write(format!("{claim}/train/data.csv"), "x,y\n1,0\n").unwrap();
+    apply(
+        &fake,
+        &tb,
+        r#"
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: mounts}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          volumes:
+          - {name: hp, configMap: {name: settings, items: [{key: lr, path: rates/lr}]}}
+          - {name: creds, secret: {secretName: creds}}
+          - {name: data, persistentVolumeClaim: {claimName: datasets}}
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            command: [sh, -c]
+            args:
+            - |
+              echo "epochs=$HP_epochs lr=$(cat /opt/ml/input/config/rates/lr) token=$(cat /etc/creds/token)"
+              ls /opt/ml/input/config
+              cat /opt/ml/input/data/train/data.csv
+              touch /opt/ml/input/data/new 2>/dev/null && echo wrote to a read-only mount
+              echo trained > /opt/ml/model/model.txt
+            envFrom: [{prefix: HP_, configMapRef: {name: settings}}]
+            volumeMounts:
+            - {name: hp, mountPath: /opt/ml/input/config, readOnly: true}
+            - {name: creds, mountPath: /etc/creds, readOnly: true}
+            - {name: data, mountPath: /opt/ml/input/data, readOnly: true}
+            - {name: data, mountPath: /opt/ml/model, subPath: runs/1}
+"#,
+    );
+    wait_for(&fake, "Succeeded", "pytorchjob/mounts");
+    assert_eq!(
+        kubectl_ok(&fake, &["logs", "mounts-master-0"]),
+        "epochs=3 lr=0.1 token=s3cr3t\nrates\nx,y\n1,0\n"
+    );
+    // What the container wrote under the claim's subPath is on the claim.
+    assert_eq!(
+        std::fs::read_to_string(format!("{claim}/runs/1/model.txt")).unwrap(),
+        "trained\n"
+    );
+    fake.assert_no_violations();
+}
