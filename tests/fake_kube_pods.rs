@@ -350,6 +350,22 @@ spec:
           - name: pytorch
             image: mlcd-test/not-on-this-engine:1
             imagePullPolicy: Never
+---
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata: {name: nosettings}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      restartPolicy: Never
+      template:
+        spec:
+          volumes: [{name: hp, configMap: {name: absent-settings}}]
+          containers:
+          - name: pytorch
+            image: BUSYBOX
+            volumeMounts: [{name: hp, mountPath: /opt/ml/input/config}]
 "#,
     );
     let waiting = |pod: &str, reason: &str| {
@@ -367,6 +383,22 @@ spec:
     assert_eq!(
         w["message"],
         "Container image \"mlcd-test/not-on-this-engine:1\" is not present with pull policy of Never"
+    );
+
+    // A volume whose ConfigMap is missing: Pending, with the kubelet's Event.
+    let (phase, _) = waiting("nosettings-master-0", "ContainerCreating");
+    assert_eq!(phase, "Pending");
+    let events = get_json(&fake, &["events"]);
+    let mount = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["involvedObject"]["name"] == "nosettings-master-0")
+        .unwrap_or_else(|| panic!("no Event for the pod: {events:#}"));
+    assert_eq!(mount["reason"], "FailedMount");
+    assert_eq!(
+        mount["message"],
+        "MountVolume.SetUp failed for volume \"hp\" : configmap \"absent-settings\" not found"
     );
 
     // Once the Secret exists (stringData, folded into data) the kubelet starts it.
