@@ -5,8 +5,10 @@
 //! and stopped after it with its termination message, env from a Secret made by
 //! `kubectl create secret`, logs per container, the job's condition from the pods —
 //! and the failures a kubelet reports: a failing main or init container, a missing
-//! Secret (CreateContainerConfigError), an image the engine does not have. Each test
-//! asserts the fake saw no schema violation.
+//! Secret (CreateContainerConfigError), an image the engine does not have — and what
+//! `mlcd render train` prints (PyTorchJob and TrainJob) training the example model
+//! for real, its data and model on PVCs. Each test asserts the fake saw no schema
+//! violation.
 //!
 //! Needs the test bed (`. .testbed/env`: DOCKER_HOST and its local/busybox image),
 //! python3 with PyYAML and `kubernetes-validate`, and kubectl on PATH.
@@ -684,5 +686,81 @@ spec:
         std::fs::read_to_string(format!("{claim}/runs/1/model.txt")).unwrap(),
         "trained\n"
     );
+    fake.assert_no_violations();
+}
+
+#[test]
+fn what_mlcd_renders_trains_the_example_model_for_real_with_both_trainers() {
+    let tb = testbed_env(&[
+        "DOCKER_HOST",
+        "MLCD_TESTBED_BUSYBOX_IMAGE",
+        "MLCD_TESTBED_BASE_IMAGE",
+    ]);
+    let image = fake_kube::kserve_image(&tb);
+    let fake = FakeKube::with_containers(&tb);
+    let mut claims = BTreeMap::new();
+    for claim in ["data", "models"] {
+        apply(
+            &fake,
+            &tb,
+            &format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}}}\nspec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n"),
+        );
+        let body = format!(r#"{{"namespace": "ml", "claim": "{claim}"}}"#);
+        let path = fake.call("POST", "/_fake/kubelet", Some(&body))["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        claims.insert(claim, path);
+    }
+    copy_dir(
+        &root().join("fixtures/example/data/train"),
+        std::path::Path::new(&format!("{}/churn/train", claims["data"])),
+    );
+    for (trainer, condition) in [("pytorchjob", "Succeeded"), ("trainjob", "Complete")] {
+        let ws = Workspace::new();
+        ws.write(
+            "mlcd.yml",
+            &format!(
+                "model: churn
+backend: kubernetes
+train:
+  image: {image}
+  instance: gpu.t4.xl
+  hyperparameters: {{epochs: 4, lr: 0.1}}
+  channels:
+    train: pvc://data/churn/train
+  timeout: 2m
+kubernetes:
+  namespace: ml
+  storage-uri: pvc://models/churn
+  trainer: {trainer}
+"
+            ),
+        );
+        let r = mlcd(
+            ws.path(),
+            &["render", "train", "--config", "mlcd.yml"],
+            &[("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")],
+        );
+        r.assert_code(0);
+        let file = ws.write("job.yaml", &r.stdout);
+        let job = r
+            .stdout
+            .split("\n---\n")
+            .find(|d| d.contains("\nkind: PyTorchJob") || d.contains("\nkind: TrainJob"))
+            .and_then(|d| d.lines().find_map(|l| l.strip_prefix("  name: ")))
+            .unwrap_or_else(|| panic!("no job in {}", r.stdout))
+            .to_string();
+        kubectl_ok(&fake, &["apply", "-f", &file.display().to_string()]);
+        wait_for(&fake, condition, &format!("{trainer}/{job}"));
+        let logs = kubectl_ok(&fake, &["logs", "-l", &format!("mlcd.dev/job={job}")]);
+        assert!(logs.contains("validation_accuracy="), "{logs}");
+        // The trained model is on the claim of kubernetes.storage-uri.
+        let model = format!("{}/churn/{job}/model/model.json", claims["models"]);
+        assert!(
+            std::path::Path::new(&model).is_file(),
+            "{trainer}: no {model}"
+        );
+    }
     fake.assert_no_violations();
 }
