@@ -195,6 +195,27 @@ fn a_pytorchjob_pod_runs_init_then_sidecar_and_main_and_stops_the_sidecar_last()
     assert_eq!(logs("prepare"), "init done\n");
     assert_eq!(logs("keeper"), "sidecar up\n");
     assert_eq!(logs("pytorch"), "hello-from-init\nsecret ok\n");
+    let tail = |extra: &str| {
+        kubectl_ok(
+            &fake,
+            &[
+                "logs",
+                "ordered-master-0",
+                "-c",
+                "pytorch",
+                "--tail=1",
+                extra,
+            ],
+        )
+    };
+    assert_eq!(tail("--timestamps=false"), "secret ok\n");
+    let stamped = tail("--timestamps");
+    let (stamp, line) = stamped.split_once(' ').unwrap();
+    assert_eq!(line, "secret ok\n");
+    assert!(
+        stamp.len() > 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{stamped}"
+    );
 
     // What the sidecar wrote on its way out is on the pod's emptyDir.
     let kubelet = fake.get("/_fake/kubelet");
