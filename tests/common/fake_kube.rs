@@ -6,6 +6,10 @@
 //! engine ([`FakeKube::with_docker`]) its KServe controller serves revisions from
 //! real containers; [`kserve_image`] is the example model in an image that
 //! carries its trained model (what KServe's storage initializer would fetch).
+//! [`FakeKube::with_containers`] also runs the TrainJob/PyTorchJob pods as real
+//! containers on that engine, like a kubelet (tests/fake_kube/kubelet.py: volumes,
+//! env from Secrets, init containers and native sidecars in order, termination
+//! messages, per-container logs) instead of scripting them.
 
 #![allow(dead_code)]
 
@@ -64,15 +68,22 @@ pub fn kserve_image(tb: &BTreeMap<String, String>) -> String {
 impl FakeKube {
     /// The fake without a Docker engine: InferenceService revisions fail, saying so.
     pub fn start() -> Self {
-        Self::launch(None)
+        Self::launch(None, &[])
     }
 
     /// The fake whose KServe controller runs revisions on `tb`'s Docker engine.
     pub fn with_docker(tb: &BTreeMap<String, String>) -> Self {
-        Self::launch(Some(&tb["DOCKER_HOST"]))
+        Self::launch(Some(&tb["DOCKER_HOST"]), &[])
     }
 
-    fn launch(docker_host: Option<&str>) -> Self {
+    /// The fake whose training jobs' pods run as real containers on `tb`'s Docker
+    /// engine (server.py --run-containers), as well as its KServe revisions. Images
+    /// are never pulled: they must be on that engine.
+    pub fn with_containers(tb: &BTreeMap<String, String>) -> Self {
+        Self::launch(Some(&tb["DOCKER_HOST"]), &["--run-containers"])
+    }
+
+    fn launch(docker_host: Option<&str>, extra: &[&str]) -> Self {
         let mut cmd = Command::new("python3");
         match docker_host {
             Some(h) => cmd.env("DOCKER_HOST", h),
@@ -81,6 +92,7 @@ impl FakeKube {
         let mut child = cmd
             .arg(root().join("tests/fake_kube/server.py"))
             .args(["--port", "0", "--quiet"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

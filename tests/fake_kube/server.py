@@ -9,6 +9,13 @@ on the Docker engine at DOCKER_HOST: see kserve.py next to this file).
 Usage:
     python3 tests/fake_kube/server.py [--fixtures DIR] [--k8s-version 1.32]
                                       [--host 127.0.0.1] [--port 0] [--quiet]
+                                      [--run-containers]
+
+--run-containers (needs DOCKER_HOST): the jobs' pods are not scripted but run as
+real containers on that Docker engine by kubelet.py (volumes, env from Secrets and
+ConfigMaps, init containers and native sidecars in order, termination messages,
+per-container logs; read its docstring); the TrainJob/PyTorchJob conditions then
+come from those pods' phases, with the same reasons and messages as the script.
 
 Once listening it prints one line on stdout, `LISTENING http://127.0.0.1:PORT`.
 
@@ -17,7 +24,10 @@ Served (plain HTTP; kubeconfig `server: http://127.0.0.1:PORT`):
        /apis/<g>/<v> (APIResourceList, with status and log subresources),
        /openapi/v3 and /openapi/v3/<api|apis/g/v> (PATCH operations list the
        `fieldValidation` parameter; schemas carry x-kubernetes-group-version-kind)
-  core v1: namespaces, configmaps, pods (+status, +log), events, persistentvolumeclaims
+  core v1: namespaces, configmaps, secrets (stringData folded into data), pods
+       (+status, +log), events, persistentvolumeclaims; bodies in JSON, YAML
+       (apply), or protobuf for Secret/ConfigMap/Namespace (what `kubectl create
+       secret|configmap|namespace` sends; protobuf.py)
   CRDs loaded from fixtures/kubernetes/crds (TrainJob, ClusterTrainingRuntime,
        PyTorchJob, InferenceService, Rollout): their served versions, scope, status
        subresource and schema.
@@ -39,7 +49,8 @@ Validation of every written object (the result of the write, as a real server do
   422 Invalid with a Status like the real one, and is recorded as a violation.
 Controller (ticks every 50 ms): a TrainJob/PyTorchJob gets a Created condition,
   pods made from its templates (a TrainJob's from the ClusterTrainingRuntime merged
-  with the job's trainer and runtimePatches), those pods are validated as Pods too
+  with the job's trainer and runtimePatches — containers and initContainers patched
+  by name), those pods are validated as Pods too
   (and every volumeMount must name a volume); the pods run, write log lines and end:
   the script comes from POST /_fake/script for the job's name, else from the
   job's hyperparameters ConfigMap (`sleep` seconds, `fail`, `oom`); default 0.5 s,
@@ -71,9 +82,12 @@ Control endpoints (not validated, not recorded):
   GET  /_fake/kserve       {"ns/name": {"rolled", "previous", "revisions": [{name, state, message, port, container}]}}
   POST /_fake/rollouts     {"name": rollout, "ready_seconds": N}
   GET  /_fake/rollouts     {"ns/name": {hash: {name, state, message, port, container, image}}}
+  GET  /_fake/kubelet      (--run-containers) {"pods": {"ns/pod": {phase, containers, volumes}}, "claims"}
+  POST /_fake/kubelet      {"namespace", "claim"} → {"path"}: a PVC's host directory, to put data on it
 """
 
 import argparse
+import base64
 import copy
 import datetime
 import glob
@@ -94,7 +108,9 @@ import uuid
 import yaml
 
 import eks_auth
+import protobuf
 from kserve import KServe
+from kubelet import Kubelet
 from rollouts import Rollouts
 
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -142,6 +158,7 @@ CORE = [
     Resource("", "v1", "pods", "Pod", True, ["status", "log"], short=["po"]),
     Resource("", "v1", "events", "Event", True, short=["ev"]),
     Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["status"], short=["pvc"]),
+    Resource("", "v1", "secrets", "Secret", True),
 ]
 
 
@@ -414,6 +431,7 @@ class Fake:
         self.applied = {}  # (key, field manager, subresource) -> (uid, last applied body)
         self.kserve = KServe(self)
         self.rollouts = Rollouts(self)
+        self.kubelet = None  # kubelet.Kubelet with --run-containers: pods run as real containers
         with self.lock:
             for ns in ("default", "kube-system", "ml"):
                 self.put_namespace(ns)
@@ -457,6 +475,8 @@ class Fake:
         obj = self.objects.pop(key, None)
         if obj is None:
             return None
+        if key[:2] == ("", "pods") and self.kubelet:
+            self.kubelet.forget(key[2], key[3])
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = self.next_rv()
         self.events.append((int(obj["metadata"]["resourceVersion"]), "DELETED", key, obj))
@@ -525,6 +545,11 @@ class Fake:
         else:
             md.pop("namespace", None)
         obj["apiVersion"], obj["kind"] = r.api_version, r.kind
+        if r.kind == "Secret" and "stringData" in obj:
+            # The API server folds the write-only stringData into data.
+            data = obj.setdefault("data", {})
+            for k, v in (obj.pop("stringData") or {}).items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
         if old is not None:
             for f in ("uid", "creationTimestamp", "generation"):
                 if f in old["metadata"]:
@@ -615,11 +640,12 @@ class Fake:
                     ptpl = patch["template"]["spec"]["template"]
                     labels.update((ptpl.get("metadata") or {}).get("labels") or {})
                     pspec = copy.deepcopy(ptpl.get("spec") or {})
-                    pconts = {c["name"]: c for c in pspec.pop("containers", [])}
-                    pspec.pop("initContainers", None)
+                    # containers and initContainers are list-maps keyed by name: a
+                    # patch adds env and volumeMounts to the runtime's containers.
+                    pconts = {c["name"]: c for c in pspec.pop("containers", []) + pspec.pop("initContainers", [])}
                     pod_spec = merge_patch(pod_spec, {k: v for k, v in pspec.items() if k != "volumes"})
                     pod_spec["volumes"] = (pod_spec.get("volumes") or []) + (pspec.get("volumes") or [])
-                    for c in pod_spec.get("containers", []):
+                    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
                         pc = pconts.get(c["name"])
                         if pc:
                             c["volumeMounts"] = (c.get("volumeMounts") or []) + (pc.get("volumeMounts") or [])
@@ -722,7 +748,7 @@ class Fake:
     def step(self, r, key):
         job = self.objects[key]
         ns, name = key[2], key[3]
-        run = self.runs.setdefault(key, {"phase": "new", "since": time.time(), "pods": []})
+        run = self.runs.setdefault(key, {"phase": "new", "since": time.time(), "created": time.time(), "pods": []})
         suspended = job["spec"].get("suspend") if r.kind == "TrainJob" else (job["spec"].get("runPolicy") or {}).get("suspend")
         t = time.time() - run["since"]
         if run["phase"] in ("done", "suspended"):
@@ -756,6 +782,10 @@ class Fake:
                     self.logs[(ns, pod_name)] = []
             run["phase"] = "pending"
             run["since"] = time.time()
+            if self.kubelet:
+                for p in run["pods"]:
+                    self.kubelet.start(ns, p)
+                return
             if run["script"]["outcome"] == "stuck" and run["pods"]:
                 # The scheduler cannot place the pod: it stays Pending, with an Event.
                 pod = run["pods"][0]
@@ -769,6 +799,8 @@ class Fake:
                 self.write(self.by_path[("", "v1", "events")], ns, ev, method="CONTROLLER", path="events")
                 run["phase"] = "stuck"
             return
+        if self.kubelet:
+            return self.step_from_pods(r, key, run, deadline)
         if run["phase"] == "stuck":
             return
         if run["phase"] == "pending" and t > 0.1:
@@ -779,27 +811,13 @@ class Fake:
                 self.logs[(ns, lead)] = list(run["script"]["logs"])
             for p in run["pods"][1:]:
                 self.logs[(ns, p)] = ["worker ready"]
-            patch = {}
-            if r.kind == "TrainJob":
-                n = len(run["pods"])
-                patch["jobsStatus"] = [{"name": "node", "active": n, "ready": n, "succeeded": 0, "failed": 0, "suspended": 0}]
-            else:
-                patch["conditions"] = [{"type": "Running", "status": "True", "reason": "PyTorchJobRunning",
-                                        "message": f"PyTorchJob {ns}/{name} is running."}]
-                patch["replicaStatuses"] = {"Master": {"active": 1}}
-                patch["startTime"] = now()
-            self.set_status(r, key, patch)
+            self.set_status(r, key, self.running_patch(r, ns, name, len(run["pods"])))
             run["phase"], run["since"] = "running", time.time()
             return
         if run["phase"] == "running":
             s = run["script"]
             if deadline and t > deadline:
-                for p in run["pods"]:
-                    self.remove(("", "pods", ns, p))
-                run["phase"] = "done"
-                self.set_status(r, key, {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
-                                                           "message": f"{r.kind} {name} has exceeded its activeDeadlineSeconds."}]})
-                return
+                return self.deadline_exceeded(r, key, run)
             if t < s["seconds"]:
                 return
             outcome = s["outcome"]
@@ -809,25 +827,61 @@ class Fake:
                 self.pod_status(ns, p, "Succeeded" if code == 0 else "Failed", (code, reason), message)
             run["phase"] = "done"
             run["ended"] = time.time()
-            n = len(run["pods"])
-            if r.kind == "TrainJob":
-                js = [{"name": "node", "active": 0, "ready": 0, "succeeded": n if code == 0 else 0,
-                       "failed": 0 if code == 0 else n, "suspended": 0}]
-                cond = ({"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "TrainJob completed"}
-                        if code == 0 else
-                        {"type": "Failed", "status": "True", "reason": "JobsFailed",
-                         "message": f"jobset failed: job {name}-node-0 failed"})
-                self.set_status(r, key, {"jobsStatus": js, "conditions": [cond]})
-            else:
-                conds = [{"type": "Running", "status": "False", "reason": "PyTorchJobRunning", "message": "done"}]
-                if code == 0:
-                    conds.append({"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded",
-                                  "message": f"PyTorchJob {ns}/{name} successfully completed."})
-                else:
-                    conds.append({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
-                                  "message": f"PyTorchJob {ns}/{name} is failed because 1 Master replica(s) failed."})
-                self.set_status(r, key, {"conditions": conds, "replicaStatuses": {"Master": {"succeeded" if code == 0 else "failed": 1}},
-                                         "completionTime": now()})
+            self.set_status(r, key, self.finished_patch(r, ns, name, len(run["pods"]), code == 0))
+
+    def step_from_pods(self, r, key, run, deadline):
+        """--run-containers: the job's conditions from its pods, which kubelet.py runs for real."""
+        ns, name = key[2], key[3]
+        if deadline and time.time() - run["created"] > deadline:
+            return self.deadline_exceeded(r, key, run)
+        if not run["pods"]:
+            return  # no pod could be made (a violation): the job stays Created
+        phases = [((self.objects.get(("", "pods", ns, p)) or {}).get("status") or {}).get("phase", "Gone")
+                  for p in run["pods"]]
+        n = len(phases)
+        if run["phase"] == "pending" and "Running" in phases:
+            self.set_status(r, key, self.running_patch(r, ns, name, n))
+            run["phase"], run["since"] = "running", time.time()
+        if all(ph in ("Succeeded", "Failed", "Gone") for ph in phases):
+            run["phase"], run["ended"] = "done", time.time()
+            self.set_status(r, key, self.finished_patch(r, ns, name, n, all(ph == "Succeeded" for ph in phases)))
+
+    def deadline_exceeded(self, r, key, run):
+        for p in run["pods"]:
+            self.remove(("", "pods", key[2], p))
+        run["phase"] = "done"
+        self.set_status(r, key, {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                                                   "message": f"{r.kind} {key[3]} has exceeded its activeDeadlineSeconds."}]})
+
+    @staticmethod
+    def running_patch(r, ns, name, n):
+        """The job's status once its pods run (the same for the scripted and the real pods)."""
+        if r.kind == "TrainJob":
+            return {"jobsStatus": [{"name": "node", "active": n, "ready": n, "succeeded": 0, "failed": 0, "suspended": 0}]}
+        return {"conditions": [{"type": "Running", "status": "True", "reason": "PyTorchJobRunning",
+                                "message": f"PyTorchJob {ns}/{name} is running."}],
+                "replicaStatuses": {"Master": {"active": 1}}, "startTime": now()}
+
+    @staticmethod
+    def finished_patch(r, ns, name, n, ok):
+        """The job's terminal status (the same for the scripted and the real pods)."""
+        if r.kind == "TrainJob":
+            js = [{"name": "node", "active": 0, "ready": 0, "succeeded": n if ok else 0,
+                   "failed": 0 if ok else n, "suspended": 0}]
+            cond = ({"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "TrainJob completed"}
+                    if ok else
+                    {"type": "Failed", "status": "True", "reason": "JobsFailed",
+                     "message": f"jobset failed: job {name}-node-0 failed"})
+            return {"jobsStatus": js, "conditions": [cond]}
+        conds = [{"type": "Running", "status": "False", "reason": "PyTorchJobRunning", "message": "done"}]
+        if ok:
+            conds.append({"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded",
+                          "message": f"PyTorchJob {ns}/{name} successfully completed."})
+        else:
+            conds.append({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
+                          "message": f"PyTorchJob {ns}/{name} is failed because 1 Master replica(s) failed."})
+        return {"conditions": conds, "replicaStatuses": {"Master": {"succeeded" if ok else "failed": 1}},
+                "completionTime": now()}
 
 
 # ------------------------------------------------------------------ HTTP
@@ -926,6 +980,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, f.kserve.control(method, body))
             if path == "/_fake/rollouts":
                 return self.send_json(200, f.rollouts.control(method, body))
+            if path == "/_fake/kubelet":
+                if f.kubelet is None:
+                    raise HttpError(404, "NotFound", "the fake runs no containers: start it with --run-containers")
+                return self.send_json(200, f.kubelet.control(method, body))
             if path == "/_fake/script":
                 f.scripts[body["name"]] = body
                 return self.send_json(200, {})
@@ -1075,7 +1133,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, obj)
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
-            body = yaml.safe_load(raw.decode() or "{}") if ctype == "application/apply-patch+yaml" else json.loads(raw or b"{}")
+            if ctype == "application/vnd.kubernetes.protobuf":
+                body = protobuf.decode(raw)  # kubectl create secret|configmap|namespace
+            elif ctype == "application/apply-patch+yaml":
+                body = yaml.safe_load(raw.decode() or "{}")
+            else:
+                body = json.loads(raw or b"{}")
         except (ValueError, yaml.YAMLError) as e:
             raise HttpError(400, "BadRequest", f"the body of the request was in an unknown format: {e}")
         if not isinstance(body, dict):
@@ -1198,6 +1261,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pod = f.objects.get(("", "pods", ns, name))
             if pod is None:
                 raise HttpError(404, "NotFound", f"pods \"{name}\" not found")
+        if f.kubelet:
+            got = f.kubelet.logs(ns, name, query.get("container"), query)
+            if got is not None:
+                if got[0] != 200:
+                    raise HttpError(got[0], "BadRequest", got[1])
+                return self.send_text(200, got[1])
+        with f.lock:
             container = query.get("container") or pod["spec"]["containers"][0]["name"]
             if container not in [c["name"] for c in pod["spec"]["containers"]]:
                 raise HttpError(400, "BadRequest", f"container {container} is not valid for pod {name}")
@@ -1225,6 +1295,8 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--run-containers", action="store_true",
+                    help="run the jobs' pods as real containers on the Docker engine at DOCKER_HOST (kubelet.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
                         format="fake-kube %(levelname)s %(message)s")
@@ -1238,6 +1310,11 @@ def main(argv=None):
             with open(p, encoding="utf-8") as fh:
                 runtimes.append(yaml.load(fh, Loader=YAML_LOADER))
     fake = Fake(crds, args.k8s_version, runtimes)
+    if args.run_containers:
+        if not os.environ.get("DOCKER_HOST"):
+            log.error("--run-containers needs a Docker engine: set DOCKER_HOST (the test bed's, from .testbed/env)")
+            return 2
+        fake.kubelet = Kubelet(fake)
     server = Server((args.host, args.port), Handler)
     server.fake = fake
     host, port = server.server_address[:2]
@@ -1260,6 +1337,8 @@ def main(argv=None):
     server.server_close()
     fake.kserve.shutdown()
     fake.rollouts.shutdown()
+    if fake.kubelet:
+        fake.kubelet.shutdown()
     return 0
 
 
