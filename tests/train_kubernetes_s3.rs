@@ -8,8 +8,10 @@
 //! and the object in S3.
 
 mod common;
-use common::fake_kube::FakeKube;
 use common::*;
+#[path = "common/fake_kube.rs"]
+mod fake_kube;
+use fake_kube::FakeKube;
 
 use std::collections::BTreeMap;
 use std::io::Read;

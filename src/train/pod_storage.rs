@@ -21,6 +21,11 @@ pub const FETCH_ENV: &str = "MLCD_FETCH";
 /// The environment variable the `mlcd-keep-model` container reads the model's
 /// destination from (`s3://bucket/key/model.tar.gz`); unset, it keeps nothing.
 pub const MODEL_ENV: &str = "MLCD_MODEL_URI";
+/// How `keep-model` says the training failed (its message, which mlcd reads
+/// back as the failure's reason): `<prefix><reason><suffix>`.
+pub const FAILED_PREFIX: &str = "the training failed: ";
+/// See [`FAILED_PREFIX`].
+pub const NOT_UPLOADED_SUFFIX: &str = "; no model uploaded";
 /// Where channels go in the pod (the SageMaker container contract).
 pub const DATA_DIR: &str = "/opt/ml/input/data";
 /// What the trainer leaves as its model.
@@ -39,7 +44,7 @@ pub enum PodStorage {
     },
     /// On SIGTERM, pack `from` as a gzip'd tar and upload it to `to` (an
     /// `s3://bucket/key` object; default [`MODEL_ENV`]), unless `failure`
-    /// exists; what was done goes to `message` (the container's termination
+    /// holds a reason; what was done goes to `message` (the container's termination
     /// message file) too.
     KeepModel {
         from: PathBuf,
@@ -162,11 +167,12 @@ pub async fn upload_model(
     to: &str,
     failure: &Path,
 ) -> Result<String, UserError> {
-    if failure.exists() {
-        return Ok(format!(
-            "the training wrote {}: no model uploaded",
-            failure.display()
-        ));
+    // Non-empty only: the kubelet creates an empty file there when it is the
+    // trainer's terminationMessagePath (it bind-mounts the message file).
+    let reason = std::fs::read_to_string(failure).unwrap_or_default();
+    if !reason.trim().is_empty() {
+        let reason: String = reason.trim().chars().take(1024).collect();
+        return Ok(format!("{FAILED_PREFIX}{reason}{NOT_UPLOADED_SUFFIX}"));
     }
     let (bucket, key) = parse_s3(to).map_err(UserError::invalid)?;
     let tmp = std::env::temp_dir().join(format!("mlcd-model-{}.tar.gz", std::process::id()));

@@ -189,17 +189,21 @@ struct Mounts {
     s3: S3Storage,
 }
 
-fn volume_name(claim: &str) -> String {
-    let n = format!("pvc-{}", claim.replace('.', "-"));
-    n.chars()
+/// The volume of one mount of a claim: one volume per mount (`data-<channel>`,
+/// `model-store`), since Kubeflow Trainer's `runtimePatches` key a container's
+/// volumeMounts by volume name, so two mounts of one volume are refused.
+fn volume_name(purpose: &str) -> String {
+    let n: String = purpose
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(63)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
+        .collect();
+    n.trim_matches('-').to_string()
 }
 
 fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
-    let mut claims: BTreeMap<String, String> = BTreeMap::new();
+    let mut claims: Vec<(String, String)> = Vec::new();
     let mut s3 = S3Storage::default();
     let mut mounts = vec![json!({
         "name": "hyperparameters",
@@ -230,8 +234,8 @@ fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
                 "give `train.channels.{ch}: pvc://claim/path` or `s3://bucket/prefix`"
             ))
         })?;
-        let vol = volume_name(&claim);
-        claims.insert(claim, vol.clone());
+        let vol = volume_name(&format!("data-{ch}"));
+        claims.push((claim, vol.clone()));
         let mut m = json!({
             "name": vol,
             "mountPath": format!("/opt/ml/input/data/{ch}"),
@@ -272,17 +276,23 @@ fn mounts(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Mounts, UserError> {
         } else {
             format!("{path}/{}/model", spec.name)
         };
-        let vol = volume_name(&claim);
-        claims.insert(claim.clone(), vol.clone());
+        let vol = volume_name("model-store");
+        claims.push((claim.clone(), vol.clone()));
         mounts.push(json!({ "name": vol, "mountPath": "/opt/ml/model", "subPath": sub }));
         format!("pvc://{claim}/{sub}")
     };
-    mounts.extend(s3.trainer_mounts());
+    // The fetched channels' directory first: the claims' channel mounts nest in it.
+    let (data, rest) = s3.trainer_mounts();
+    if let Some(d) = data {
+        mounts.insert(1, d);
+    }
+    mounts.extend(rest);
     let mut volumes = vec![json!({
         "name": "hyperparameters",
         "configMap": { "name": hyperparameters_config_map(&spec.name) },
     })];
     for (claim, vol) in claims {
+        // Another channel on this claim has its own volume (see volume_name).
         volumes.push(json!({ "name": vol, "persistentVolumeClaim": { "claimName": claim } }));
     }
     // A TrainJob's runtime carries the storage volumes (with its containers).
@@ -396,9 +406,14 @@ pub fn manifests(spec: &JobSpec, plan: &KubernetesPlan) -> Result<Vec<Value>, Us
                 "args": ["train"],
                 "resources": resources,
                 "volumeMounts": m.mounts,
-                "terminationMessagePath": FAILURE_FILE,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             });
+            // The failure file as the termination message: the kubelet
+            // bind-mounts a file of its own there, so with an s3:// model the
+            // sidecar could not see the file; it relays the reason instead.
+            if m.s3.model.is_none() {
+                container["terminationMessagePath"] = json!(FAILURE_FILE);
+            }
             let env = env_list(spec);
             if !env.is_empty() {
                 container["env"] = json!(env);
@@ -724,7 +739,8 @@ impl KubernetesTraining {
     async fn model_not_kept(&self, name: &str) -> Option<String> {
         let pod = self.lead_pod(name).await.ok()??;
         let (code, message) = storage::keep_outcome(&pod)?;
-        if code == 0 && !message.contains("not uploaded") && !message.contains("no model") {
+        let kept = message.starts_with("uploaded ");
+        if code == 0 && kept {
             return None;
         }
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -798,6 +814,14 @@ impl KubernetesTraining {
         let Ok(Some(pod)) = self.lead_pod(name).await else {
             return cond;
         };
+        if let Some(reason) =
+            storage::keep_outcome(&pod).and_then(|(_, m)| storage::training_failure(&m))
+        {
+            return match pod_termination(&pod) {
+                Some((why, _)) => format!("{reason} ({why}; {cond})"),
+                None => format!("{reason} ({cond})"),
+            };
+        }
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         match pod_termination(&pod) {
             Some((why, Some(msg))) => format!("{msg} ({why}; {cond})"),
@@ -1351,9 +1375,12 @@ mod tests {
         );
         // The trainer sees the channel where SageMaker puts it, and the model dir.
         let mounts = master["containers"][0]["volumeMounts"].as_array().unwrap();
-        assert!(mounts
-            .iter()
-            .any(|m| m["mountPath"] == "/opt/ml/input/data/train" && m["subPath"] == "train"));
+        assert_eq!(mounts[1]["mountPath"], "/opt/ml/input/data");
+        assert_eq!(mounts[1]["name"], storage::DATA_VOLUME);
+        // The sidecar must see the failure file: no termination message there.
+        assert!(master["containers"][0]
+            .get("terminationMessagePath")
+            .is_none());
         assert!(mounts.iter().any(|m| m["mountPath"] == "/opt/ml/model"));
         // Workers fetch, only the Master keeps the model.
         let worker = &objs[1]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"];

@@ -55,25 +55,18 @@ impl S3Storage {
         self.channels.is_empty() && self.model.is_none()
     }
 
-    /// The trainer's mounts of the storage volumes.
-    pub fn trainer_mounts(&self) -> Vec<Value> {
-        let mut out: Vec<Value> = self
-            .channels
-            .keys()
-            .map(|ch| {
-                json!({
-                    "name": DATA_VOLUME,
-                    "mountPath": format!("{DATA_DIR}/{ch}"),
-                    "subPath": ch,
-                    "readOnly": true,
-                })
-            })
-            .collect();
+    /// The trainer's mounts of the storage volumes: the data directory (all
+    /// fetched channels, one mount: a TrainJob's patch may mount a volume once;
+    /// writable, so that channels on claims can nest in it), and the rest.
+    pub fn trainer_mounts(&self) -> (Option<Value>, Vec<Value>) {
+        let data = (!self.channels.is_empty())
+            .then(|| json!({ "name": DATA_VOLUME, "mountPath": DATA_DIR }));
+        let mut rest = Vec::new();
         if self.model.is_some() {
-            out.push(json!({ "name": MODEL_VOLUME, "mountPath": MODEL_DIR }));
-            out.push(json!({ "name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR }));
+            rest.push(json!({ "name": MODEL_VOLUME, "mountPath": MODEL_DIR }));
+            rest.push(json!({ "name": OUTPUT_VOLUME, "mountPath": OUTPUT_DIR }));
         }
-        out
+        (data, rest)
     }
 
     /// The `mlcd-fetch` container's environment.
@@ -241,6 +234,17 @@ pub fn keep_outcome(pod: &Pod) -> Option<(i32, String)> {
         t.exit_code,
         t.message.as_deref().unwrap_or_default().trim().to_string(),
     ))
+}
+
+/// The reason a failed training gave, as the sidecar relays it from
+/// `/opt/ml/output/failure` (the trainer's own termination message cannot
+/// carry it when the sidecar must see the file: see [`super::manifests`]).
+pub fn training_failure(message: &str) -> Option<String> {
+    let rest = message.strip_prefix(crate::train::pod_storage::FAILED_PREFIX)?;
+    let reason = rest
+        .strip_suffix(crate::train::pod_storage::NOT_UPLOADED_SUFFIX)
+        .unwrap_or(rest);
+    Some(reason.trim().to_string()).filter(|r| !r.is_empty())
 }
 
 /// The model's destination a job's spec gives its sidecar (`MLCD_MODEL_URI`
