@@ -11,7 +11,7 @@ mod common;
 use common::*;
 #[path = "common/fake_kube.rs"]
 mod fake_kube;
-use fake_kube::FakeKube;
+use fake_kube::{docker, example_image, FakeKube};
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -33,32 +33,13 @@ fn testbed() -> BTreeMap<String, String> {
     ])
 }
 
-fn docker(tb: &BTreeMap<String, String>, args: &[&str]) {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", &tb["DOCKER_HOST"])
-        .output()
-        .expect("docker runs");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The bundled example's image and mlcd's own image (the Dockerfile's
 /// `prebuilt` stage around this build's binary, stripped), built once.
 fn images(tb: &BTreeMap<String, String>) -> (&'static str, &'static str) {
     static BUILT: Mutex<bool> = Mutex::new(false);
-    let (train, storage) = ("mlcd-test/churn:train", "mlcd-test/mlcd:dev");
+    let (train, storage) = (example_image(tb), "mlcd-test/mlcd:dev");
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !*built {
-        let base = format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]);
-        let example = root().join("fixtures/example").display().to_string();
-        docker(
-            tb,
-            &["build", "-q", "-t", train, "--build-arg", &base, &example],
-        );
         let ctx = tempfile::tempdir().unwrap();
         std::fs::copy(root().join("Dockerfile"), ctx.path().join("Dockerfile")).unwrap();
         let bin = ctx.path().join("mlcd");

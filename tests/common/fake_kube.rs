@@ -29,38 +29,51 @@ pub struct FakeKube {
     dir: tempfile::TempDir,
 }
 
+/// Runs `docker ARGS…` on the test bed's engine; panics with its stderr on failure.
+pub fn docker(tb: &BTreeMap<String, String>, args: &[&str]) {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &tb["DOCKER_HOST"])
+        .output()
+        .expect("docker runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The bundled example's image (`train` and `serve`, no model in it), built
+/// once per test process; returns its reference.
+pub fn example_image(tb: &BTreeMap<String, String>) -> &'static str {
+    const IMAGE: &str = "mlcd-test/churn:train";
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let base = format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]);
+        let example = root().join("fixtures/example").display().to_string();
+        docker(
+            tb,
+            &["build", "-q", "-t", IMAGE, "--build-arg", &base, &example],
+        );
+    });
+    IMAGE
+}
+
 /// The example model's image with its model trained in at /opt/ml/model, built
 /// once per test process on the test bed's engine; returns its reference.
 pub fn kserve_image(tb: &BTreeMap<String, String>) -> String {
     const IMAGE: &str = "mlcd-test/churn:kserve";
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let docker = |args: &[&str], dir: &std::path::Path| {
-            let out = Command::new("docker")
-                .args(args)
-                .arg(dir)
-                .env("DOCKER_HOST", &tb["DOCKER_HOST"])
-                .output()
-                .expect("docker runs");
-            assert!(
-                out.status.success(),
-                "docker {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let base = format!("BASE_IMAGE={}", tb["MLCD_TESTBED_BASE_IMAGE"]);
-        docker(
-            &["build", "-q", "-t", "mlcd-test/churn:train", "--build-arg", &base],
-            &root().join("fixtures/example"),
-        );
+        let train = example_image(tb);
         let dir = tempfile::tempdir().unwrap();
         crate::common::copy_dir(&root().join("fixtures/example/data"), &dir.path().join("data"));
         std::fs::write(
             dir.path().join("Dockerfile"),
-            "FROM mlcd-test/churn:train\nCOPY data /opt/ml/input/data\nRUN [\"python3\", \"/opt/program/entry.py\", \"train\"]\n",
+            format!("FROM {train}\nCOPY data /opt/ml/input/data\nRUN [\"python3\", \"/opt/program/entry.py\", \"train\"]\n"),
         )
         .unwrap();
-        docker(&["build", "-q", "-t", IMAGE], dir.path());
+        docker(tb, &["build", "-q", "-t", IMAGE, &dir.path().display().to_string()]);
     });
     IMAGE.to_string()
 }
