@@ -325,9 +325,14 @@ mod tests {
             parse_pvc("pvc://models").unwrap(),
             ("models".into(), "".into())
         );
-        assert!(parse_pvc("s3://bucket/x")
+        assert!(parse_pvc("gs://bucket/x")
             .unwrap_err()
-            .contains("not available"));
+            .contains("Cloud Storage FUSE"));
+        // A training's storage: a claim or S3, nothing else.
+        assert!(check_training_storage("s3://bucket/x").is_ok());
+        assert!(check_training_storage("pvc://models/x").is_ok());
+        assert!(check_training_storage("s3://").is_err());
+        assert!(check_training_storage("gs://bucket/x").is_err());
         assert!(parse_pvc("pvc://Models/x").is_err());
         assert!(parse_pvc("pvc://m/../x").is_err());
     }
