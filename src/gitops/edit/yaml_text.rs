@@ -364,6 +364,9 @@ fn plain_safe(s: &str) -> bool {
         || "-?:,[]{}#&*!|>'\"%@`".contains(first)
         || s.contains(": ")
         || s.ends_with(':')
+        // libyaml (serde_yaml) refuses `:` then one of `,?[]{}` in a flow
+        // plain scalar ("found unexpected ':'"); the others are refused below.
+        || s.contains(":?")
         || s.contains(" #")
         || s.contains(['\n', '\r', '\t', ',', '[', ']', '{', '}'])
     {
@@ -534,6 +537,21 @@ mod tests {
         }
         let out = splice(text, n, &Value::Int(25)).unwrap().unwrap();
         assert_eq!(out, "tag: 25\n");
+    }
+
+    #[test]
+    fn a_colon_before_a_flow_indicator_is_quoted_in_a_flow_list() {
+        // Found by the gitops_edit property test: `a:?` plain in `[…]` is
+        // refused by libyaml, so it must be written quoted.
+        let text = "list: [a, b]\n";
+        let docs = parse(text).unwrap();
+        let n = find(&docs[0], &parse_path("list[0]").unwrap())
+            .ok()
+            .unwrap();
+        let out = splice(text, n, &Value::Str("a:?".into())).unwrap().unwrap();
+        assert_eq!(out, "list: [\"a:?\", b]\n");
+        let reread: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+        assert_eq!(reread["list"][0].as_str(), Some("a:?"));
     }
 
     #[test]
