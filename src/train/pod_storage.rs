@@ -26,6 +26,8 @@ pub const MODEL_ENV: &str = "MLCD_MODEL_URI";
 pub const FAILED_PREFIX: &str = "the training failed: ";
 /// See [`FAILED_PREFIX`].
 pub const NOT_UPLOADED_SUFFIX: &str = "; no model uploaded";
+/// How `keep-model`'s message starts when the model was uploaded (mlcd checks it).
+pub const UPLOADED_PREFIX: &str = "uploaded ";
 /// Where channels go in the pod (the SageMaker container contract).
 pub const DATA_DIR: &str = "/opt/ml/input/data";
 /// What the trainer leaves as its model.
@@ -188,7 +190,7 @@ pub async fn upload_model(
     let put = s3.put_file(&bucket, &key, &tmp, size, &sha).await;
     let _ = std::fs::remove_file(&tmp);
     put?;
-    Ok(format!("uploaded {} as {to}", show_bytes(size)))
+    Ok(format!("{UPLOADED_PREFIX}{} as {to}", show_bytes(size)))
 }
 
 /// The channels of [`FETCH_ENV`]: `{"channel": "s3://…"}`.

@@ -739,7 +739,7 @@ impl KubernetesTraining {
     async fn model_not_kept(&self, name: &str) -> Option<String> {
         let pod = self.lead_pod(name).await.ok()??;
         let (code, message) = storage::keep_outcome(&pod)?;
-        let kept = message.starts_with("uploaded ");
+        let kept = message.starts_with(crate::train::pod_storage::UPLOADED_PREFIX);
         if code == 0 && kept {
             return None;
         }
